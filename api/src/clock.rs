@@ -1,0 +1,42 @@
+//! Time as a value, so that tests can freeze it.
+
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+
+/// Where the ledger reads the time from.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A clock that only moves when told to (tests).
+    Fixed(Arc<Mutex<OffsetDateTime>>),
+}
+
+impl Clock {
+    /// A frozen clock set to `at`.
+    pub fn fixed(at: OffsetDateTime) -> Clock {
+        Clock::Fixed(Arc::new(Mutex::new(at)))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> OffsetDateTime {
+        match self {
+            Clock::System => OffsetDateTime::now_utc(),
+            Clock::Fixed(t) => *t.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Moves a fixed clock to `at`; no effect on the system clock.
+    pub fn set(&self, at: OffsetDateTime) {
+        if let Clock::Fixed(t) = self {
+            *t.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        }
+    }
+}
+
+/// Unix milliseconds of a time (0 before the epoch).
+pub fn unix_ms(t: OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}

@@ -1,0 +1,204 @@
+//! Errors at the HTTP boundary: every failure becomes an
+//! `application/problem+json` body (RFC 9457) with a stable `code`.
+//!
+//! The mapping from library errors to status and code is one exhaustive
+//! `match` per error type (no catch-all arm), so a new variant cannot reach
+//! a client without a deliberate code. `Debug` text never reaches a response.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lineage_ledger::rules::Rejection;
+use lineage_schemas::Problem;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The envelope was refused by a rule.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The sequencer queue is full.
+    #[error("the ledger is overloaded; retry shortly")]
+    Overloaded,
+    /// The store failed; nothing from this request was acknowledged.
+    #[error("the ledger's storage failed; nothing was appended; retry shortly")]
+    Unavailable,
+    /// A resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A malformed request (path, query or body framing).
+    #[error("{detail}")]
+    BadRequest {
+        /// What is wrong.
+        detail: String,
+        /// The parameter at fault, if one is.
+        field: Option<String>,
+    },
+    /// More envelopes in one array than allowed.
+    #[error("{count} envelopes in one request; the limit is {limit}")]
+    TooManyEnvelopes {
+        /// Envelopes sent.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A bug or an unexpected state; details are logged, not returned.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// A 400 with a field.
+    pub fn bad_request(detail: impl Into<String>, field: &str) -> ApiError {
+        ApiError::BadRequest {
+            detail: detail.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    /// The status, stable code and title.
+    pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Rejected(r) => classify_rejection(r),
+            ApiError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Ledger overloaded",
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "Storage unavailable",
+            ),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            ApiError::BadRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Invalid request",
+            ),
+            ApiError::TooManyEnvelopes { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Too many envelopes",
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+
+    /// The problem body.
+    pub fn to_problem(&self) -> Problem {
+        let (status, code, title) = self.classify();
+        let field = match self {
+            ApiError::Rejected(r) => rejection_field(r),
+            ApiError::BadRequest { field, .. } => field.clone(),
+            _ => None,
+        };
+        Problem {
+            r#type: lineage_schemas::problem_type(code),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            code: code.to_owned(),
+            detail: self.to_string(),
+            field,
+            index: None,
+        }
+    }
+}
+
+/// Status, code and title of each rule failure.
+pub fn classify_rejection(r: &Rejection) -> (StatusCode, &'static str, &'static str) {
+    match r {
+        Rejection::PayloadTooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+        ),
+        Rejection::InvalidEnvelope(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_envelope",
+            "Invalid envelope",
+        ),
+        Rejection::UnknownKey { .. } => (StatusCode::FORBIDDEN, "unknown_key", "Unknown key"),
+        Rejection::BadSignature { .. } => {
+            (StatusCode::UNAUTHORIZED, "bad_signature", "Bad signature")
+        }
+        Rejection::RevokedKey { .. } => (StatusCode::FORBIDDEN, "revoked_key", "Revoked key"),
+        Rejection::InvalidPayload(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "Invalid payload",
+        ),
+        Rejection::RuntimeMismatch { .. } => (
+            StatusCode::FORBIDDEN,
+            "runtime_mismatch",
+            "Runtime mismatch",
+        ),
+        Rejection::ClockSkew { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "clock_skew",
+            "Timestamp out of range",
+        ),
+        Rejection::KeyConflict { .. } => (StatusCode::CONFLICT, "key_conflict", "Key conflict"),
+        Rejection::DuplicateEvent { .. } => {
+            (StatusCode::CONFLICT, "duplicate_event", "Duplicate event")
+        }
+        Rejection::Equivocation { .. } => (StatusCode::CONFLICT, "equivocation", "Equivocation"),
+        Rejection::SequenceGap { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sequence_gap",
+            "Sequence gap",
+        ),
+        Rejection::PrevMismatch { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "prev_mismatch",
+            "Prev mismatch",
+        ),
+        Rejection::UnknownParent { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_parent",
+            "Unknown parent",
+        ),
+    }
+}
+
+fn rejection_field(r: &Rejection) -> Option<String> {
+    match r {
+        Rejection::InvalidEnvelope(e) => Some(e.field().to_owned()),
+        Rejection::InvalidPayload(e) => Some(e.field().to_owned()),
+        Rejection::RuntimeMismatch { .. } => Some("runtime".into()),
+        Rejection::ClockSkew { .. } => Some("at".into()),
+        Rejection::SequenceGap { .. } | Rejection::Equivocation { .. } => Some("seq".into()),
+        Rejection::PrevMismatch { .. } => Some("prev".into()),
+        Rejection::UnknownParent { position, .. } => Some(format!("parents[{position}]")),
+        Rejection::UnknownKey { .. }
+        | Rejection::BadSignature { .. }
+        | Rejection::RevokedKey { .. } => Some("signatures[0].keyid".into()),
+        Rejection::KeyConflict { .. } => Some("public_key".into()),
+        Rejection::PayloadTooLarge { .. } | Rejection::DuplicateEvent { .. } => None,
+    }
+}
+
+/// `application/problem+json`.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Builds the HTTP response for a problem.
+pub fn problem_response(problem: &Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        problem_response(&self.to_problem())
+    }
+}

@@ -1,0 +1,463 @@
+//! Read endpoints: the JSON API under `/v1`, the C2SP tlog-tiles endpoints,
+//! health and metrics. Store reads block, so each runs on the blocking pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use lineage_ledger::TILE_WIDTH;
+use lineage_ledger::entry::{EntryType, LogEntry};
+use lineage_ledger::keys::{EventId, public_key_base64};
+use lineage_ledger::tile::{TileKind, TilePath, encode_bundle};
+use lineage_schemas::{
+    AuthorityKey, ConsistencyProofResponse, EntryResponse, InclusionProofResponse, LogInfo,
+    RuntimeInfo, RuntimeKey, WorkloadEvent, WorkloadEvents,
+};
+
+use crate::AppState;
+use crate::ingest::json_response;
+use crate::problem::ApiError;
+use crate::service::{Core, ReadError};
+
+/// Default and largest page of workload events.
+const WORKLOAD_PAGE: usize = 100;
+const WORKLOAD_PAGE_MAX: usize = 1000;
+/// Children listed per event.
+const CHILDREN_MAX: usize = 1000;
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> ApiError {
+        match e {
+            ReadError::NotFound => ApiError::NotFound("no such entry".into()),
+            ReadError::OutOfRange => ApiError::BadRequest {
+                detail: "indices or tree sizes outside the current tree".into(),
+                field: None,
+            },
+            ReadError::Store(e) => {
+                tracing::error!(error = %e, "store read failed");
+                ApiError::Unavailable
+            }
+            ReadError::Tree(e) => {
+                tracing::error!(error = %e, "tree read failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+/// Runs a blocking read against the core.
+async fn blocking<T: Send + 'static>(
+    app: &AppState,
+    f: impl FnOnce(&Core) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let core: Arc<Core> = app.log.core().clone();
+    tokio::task::spawn_blocking(move || f(&core))
+        .await
+        .map_err(|_| ApiError::Internal)?
+}
+
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::BadRequest {
+        detail: format!("bad path parameter: {}", e.body_text()),
+        field: None,
+    }
+}
+
+fn query_u64(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    q.get(name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("{name} must be an unsigned integer"), name)
+            })
+        })
+        .transpose()
+}
+
+fn required(q: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
+    query_u64(q, name)?.ok_or_else(|| ApiError::bad_request(format!("{name} is required"), name))
+}
+
+fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| ApiError::BadRequest {
+        detail: format!("bad query string: {}", e.body_text()),
+        field: None,
+    })
+}
+
+fn rfc3339_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<LogEntry, ApiError> {
+    LogEntry::decode(bytes).map_err(|e| {
+        tracing::error!(error = %e, index, "stored entry does not decode");
+        ApiError::Internal
+    })
+}
+
+fn entry_response(core: &Core, index: u64) -> Result<EntryResponse, ApiError> {
+    let bundle = core.bundle_at_head(index)?;
+    let bytes = STANDARD
+        .decode(&bundle.entry)
+        .map_err(|_| ApiError::Internal)?;
+    let entry = decode_entry(index, &bytes)?;
+    let event_id = entry.event_id();
+    let mut children = Vec::new();
+    for child in core
+        .store
+        .children(&event_id, CHILDREN_MAX)
+        .map_err(ReadError::from)?
+    {
+        let e = core
+            .store
+            .entry(child)
+            .map_err(ReadError::from)?
+            .ok_or(ApiError::Internal)?;
+        children.push(decode_entry(child, &e)?.event_id().to_string());
+    }
+    Ok(EntryResponse {
+        index,
+        event_id: event_id.to_string(),
+        entry_type: match entry.entry_type {
+            EntryType::Event => "event".into(),
+            EntryType::Governance => "governance".into(),
+        },
+        integrated_at: rfc3339_ms(entry.integrated_at_ms),
+        envelope: entry.to_envelope().to_wire(),
+        payload: serde_json::from_slice(&entry.payload).unwrap_or(serde_json::Value::Null),
+        children,
+        bundle,
+    })
+}
+
+pub(crate) async fn get_entry(
+    State(app): State<AppState>,
+    index: Result<Path<u64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(index) = index.map_err(path_error)?;
+    let r = blocking(&app, move |core| entry_response(core, index)).await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub(crate) async fn get_event(
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(path_error)?;
+    let id: EventId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("an event ID is 64 lowercase hex digits", "id"))?;
+    let r = blocking(&app, move |core| {
+        let index = core
+            .store
+            .event_index(&id)
+            .map_err(ReadError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))?;
+        entry_response(core, index)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &r))
+}
+
+pub(crate) async fn get_log(State(app): State<AppState>) -> Response {
+    let head = app.log.head();
+    let root = lineage_ledger::checkpoint::Checkpoint::parse(
+        head.note
+            .split("\n\n")
+            .next()
+            .map(|b| format!("{b}\n"))
+            .as_deref()
+            .unwrap_or(""),
+    )
+    .map(|c| c.root.to_base64())
+    .unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        &LogInfo {
+            origin: app.log.config.origin.clone(),
+            vkey: app.log.vkey.clone(),
+            tree_size: head.size,
+            root,
+            checkpoint: head.note.clone(),
+            authority_keys: app
+                .log
+                .authorities
+                .iter()
+                .map(|(id, k)| AuthorityKey {
+                    key_id: id.to_string(),
+                    public_key: public_key_base64(k),
+                })
+                .collect(),
+        },
+    )
+}
+
+pub(crate) async fn get_inclusion(
+    State(app): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let index = required(&q, "index")?;
+    let tree_size = required(&q, "tree_size")?;
+    let proof = blocking(
+        &app,
+        move |core| Ok(core.inclusion_proof(index, tree_size)?),
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &InclusionProofResponse {
+            index,
+            tree_size,
+            proof: proof.iter().map(|h| h.to_base64()).collect(),
+        },
+    ))
+}
+
+pub(crate) async fn get_consistency(
+    State(app): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let first = required(&q, "first")?;
+    let second = required(&q, "second")?;
+    let proof = blocking(&app, move |core| Ok(core.consistency_proof(first, second)?)).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ConsistencyProofResponse {
+            first,
+            second,
+            proof: proof.iter().map(|h| h.to_base64()).collect(),
+        },
+    ))
+}
+
+fn note_response(note: String, cache: &'static str) -> Response {
+    let mut r = note.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+pub(crate) async fn get_checkpoint(State(app): State<AppState>) -> Response {
+    note_response(app.log.head().note.clone(), "no-store")
+}
+
+pub(crate) async fn get_checkpoint_at(
+    State(app): State<AppState>,
+    size: Result<Path<u64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(size) = size.map_err(path_error)?;
+    let cp = blocking(&app, move |core| {
+        core.store
+            .checkpoint(size)
+            .map_err(ReadError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no checkpoint was issued at size {size}")))
+    })
+    .await?;
+    Ok(note_response(
+        cp.note,
+        "public, max-age=31536000, immutable",
+    ))
+}
+
+pub(crate) async fn get_workload_events(
+    State(app): State<AppState>,
+    workload: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(workload) = workload.map_err(path_error)?;
+    let q = query(q)?;
+    let from_seq = query_u64(&q, "from_seq")?.unwrap_or(0);
+    let limit = match query_u64(&q, "limit")? {
+        None => WORKLOAD_PAGE,
+        Some(l) if l >= 1 && l <= WORKLOAD_PAGE_MAX as u64 => l as usize,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                format!("limit must be between 1 and {WORKLOAD_PAGE_MAX}"),
+                "limit",
+            ));
+        }
+    };
+    let w = workload.clone();
+    let events = blocking(&app, move |core| {
+        let rows = core
+            .store
+            .workload_range(&w, from_seq, limit + 1)
+            .map_err(ReadError::from)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, index) in rows {
+            let bytes = core
+                .store
+                .entry(index)
+                .map_err(ReadError::from)?
+                .ok_or(ApiError::Internal)?;
+            let entry = decode_entry(index, &bytes)?;
+            let event = lineage_ledger::event::parse_event(&entry.payload)
+                .map_err(|_| ApiError::Internal)?;
+            out.push(WorkloadEvent {
+                seq,
+                event_id: entry.event_id().to_string(),
+                index,
+                kind: event.kind.clone(),
+                at: event
+                    .at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                runtime: event.runtime.as_str().to_owned(),
+                prev: event.prev.map(|p| p.to_string()),
+                parents: event.parents.iter().map(ToString::to_string).collect(),
+            });
+        }
+        Ok(out)
+    })
+    .await?;
+    let mut events = events;
+    let next_from_seq = if events.len() > limit {
+        events.pop().map(|e| e.seq)
+    } else {
+        None
+    };
+    if events.is_empty() && from_seq == 0 {
+        return Err(ApiError::NotFound(format!("no workload {workload}")));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &WorkloadEvents {
+            workload,
+            events,
+            next_from_seq,
+        },
+    ))
+}
+
+pub(crate) async fn get_runtime(
+    State(app): State<AppState>,
+    runtime: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(runtime) = runtime.map_err(path_error)?;
+    let keys = app.log.runtime_keys(&runtime);
+    if keys.is_empty() {
+        return Err(ApiError::NotFound(format!("no runtime {runtime}")));
+    }
+    let event_count = app.log.runtime_count(&runtime);
+    Ok(json_response(
+        StatusCode::OK,
+        &RuntimeInfo {
+            runtime,
+            keys: keys
+                .iter()
+                .map(|k| RuntimeKey {
+                    key_id: k.key_id.to_string(),
+                    public_key: public_key_base64(&k.public_key),
+                    granted_index: k.granted_index,
+                    revoked_index: k.revoked_index,
+                })
+                .collect(),
+            event_count,
+        },
+    ))
+}
+
+/// `GET /tile/...`: hash tiles and entry bundles, per C2SP tlog-tiles.
+pub(crate) async fn get_tile(
+    State(app): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(rest) = path.map_err(path_error)?;
+    let full = format!("tile/{rest}");
+    let tile = TilePath::parse(&full)
+        .map_err(|e| ApiError::bad_request(format!("not a tile path: {e}"), "path"))?;
+    let size = app.log.head().size;
+    let width = u64::from(tile.width);
+    let body = blocking(&app, move |core| {
+        let not_found = || ApiError::NotFound(format!("{full} is beyond the tree"));
+        match tile.kind {
+            TileKind::Entries => {
+                let start = tile.index.checked_mul(TILE_WIDTH).ok_or_else(not_found)?;
+                let end = start.checked_add(width).ok_or_else(not_found)?;
+                if end > size {
+                    return Err(not_found());
+                }
+                let entries = core.store.entries(start, end).map_err(ReadError::from)?;
+                if entries.len() as u64 != width {
+                    return Err(ApiError::Internal);
+                }
+                encode_bundle(entries.iter().map(Vec::as_slice)).map_err(|_| ApiError::Internal)
+            }
+            TileKind::Hash { level } => {
+                // Stored rows only ever grow, and only hold hashes of complete
+                // subtrees within the current tree: a prefix is the tile of an
+                // older tree size.
+                let stored = core
+                    .store
+                    .tile(level, tile.index)
+                    .map_err(ReadError::from)?
+                    .ok_or_else(not_found)?;
+                let want = tile.width as usize * 32;
+                if stored.len() < want {
+                    return Err(not_found());
+                }
+                Ok(stored[..want].to_vec())
+            }
+        }
+    })
+    .await?;
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if tile.width as u64 == TILE_WIDTH {
+            "public, max-age=31536000, immutable"
+        } else {
+            "public, max-age=60"
+        }),
+    );
+    Ok(r)
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
+    if app.log.is_healthy() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store recovering\n").into_response()
+    }
+}
+
+pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
+    let mut r = app.log.metrics.encode().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::NotFound("no such resource".into())
+}

@@ -1,0 +1,862 @@
+//! The running log: shared read state, the sequencer task, and receipts.
+//!
+//! **Architecture invariant:** exactly one task (the sequencer) appends. It
+//! takes validated candidates in batches, runs the stateful rules against
+//! committed state plus the batch so far, extends the tree, signs the new
+//! checkpoint, and commits all of it in one synced store write, and only then
+//! answers. Two racing events for the same workload position meet in the
+//! sequencer, so at most one is appended.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
+use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
+use lineage_ledger::entry::LogEntry;
+use lineage_ledger::event::{GovernanceAction, WorkloadId, parse_event};
+use lineage_ledger::keys::{EventId, KeyId};
+use lineage_ledger::note::NoteSigner;
+use lineage_ledger::rules::{
+    Admission, Authorities, Candidate, KeyRecord, LedgerView, Rejection, RuleContext, WorkloadHead,
+    admit, find_identical,
+};
+use lineage_ledger::store::{
+    CommitBatch, FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint,
+    open_log,
+};
+use lineage_ledger::tree::{
+    TileNodes, TileSource, TreeEdge, plan_append, prove_consistency, prove_inclusion,
+};
+use lineage_ledger::{Hash, leaf_hash};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::{Clock, unix_ms};
+use crate::metrics::Metrics;
+
+/// Tunables of the log service. Defaults are in [`LogConfig::default`].
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// The log's origin: checkpoint first line and log key name.
+    pub origin: String,
+    /// Largest allowed distance between an event's `at` and the ledger clock.
+    pub max_skew: time::Duration,
+    /// Most entries per sequencer batch (one synced write).
+    pub batch_max_entries: usize,
+    /// How long the sequencer waits for more work after the first job of a batch.
+    pub batch_linger: Duration,
+    /// Requests that may wait for the sequencer; beyond it ingest answers 503 `overloaded`.
+    pub queue_depth: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            origin: "lineage.local/log".into(),
+            max_skew: time::Duration::minutes(5),
+            batch_max_entries: 4096,
+            batch_linger: Duration::from_millis(2),
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// Why the log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store failed or belongs to another log.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored tiles do not rebuild the tree edge.
+    #[error("the stored tree of size {size} cannot be loaded: {detail}")]
+    Tree {
+        /// The stored size.
+        size: u64,
+        /// What failed.
+        detail: String,
+    },
+    /// The checkpoint could not be signed.
+    #[error("cannot sign checkpoints: {0}")]
+    Sign(String),
+}
+
+/// The outcome of one submitted envelope.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Newly appended at `index`; `entry` is the encoded log entry.
+    Appended {
+        /// Its index.
+        index: u64,
+        /// The encoded entry.
+        entry: Arc<Vec<u8>>,
+    },
+    /// Identical to the entry already at `index`.
+    Identical {
+        /// Its index.
+        index: u64,
+    },
+    /// Refused by a rule.
+    Rejected(Rejection),
+    /// Not appended because the store failed.
+    Failed,
+}
+
+/// The sequencer's answer to one request.
+#[derive(Debug)]
+pub struct JobReply {
+    /// One outcome per candidate, in order.
+    pub outcomes: Vec<Outcome>,
+    /// The checkpoint of the batch (covers every `Appended` entry).
+    pub checkpoint: Arc<StoredCheckpoint>,
+}
+
+struct Job {
+    items: Vec<Candidate>,
+    reply: oneshot::Sender<JobReply>,
+}
+
+/// Read-side state shared by request handlers and the sequencer.
+pub struct Core {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The log's note signer (its verifier gives the vkey).
+    signer: NoteSigner,
+    /// The log key in vkey form.
+    pub vkey: String,
+    /// The trust root.
+    pub authorities: Authorities,
+    /// Every runtime key, committed state.
+    keys: RwLock<HashMap<KeyId, KeyRecord>>,
+    /// Events per runtime, committed state.
+    runtime_counts: RwLock<HashMap<String, u64>>,
+    /// The latest checkpoint.
+    head: RwLock<Arc<StoredCheckpoint>>,
+    /// False while the sequencer cannot trust its in-memory state.
+    healthy: std::sync::atomic::AtomicBool,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Configuration.
+    pub config: LogConfig,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("origin", &self.config.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle on the running log.
+#[derive(Debug)]
+pub struct LogService {
+    core: Arc<Core>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::ops::Deref for LogService {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// Submission failures that concern the whole request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full.
+    Overloaded,
+    /// The sequencer stopped (shutdown or a crash).
+    Stopped,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LogService {
+    /// Opens (or initialises) the log in `store` and starts the sequencer on
+    /// the current tokio runtime.
+    ///
+    /// # Errors
+    /// A store of another log or format, a damaged store, a signing failure.
+    pub fn start(
+        store: Arc<dyn Store>,
+        signer: NoteSigner,
+        authorities: Authorities,
+        config: LogConfig,
+        clock: Clock,
+    ) -> Result<LogService, StartError> {
+        let vkey = signer.verifier().vkey();
+        let meta = StoreMeta {
+            format_version: FORMAT_VERSION,
+            origin: config.origin.clone(),
+            vkey: vkey.clone(),
+        };
+        let genesis = Checkpoint {
+            origin: config.origin.clone(),
+            size: 0,
+            root: lineage_ledger::EMPTY_ROOT,
+            extensions: vec![],
+        };
+        let note =
+            sign_checkpoint(&genesis, &signer).map_err(|e| StartError::Sign(e.to_string()))?;
+        let now_ms = unix_ms(clock.now());
+        open_log(store.as_ref(), &meta, || StoredCheckpoint {
+            size: 0,
+            time_ms: now_ms,
+            note,
+        })?;
+        let core = Arc::new(Core {
+            store,
+            signer,
+            vkey,
+            authorities,
+            keys: RwLock::new(HashMap::new()),
+            runtime_counts: RwLock::new(HashMap::new()),
+            head: RwLock::new(Arc::new(StoredCheckpoint::default())),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+            metrics: Metrics::new(),
+            config,
+            clock,
+        });
+        let edge = core.reload()?;
+        let (tx, rx) = mpsc::channel(core.config.queue_depth.max(1));
+        let task = tokio::spawn(sequencer(core.clone(), edge, rx));
+        Ok(LogService {
+            core,
+            tx: Mutex::new(Some(tx)),
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The shared core (for handlers that outlive a borrow).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Queues candidates for the sequencer and waits for their outcomes.
+    ///
+    /// # Errors
+    /// [`SubmitError::Overloaded`] when the queue is full (nothing queued).
+    pub async fn submit(&self, items: Vec<Candidate>) -> Result<JobReply, SubmitError> {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(SubmitError::Stopped)?;
+        let (reply, rx) = oneshot::channel();
+        tx.try_send(Job { items, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+        })?;
+        rx.await.map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Stops accepting work, lets the sequencer finish what is queued, and
+    /// waits for it (so the store can be reopened in the same process).
+    pub async fn shutdown(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Core {
+    /// The latest checkpoint.
+    pub fn head(&self) -> Arc<StoredCheckpoint> {
+        read(&self.head).clone()
+    }
+
+    /// False after a failed commit until state was reloaded from the store.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A runtime key by ID (committed state).
+    pub fn key(&self, id: &KeyId) -> Option<KeyRecord> {
+        read(&self.keys).get(id).cloned()
+    }
+
+    /// Every key of a runtime, in grant order.
+    pub fn runtime_keys(&self, runtime: &str) -> Vec<KeyRecord> {
+        let mut keys: Vec<KeyRecord> = read(&self.keys)
+            .values()
+            .filter(|k| k.runtime.as_str() == runtime)
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| k.granted_index);
+        keys
+    }
+
+    /// Events appended by a runtime.
+    pub fn runtime_count(&self, runtime: &str) -> u64 {
+        read(&self.runtime_counts)
+            .get(runtime)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Checks a candidate's signature now if its key is already known: the
+    /// expensive check, done in parallel before the sequencer.
+    pub fn precheck(&self, c: &mut Candidate) {
+        let key = match c.envelope.payload_type {
+            PayloadType::Event => self.key(&c.envelope.key_id).map(|k| k.public_key),
+            PayloadType::Governance => self.authorities.get(&c.envelope.key_id).copied(),
+        };
+        if let Some(key) = key {
+            c.precheck_signature(&key);
+        }
+    }
+
+    /// Reloads everything the sequencer keeps in memory from the store.
+    fn reload(&self) -> Result<TreeEdge, StartError> {
+        let head = self.store.head()?;
+        let edge = TreeEdge::load(head.size, &StoreTiles(self.store.as_ref())).map_err(|e| {
+            StartError::Tree {
+                size: head.size,
+                detail: e.to_string(),
+            }
+        })?;
+        let keys = self.store.keys()?;
+        let counts = self.store.runtime_counts()?;
+        *write(&self.keys) = keys.into_iter().map(|k| (k.key_id, k)).collect();
+        *write(&self.runtime_counts) = counts.into_iter().collect();
+        self.metrics.tree_size.set(head.size as i64);
+        *write(&self.head) = Arc::new(head);
+        self.healthy
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(edge)
+    }
+
+    /// The receipt (offline-verifiable bundle) for the entry at `index`
+    /// against `checkpoint`; `tiles` may be shared across many receipts.
+    ///
+    /// # Errors
+    /// Storage failures or a missing tile (an internal inconsistency).
+    pub fn bundle(
+        &self,
+        index: u64,
+        entry: &[u8],
+        checkpoint: &StoredCheckpoint,
+        tiles: &CachedTiles<'_>,
+    ) -> Result<lineage_schemas::Bundle, ReadError> {
+        use base64::Engine as _;
+        let proof = prove_inclusion(index, checkpoint.size, &TileNodes(tiles))
+            .map_err(|e| ReadError::Tree(e.to_string()))?;
+        Ok(lineage_schemas::Bundle {
+            format: lineage_schemas::BUNDLE_FORMAT.to_owned(),
+            event_id: EventId::of_payload(
+                &LogEntry::decode(entry)
+                    .map_err(|e| ReadError::Tree(e.to_string()))?
+                    .payload,
+            )
+            .to_string(),
+            index,
+            entry: base64::engine::general_purpose::STANDARD.encode(entry),
+            checkpoint: checkpoint.note.clone(),
+            inclusion_proof: proof.iter().map(Hash::to_base64).collect(),
+        })
+    }
+
+    /// The receipt of an entry already in the log, against the latest checkpoint.
+    ///
+    /// # Errors
+    /// Storage failures; `NotFound` past the end of the log.
+    pub fn bundle_at_head(&self, index: u64) -> Result<lineage_schemas::Bundle, ReadError> {
+        let head = self.head();
+        if index >= head.size {
+            return Err(ReadError::NotFound);
+        }
+        let entry = self.store.entry(index)?.ok_or(ReadError::NotFound)?;
+        self.bundle(index, &entry, &head, &CachedTiles::new(self.store.as_ref()))
+    }
+
+    /// RFC 6962 inclusion proof of `index` in the tree of `size`.
+    ///
+    /// # Errors
+    /// `OutOfRange` unless `index < size <= current size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        let current = self.head().size;
+        if size > current || index >= size {
+            return Err(ReadError::OutOfRange);
+        }
+        let tiles = CachedTiles::new(self.store.as_ref());
+        prove_inclusion(index, size, &TileNodes(&tiles)).map_err(|e| ReadError::Tree(e.to_string()))
+    }
+
+    /// RFC 6962 consistency proof between tree sizes `first` and `second`.
+    ///
+    /// # Errors
+    /// `OutOfRange` unless `first <= second <= current size`.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ReadError> {
+        let current = self.head().size;
+        if first > second || second > current {
+            return Err(ReadError::OutOfRange);
+        }
+        let tiles = CachedTiles::new(self.store.as_ref());
+        prove_consistency(first, second, &TileNodes(&tiles))
+            .map_err(|e| ReadError::Tree(e.to_string()))
+    }
+}
+
+/// A failed read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Nothing there.
+    #[error("not found")]
+    NotFound,
+    /// Indices or sizes outside the tree.
+    #[error("out of range")]
+    OutOfRange,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored tree is inconsistent (a bug or damage).
+    #[error("tree: {0}")]
+    Tree(String),
+}
+
+/// A tile source over the store that reads each tile once per use; build
+/// one per request.
+pub struct CachedTiles<'a> {
+    store: &'a dyn Store,
+    cache: Mutex<HashMap<(u8, u64), Arc<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for CachedTiles<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedTiles").finish_non_exhaustive()
+    }
+}
+
+impl<'a> CachedTiles<'a> {
+    /// An empty cache over `store`.
+    pub fn new(store: &'a dyn Store) -> CachedTiles<'a> {
+        CachedTiles {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl TileSource for CachedTiles<'_> {
+    type Error = lineage_ledger::store::TileReadError;
+
+    fn tile(&self, level: u8, index: u64, min_width: u16) -> Result<Vec<u8>, Self::Error> {
+        if let Some(t) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(level, index))
+        {
+            return Ok(t.as_ref().clone());
+        }
+        let t = StoreTiles(self.store).tile(level, index, min_width)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((level, index), Arc::new(t.clone()));
+        Ok(t)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The sequencer.
+
+async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<Job>) {
+    let mut needs_reload = false;
+    while let Some(first) = rx.recv().await {
+        let mut count = first.items.len();
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + core.config.batch_linger;
+        while count < core.config.batch_max_entries {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.items.len();
+                    jobs.push(job);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) => {
+                    count += job.items.len();
+                    jobs.push(job);
+                }
+                _ => break,
+            }
+        }
+        let c = core.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut edge = edge;
+            let mut needs_reload = needs_reload;
+            if needs_reload {
+                match c.reload() {
+                    Ok(e) => {
+                        edge = e;
+                        needs_reload = false;
+                    }
+                    Err(e) => tracing::error!(error = %e, "reloading state after a failed commit"),
+                }
+            }
+            let ok = !needs_reload && process(&c, &mut edge, jobs.as_mut_slice());
+            (edge, !ok, jobs)
+        })
+        .await;
+        match result {
+            Ok((e, failed, jobs)) => {
+                edge = e;
+                needs_reload = failed;
+                if failed {
+                    core.healthy
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    fail_jobs(&core, jobs);
+                }
+            }
+            Err(e) => {
+                // The batch panicked: nothing of it was acknowledged; reload.
+                tracing::error!(error = %e, "sequencer batch panicked");
+                core.healthy
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                needs_reload = true;
+                match core.reload() {
+                    Ok(e) => {
+                        edge = e;
+                        needs_reload = false;
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload after panic failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Answers every job of a failed batch with `Failed` (identical
+/// resubmissions and rule rejections are not affected by the store failure,
+/// but are failed too: the whole batch's state is unknown).
+fn fail_jobs(core: &Core, jobs: Vec<Job>) {
+    let checkpoint = core.head();
+    for job in jobs {
+        let outcomes = vec![Outcome::Failed; job.items.len()];
+        let _ = job.reply.send(JobReply {
+            outcomes,
+            checkpoint: checkpoint.clone(),
+        });
+    }
+}
+
+/// Validates and commits one batch. Returns false when the store failed
+/// (the jobs are then still unanswered).
+fn process(core: &Core, edge: &mut TreeEdge, jobs: &mut [Job]) -> bool {
+    let started = Instant::now();
+    let now = core.clock.now();
+    let ctx = RuleContext {
+        authorities: &core.authorities,
+        now,
+        max_skew: core.config.max_skew,
+    };
+    let mut batch = Batch::new(core.store.as_ref(), &core.keys, edge.size());
+    let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(jobs.len());
+    let integrated_at_ms = unix_ms(now);
+    for job in jobs.iter() {
+        let mut out = Vec::with_capacity(job.items.len());
+        for c in &job.items {
+            match batch.decide(c, &ctx, integrated_at_ms) {
+                Ok(o) => out.push(o),
+                Err(e) => {
+                    tracing::error!(error = %e, "store read failed during validation");
+                    return false;
+                }
+            }
+        }
+        outcomes.push(out);
+    }
+    let checkpoint = if batch.entries.is_empty() {
+        core.head()
+    } else {
+        match commit(core, edge, batch, now) {
+            Ok(cp) => cp,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; nothing of the batch is acknowledged");
+                core.metrics.commit_failures.inc();
+                return false;
+            }
+        }
+    };
+    core.metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    for (job, outcomes) in jobs.iter_mut().zip(outcomes) {
+        for o in &outcomes {
+            match o {
+                Outcome::Rejected(r) => {
+                    core.metrics.reject(crate::problem::classify_rejection(r).1)
+                }
+                Outcome::Identical { .. } => core.metrics.duplicates.inc(),
+                Outcome::Appended { .. } | Outcome::Failed => {}
+            }
+        }
+        let (tx, _) = oneshot::channel();
+        let reply = std::mem::replace(&mut job.reply, tx);
+        let _ = reply.send(JobReply {
+            outcomes,
+            checkpoint: checkpoint.clone(),
+        });
+    }
+    true
+}
+
+fn commit(
+    core: &Core,
+    edge: &mut TreeEdge,
+    batch: Batch<'_>,
+    now: time::OffsetDateTime,
+) -> Result<Arc<StoredCheckpoint>, CommitError> {
+    let n = batch.entries.len();
+    let leaves: Vec<Hash> = batch.entries.iter().map(|e| leaf_hash(e)).collect();
+    let plan = plan_append(edge, &leaves);
+    let cp = Checkpoint {
+        origin: core.config.origin.clone(),
+        size: plan.edge.size(),
+        root: plan.edge.root(),
+        extensions: vec![],
+    };
+    let note = sign_checkpoint(&cp, &core.signer).map_err(|e| CommitError::Sign(e.to_string()))?;
+    let checkpoint = StoredCheckpoint {
+        size: cp.size,
+        time_ms: unix_ms(now),
+        note,
+    };
+    let mut counts = read(&core.runtime_counts).clone();
+    let mut touched: Vec<String> = Vec::new();
+    for r in &batch.runtime_events {
+        *counts.entry(r.clone()).or_insert(0) += 1;
+        if !touched.contains(r) {
+            touched.push(r.clone());
+        }
+    }
+    let commit = CommitBatch {
+        first_index: edge.size(),
+        entries: batch.entries.iter().map(|e| e.as_ref().clone()).collect(),
+        tiles: plan.tiles,
+        events: batch.events_out,
+        workloads: batch.workloads_out,
+        children: batch.children_out,
+        keys: batch.new_keys.values().cloned().collect(),
+        runtime_counts: touched
+            .iter()
+            .map(|r| (r.clone(), counts.get(r).copied().unwrap_or(0)))
+            .collect(),
+        checkpoint: checkpoint.clone(),
+    };
+    core.store.commit(&commit)?;
+    // Durable: publish the new state.
+    *edge = plan.edge;
+    {
+        let mut keys = write(&core.keys);
+        for k in batch.new_keys.into_values() {
+            keys.insert(k.key_id, k);
+        }
+    }
+    *write(&core.runtime_counts) = counts;
+    let checkpoint = Arc::new(checkpoint);
+    *write(&core.head) = checkpoint.clone();
+    core.metrics.entries.inc_by(n as u64);
+    core.metrics.batch_entries.observe(n as f64);
+    core.metrics.tree_size.set(checkpoint.size as i64);
+    Ok(checkpoint)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing the checkpoint: {0}")]
+    Sign(String),
+}
+
+/// The batch being assembled: committed state plus what this batch adds,
+/// seen by the rules as one [`LedgerView`].
+struct Batch<'a> {
+    store: &'a dyn Store,
+    keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+    next_index: u64,
+    new_keys: HashMap<KeyId, KeyRecord>,
+    pending: HashMap<EventId, (u64, SignedEnvelope)>,
+    positions: HashMap<(String, u64), EventId>,
+    heads: HashMap<String, WorkloadHead>,
+    entries: Vec<Arc<Vec<u8>>>,
+    events_out: Vec<(EventId, u64)>,
+    workloads_out: Vec<(String, u64, u64)>,
+    children_out: Vec<(EventId, u64)>,
+    runtime_events: Vec<String>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(
+        store: &'a dyn Store,
+        keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+        size: u64,
+    ) -> Batch<'a> {
+        Batch {
+            store,
+            keys,
+            next_index: size,
+            new_keys: HashMap::new(),
+            pending: HashMap::new(),
+            positions: HashMap::new(),
+            heads: HashMap::new(),
+            entries: Vec::new(),
+            events_out: Vec::new(),
+            workloads_out: Vec::new(),
+            children_out: Vec::new(),
+            runtime_events: Vec::new(),
+        }
+    }
+
+    fn stored_entry(&self, index: u64) -> Result<LogEntry, StoreError> {
+        let bytes = self.store.entry(index)?.ok_or(StoreError::Corrupt {
+            what: "entry (indexed but missing)",
+            key: index.to_string(),
+        })?;
+        LogEntry::decode(&bytes).map_err(|_| StoreError::Corrupt {
+            what: "entry",
+            key: index.to_string(),
+        })
+    }
+
+    fn decide(
+        &mut self,
+        c: &Candidate,
+        ctx: &RuleContext<'_>,
+        integrated_at_ms: u64,
+    ) -> Result<Outcome, StoreError> {
+        if let Some(index) = find_identical(c, &*self)? {
+            return Ok(Outcome::Identical { index });
+        }
+        let admission = match admit(c, &*self, ctx)? {
+            Ok(a) => a,
+            Err(r) => return Ok(Outcome::Rejected(r)),
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        let entry = Arc::new(LogEntry::from_envelope(&c.envelope, integrated_at_ms).encode());
+        self.entries.push(entry.clone());
+        self.events_out.push((c.event_id, index));
+        self.pending.insert(c.event_id, (index, c.envelope.clone()));
+        match admission {
+            Admission::Event(event) => {
+                let w = event.workload.as_str().to_owned();
+                self.positions.insert((w.clone(), event.seq), c.event_id);
+                self.heads.insert(
+                    w.clone(),
+                    WorkloadHead {
+                        seq: event.seq,
+                        event_id: c.event_id,
+                        runtime: event.runtime.clone(),
+                    },
+                );
+                self.workloads_out.push((w, event.seq, index));
+                for p in event.prev.iter().chain(event.parents.iter()) {
+                    self.children_out.push((*p, index));
+                }
+                self.runtime_events.push(event.runtime.as_str().to_owned());
+            }
+            Admission::Governance(g) => {
+                let record = match g.action {
+                    GovernanceAction::Grant => KeyRecord {
+                        key_id: g.key_id,
+                        public_key: g.public_key,
+                        runtime: g.runtime.clone(),
+                        granted_index: index,
+                        revoked_index: None,
+                    },
+                    GovernanceAction::Revoke => {
+                        // admit() checked the key exists and is active.
+                        let mut k = self.key_record(&g.key_id).ok_or(StoreError::Corrupt {
+                            what: "key (revoked but unknown)",
+                            key: g.key_id.to_string(),
+                        })?;
+                        k.revoked_index = Some(index);
+                        k
+                    }
+                };
+                self.new_keys.insert(record.key_id, record);
+            }
+        }
+        Ok(Outcome::Appended { index, entry })
+    }
+
+    fn key_record(&self, id: &KeyId) -> Option<KeyRecord> {
+        match self.new_keys.get(id) {
+            Some(k) => Some(k.clone()),
+            None => read(self.keys).get(id).cloned(),
+        }
+    }
+}
+
+impl LedgerView for Batch<'_> {
+    type Error = StoreError;
+
+    fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.key_record(id))
+    }
+
+    fn event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
+        if let Some((i, _)) = self.pending.get(id) {
+            return Ok(Some(*i));
+        }
+        self.store.event_index(id)
+    }
+
+    fn event_envelope(&self, id: &EventId) -> Result<Option<(u64, SignedEnvelope)>, StoreError> {
+        if let Some((i, e)) = self.pending.get(id) {
+            return Ok(Some((*i, e.clone())));
+        }
+        match self.store.event_index(id)? {
+            None => Ok(None),
+            Some(i) => Ok(Some((i, self.stored_entry(i)?.to_envelope()))),
+        }
+    }
+
+    fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, StoreError> {
+        if let Some(id) = self.positions.get(&(w.as_str().to_owned(), seq)) {
+            return Ok(Some(*id));
+        }
+        match self.store.workload_index(w.as_str(), seq)? {
+            None => Ok(None),
+            Some(i) => Ok(Some(self.stored_entry(i)?.event_id())),
+        }
+    }
+
+    fn workload_head(&self, w: &WorkloadId) -> Result<Option<WorkloadHead>, StoreError> {
+        if let Some(h) = self.heads.get(w.as_str()) {
+            return Ok(Some(h.clone()));
+        }
+        let Some((seq, index)) = self.store.workload_last(w.as_str())? else {
+            return Ok(None);
+        };
+        let entry = self.stored_entry(index)?;
+        let event = parse_event(&entry.payload).map_err(|_| StoreError::Corrupt {
+            what: "event payload",
+            key: index.to_string(),
+        })?;
+        Ok(Some(WorkloadHead {
+            seq,
+            event_id: entry.event_id(),
+            runtime: event.runtime,
+        }))
+    }
+}

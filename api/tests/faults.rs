@@ -1,0 +1,138 @@
+//! In-process router tests with the failing store: a commit that fails is
+//! never acknowledged, the log recovers without forking, and an entry whose
+//! write landed despite the error is found again by its resubmission.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ed25519_dalek::SigningKey;
+use lineage_api::{AppState, Clock, HttpLimits, LogConfig, LogService};
+use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
+use lineage_ledger::keys::public_key_base64;
+use lineage_ledger::note::NoteSigner;
+use lineage_ledger::rules::Authorities;
+use lineage_ledger::store::{Fault, MemStore};
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+use tower::ServiceExt as _;
+
+/// A deterministic key per label (labels are short and distinct).
+fn key(label: &str) -> SigningKey {
+    let mut seed = [0u8; 32];
+    for (s, b) in seed.iter_mut().zip(label.bytes()) {
+        *s = b;
+    }
+    SigningKey::from_bytes(&seed)
+}
+
+fn at() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("format")
+}
+
+fn grant(runtime: &str, k: &SigningKey) -> SignedEnvelope {
+    let p = json!({"action": "grant", "runtime": runtime,
+        "public_key": public_key_base64(&k.verifying_key()), "at": at()});
+    SignedEnvelope::sign(
+        PayloadType::Governance,
+        serde_json::to_vec(&p).expect("json"),
+        &key("authority"),
+    )
+}
+
+fn start(workload: &str, k: &SigningKey) -> SignedEnvelope {
+    let p = json!({"runtime": "agent/a", "workload": workload, "seq": 0,
+        "kind": "workload.start", "at": at()});
+    SignedEnvelope::sign(PayloadType::Event, serde_json::to_vec(&p).expect("json"), k)
+}
+
+async fn post(app: &axum::Router, env: &SignedEnvelope) -> (StatusCode, Value) {
+    let req = Request::post("/v1/entries")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::to_vec(&env.to_wire()).expect("json"),
+        ))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, serde_json::from_slice(&body).expect("json"))
+}
+
+async fn setup() -> (Arc<MemStore>, Arc<LogService>, axum::Router) {
+    let store = Arc::new(MemStore::new());
+    let log = Arc::new(
+        LogService::start(
+            store.clone(),
+            NoteSigner::new("test/log", key("log-key")).expect("signer"),
+            Authorities::new([key("authority").verifying_key()]),
+            LogConfig {
+                origin: "test/log".into(),
+                ..LogConfig::default()
+            },
+            Clock::System,
+        )
+        .expect("start"),
+    );
+    let app = lineage_api::router(AppState {
+        log: log.clone(),
+        limits: HttpLimits::default(),
+    });
+    (store, log, app)
+}
+
+#[tokio::test]
+async fn a_lost_write_is_never_acknowledged_and_the_log_recovers() {
+    let (store, log, app) = setup().await;
+    let rk = key("runtime");
+    assert_eq!(
+        post(&app, &grant("agent/a", &rk)).await.0,
+        StatusCode::CREATED
+    );
+    store.inject([Fault::LoseWrite]);
+    let (s, v) = post(&app, &start("w1", &rk)).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable"))
+    );
+    assert_eq!(log.head().size, 1);
+    // The next batch reloads state and goes on from the durable tree.
+    let (s, v) = post(&app, &start("w1", &rk)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["index"], 1);
+    assert_eq!(log.head().size, 2);
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_write_that_landed_despite_an_error_is_found_by_resubmission() {
+    let (store, log, app) = setup().await;
+    let rk = key("runtime");
+    assert_eq!(
+        post(&app, &grant("agent/a", &rk)).await.0,
+        StatusCode::CREATED
+    );
+    store.inject([Fault::ApplyThenFail]);
+    let e = start("w1", &rk);
+    let (s, _) = post(&app, &e).await;
+    assert_eq!(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no receipt for an unconfirmed write"
+    );
+    // The retry is answered with the receipt of the entry that did land.
+    let (s, v) = post(&app, &e).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["index"], 1);
+    // And the tree did not fork: the next entry extends it.
+    let (s, v) = post(&app, &start("w2", &rk)).await;
+    assert_eq!((s, v["index"].as_u64()), (StatusCode::CREATED, Some(2)));
+    let (s, _) = post(&app, &start("w2", &rk)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(log.head().size, 3);
+    log.shutdown().await;
+}

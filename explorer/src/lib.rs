@@ -1,0 +1,1 @@
+//! Lineage Explorer (server-rendered web UI). Not built yet: see issue "Lineage Explorer".

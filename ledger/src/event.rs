@@ -1,0 +1,1349 @@
+//! Runtime events and governance statements: validated payloads.
+//!
+//! [`parse_event`] and [`parse_governance`] turn the payload bytes of a DSSE
+//! envelope into core types whose every field has been checked. The rules
+//! (the wire contract, also published as `schemas/json/event-payload.schema.json`
+//! and `governance-payload.schema.json`):
+//!
+//! - The payload is at most [`MAX_PAYLOAD_BYTES`] bytes of UTF-8 JSON: one
+//!   object, no unknown fields, no duplicate keys at any depth (a duplicate
+//!   inside `attrs` would let two readers see two different events behind one
+//!   event ID), and no explicit `null` for an optional field.
+//! - `runtime`, `workload`: 1-128 characters of `[A-Za-z0-9._:/@-]`.
+//! - `seq`: an integer in `0..=u64::MAX` (no fraction, no exponent).
+//! - `prev`: an event ID (64 lowercase hex), required iff `seq > 0`.
+//! - `parents`: optional array of at most [`MAX_PARENTS`] distinct event IDs.
+//! - `kind`: 1-64 characters of `[a-z0-9._-]`.
+//! - `at`: an RFC 3339 timestamp in UTC, written `YYYY-MM-DDTHH:MM:SS[.frac]Z`
+//!   (upper-case `T` and `Z`; numeric offsets, even `+00:00`, are refused).
+//! - `attrs`: optional JSON object.
+//! - Governance: `action` is `grant` or `revoke`; `public_key` is canonical
+//!   base64 of a 32-byte Ed25519 point of large order ([`parse_public_key`]).
+//!
+//! Errors name the field (`seq`, `parents[3]`, `attrs.k`, or `""` for the
+//! whole payload) and the reason. The first failing rule is reported, checking
+//! size, JSON syntax and duplicate keys, object shape, unknown fields, then the
+//! fields in the order above.
+//!
+//! These are stateless checks; the log-dependent rules (key known, sequence,
+//! prev matches, parents exist) are in [`rules`](crate::rules).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::VerifyingKey;
+use lineage_schemas::{EventPayload, GovernancePayload};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub use lineage_schemas::GovernanceAction;
+
+use crate::keys::{EventId, KeyError, KeyId, parse_public_key, truncate};
+
+/// Largest accepted payload, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 32768;
+/// Most parents an event may name.
+pub const MAX_PARENTS: usize = 16;
+/// Longest runtime or workload identifier, in characters.
+pub const MAX_IDENTIFIER_CHARS: usize = 128;
+/// Longest event kind, in characters.
+pub const MAX_KIND_CHARS: usize = 64;
+
+/// What is wrong with one field of a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldReason {
+    /// A required field is absent.
+    #[error("missing")]
+    Missing,
+    /// The field is not part of the payload type.
+    #[error("unknown field")]
+    Unknown,
+    /// The key appears twice in the same object.
+    #[error("duplicate key")]
+    DuplicateKey,
+    /// The JSON value has the wrong type (or is `null`).
+    #[error("expected {expected}")]
+    WrongType {
+        /// What was expected, for example `"string"` or `"non-negative integer"`.
+        expected: &'static str,
+    },
+    /// Too short or too long, counted in characters.
+    #[error("length {len} is outside {min}..={max}")]
+    Length {
+        /// Length given.
+        len: usize,
+        /// Shortest allowed.
+        min: usize,
+        /// Longest allowed.
+        max: usize,
+    },
+    /// A character outside the field's charset.
+    #[error("character {ch:?} at position {position} is not allowed")]
+    Character {
+        /// The first offending character.
+        ch: char,
+        /// Its position, in characters from 0.
+        position: usize,
+    },
+    /// Not an event ID (64 lowercase hex digits).
+    #[error("not an event ID (64 lowercase hex digits)")]
+    NotEventId,
+    /// `prev` is absent although `seq > 0`.
+    #[error("required when seq > 0")]
+    PrevRequired,
+    /// `prev` is present although `seq == 0`.
+    #[error("must be absent when seq is 0")]
+    PrevForbidden,
+    /// More parents than [`MAX_PARENTS`].
+    #[error("{count} parents, at most {max} allowed")]
+    TooManyParents {
+        /// Number given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The same parent twice.
+    #[error("same event as parents[{first}]")]
+    DuplicateParent {
+        /// Position of its first occurrence.
+        first: usize,
+    },
+    /// Not an RFC 3339 timestamp of the form `YYYY-MM-DDTHH:MM:SS[.frac]Z`.
+    #[error("not an RFC 3339 timestamp")]
+    NotTimestamp,
+    /// An RFC 3339 timestamp that does not end in `Z`.
+    #[error("timestamp must be in UTC and end in Z")]
+    NotUtc,
+    /// `action` is neither `grant` nor `revoke`.
+    #[error("unknown action {value:?}; expected \"grant\" or \"revoke\"")]
+    UnknownAction {
+        /// The given action (at most 80 characters of it).
+        value: String,
+    },
+    /// `public_key` is refused; [`KeyError::WeakKey`] for a small-order key.
+    #[error("{0}")]
+    PublicKey(KeyError),
+}
+
+/// Why a payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Over [`MAX_PAYLOAD_BYTES`].
+    #[error("payload is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// Size given.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not UTF-8 JSON, or trailing bytes after the value.
+    #[error("payload is not valid JSON: {message}")]
+    Syntax {
+        /// The JSON parser's message.
+        message: String,
+        /// Line of the error, from 1.
+        line: usize,
+        /// Column of the error, from 1.
+        column: usize,
+    },
+    /// Valid JSON, but not an object.
+    #[error("payload is not a JSON object")]
+    NotAnObject,
+    /// One field breaks a rule.
+    #[error("field `{field}`: {reason}")]
+    Field {
+        /// The field: `seq`, `parents[3]`, `attrs.k`, ...
+        field: String,
+        /// What is wrong with it.
+        reason: FieldReason,
+    },
+}
+
+impl PayloadError {
+    /// The offending field, or `""` when the error is about the whole payload.
+    pub fn field(&self) -> &str {
+        match self {
+            PayloadError::Field { field, .. } => field,
+            PayloadError::TooLarge { .. }
+            | PayloadError::Syntax { .. }
+            | PayloadError::NotAnObject => "",
+        }
+    }
+
+    fn field_error(field: impl Into<String>, reason: FieldReason) -> PayloadError {
+        PayloadError::Field {
+            field: field.into(),
+            reason,
+        }
+    }
+}
+
+/// Checks length (in characters) and charset; the first failure wins.
+fn check_chars(text: &str, max: usize, allowed: impl Fn(char) -> bool) -> Result<(), FieldReason> {
+    let len = text.chars().count();
+    if len == 0 || len > max {
+        return Err(FieldReason::Length { len, min: 1, max });
+    }
+    match text.chars().enumerate().find(|(_, c)| !allowed(*c)) {
+        Some((position, ch)) => Err(FieldReason::Character { ch, position }),
+        None => Ok(()),
+    }
+}
+
+fn is_identifier_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '@' | '-')
+}
+
+fn is_kind_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks 1-128 characters of `[A-Za-z0-9._:/@-]`.
+            ///
+            /// # Errors
+            /// [`FieldReason::Length`] or [`FieldReason::Character`].
+            pub fn new(text: &str) -> Result<$name, FieldReason> {
+                check_chars(text, MAX_IDENTIFIER_CHARS, is_identifier_char)?;
+                Ok($name(text.to_owned()))
+            }
+
+            /// The identifier text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = FieldReason;
+
+            fn from_str(text: &str) -> Result<$name, FieldReason> {
+                $name::new(text)
+            }
+        }
+    };
+}
+
+identifier!(
+    /// A runtime identifier: 1-128 characters of `[A-Za-z0-9._:/@-]`.
+    RuntimeId
+);
+identifier!(
+    /// A workload identifier: 1-128 characters of `[A-Za-z0-9._:/@-]`.
+    WorkloadId
+);
+
+/// Parses a payload timestamp: RFC 3339, `T` separator, ends in `Z`.
+///
+/// # Errors
+/// [`FieldReason::NotTimestamp`] when it is not RFC 3339 in that form;
+/// [`FieldReason::NotUtc`] when it is RFC 3339 but has a numeric offset or a
+/// lower-case `z`.
+pub fn parse_timestamp(text: &str) -> Result<OffsetDateTime, FieldReason> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| FieldReason::NotTimestamp)?;
+    // `time` accepts any separator byte and a lower-case `z`; the wire form is strict.
+    if text.as_bytes().get(10) != Some(&b'T') {
+        return Err(FieldReason::NotTimestamp);
+    }
+    if !text.ends_with('Z') {
+        return Err(FieldReason::NotUtc);
+    }
+    Ok(at)
+}
+
+/// A validated runtime event.
+///
+/// Build it with [`parse_event`] or `TryFrom<&EventPayload>`, which guarantee
+/// that `prev` is present iff `seq > 0` and that `parents` holds at most
+/// [`MAX_PARENTS`] distinct IDs. The fields are public for reading (the rules
+/// and the store match on them); a value assembled by hand carries no such
+/// guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The runtime that emitted it.
+    pub runtime: RuntimeId,
+    /// The workload it belongs to.
+    pub workload: WorkloadId,
+    /// Its position in the workload's chain.
+    pub seq: u64,
+    /// The workload's previous event; `Some` iff `seq > 0`.
+    pub prev: Option<EventId>,
+    /// Other events it derives from, in the order given.
+    pub parents: Vec<EventId>,
+    /// What happened.
+    pub kind: String,
+    /// When it happened, as the runtime reports it.
+    pub at: OffsetDateTime,
+    /// Free-form attributes, when given.
+    pub attrs: Option<Map<String, Value>>,
+}
+
+/// A validated governance statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GovernanceStatement {
+    /// Grant or revoke.
+    pub action: GovernanceAction,
+    /// The runtime the key belongs to.
+    pub runtime: RuntimeId,
+    /// The runtime's key (never small-order).
+    pub public_key: VerifyingKey,
+    /// Its key ID.
+    pub key_id: KeyId,
+    /// When the statement was made.
+    pub at: OffsetDateTime,
+}
+
+fn event_id(field: String, text: &str) -> Result<EventId, PayloadError> {
+    text.parse()
+        .map_err(|_| PayloadError::field_error(field, FieldReason::NotEventId))
+}
+
+impl TryFrom<&EventPayload> for Event {
+    type Error = PayloadError;
+
+    /// Checks every field rule (not the size, which needs the bytes).
+    fn try_from(wire: &EventPayload) -> Result<Event, PayloadError> {
+        let runtime =
+            RuntimeId::new(&wire.runtime).map_err(|r| PayloadError::field_error("runtime", r))?;
+        let workload = WorkloadId::new(&wire.workload)
+            .map_err(|r| PayloadError::field_error("workload", r))?;
+        let prev = match (wire.seq, &wire.prev) {
+            (0, None) => None,
+            (0, Some(_)) => {
+                return Err(PayloadError::field_error(
+                    "prev",
+                    FieldReason::PrevForbidden,
+                ));
+            }
+            (_, None) => return Err(PayloadError::field_error("prev", FieldReason::PrevRequired)),
+            (_, Some(text)) => Some(event_id("prev".into(), text)?),
+        };
+        if wire.parents.len() > MAX_PARENTS {
+            return Err(PayloadError::field_error(
+                "parents",
+                FieldReason::TooManyParents {
+                    count: wire.parents.len(),
+                    max: MAX_PARENTS,
+                },
+            ));
+        }
+        let mut parents = Vec::with_capacity(wire.parents.len());
+        for (i, text) in wire.parents.iter().enumerate() {
+            let id = event_id(format!("parents[{i}]"), text)?;
+            if let Some(first) = parents.iter().position(|p| *p == id) {
+                return Err(PayloadError::field_error(
+                    format!("parents[{i}]"),
+                    FieldReason::DuplicateParent { first },
+                ));
+            }
+            parents.push(id);
+        }
+        check_chars(&wire.kind, MAX_KIND_CHARS, is_kind_char)
+            .map_err(|r| PayloadError::field_error("kind", r))?;
+        let at = parse_timestamp(&wire.at).map_err(|r| PayloadError::field_error("at", r))?;
+        Ok(Event {
+            runtime,
+            workload,
+            seq: wire.seq,
+            prev,
+            parents,
+            kind: wire.kind.clone(),
+            at,
+            attrs: wire.attrs.clone(),
+        })
+    }
+}
+
+impl TryFrom<&GovernancePayload> for GovernanceStatement {
+    type Error = PayloadError;
+
+    /// Checks every field rule (not the size, which needs the bytes).
+    fn try_from(wire: &GovernancePayload) -> Result<GovernanceStatement, PayloadError> {
+        let runtime =
+            RuntimeId::new(&wire.runtime).map_err(|r| PayloadError::field_error("runtime", r))?;
+        let public_key = parse_public_key(&wire.public_key)
+            .map_err(|e| PayloadError::field_error("public_key", FieldReason::PublicKey(e)))?;
+        let at = parse_timestamp(&wire.at).map_err(|r| PayloadError::field_error("at", r))?;
+        Ok(GovernanceStatement {
+            action: wire.action,
+            runtime,
+            key_id: KeyId::from_public_key(&public_key),
+            public_key,
+            at,
+        })
+    }
+}
+
+/// Parses and validates an event payload.
+///
+/// # Errors
+/// [`PayloadError`] for the first rule the payload breaks (see the module docs).
+pub fn parse_event(payload: &[u8]) -> Result<Event, PayloadError> {
+    let mut fields = Fields::parse(payload)?;
+    let runtime = fields.take("runtime");
+    let workload = fields.take("workload");
+    let seq = fields.take("seq");
+    let prev = fields.take("prev");
+    let parents = fields.take("parents");
+    let kind = fields.take("kind");
+    let at = fields.take("at");
+    let attrs = fields.take("attrs");
+    fields.finish()?;
+    let wire = EventPayload {
+        runtime: string("runtime", required("runtime", runtime)?)?,
+        workload: string("workload", required("workload", workload)?)?,
+        seq: unsigned("seq", required("seq", seq)?)?,
+        prev: prev.map(|v| string("prev", v)).transpose()?,
+        parents: parents
+            .map(|v| strings("parents", v))
+            .transpose()?
+            .unwrap_or_default(),
+        kind: string("kind", required("kind", kind)?)?,
+        at: string("at", required("at", at)?)?,
+        attrs: attrs.map(|v| object("attrs", v)).transpose()?,
+    };
+    Event::try_from(&wire)
+}
+
+/// Parses and validates a governance payload.
+///
+/// # Errors
+/// [`PayloadError`] for the first rule the payload breaks; a small-order
+/// public key is `Field { field: "public_key", reason:
+/// FieldReason::PublicKey(KeyError::WeakKey) }`.
+pub fn parse_governance(payload: &[u8]) -> Result<GovernanceStatement, PayloadError> {
+    let mut fields = Fields::parse(payload)?;
+    let action = fields.take("action");
+    let runtime = fields.take("runtime");
+    let public_key = fields.take("public_key");
+    let at = fields.take("at");
+    fields.finish()?;
+    let action = string("action", required("action", action)?)?;
+    let action = match action.as_str() {
+        "grant" => GovernanceAction::Grant,
+        "revoke" => GovernanceAction::Revoke,
+        other => {
+            return Err(PayloadError::field_error(
+                "action",
+                FieldReason::UnknownAction {
+                    value: truncate(other),
+                },
+            ));
+        }
+    };
+    let wire = GovernancePayload {
+        action,
+        runtime: string("runtime", required("runtime", runtime)?)?,
+        public_key: string("public_key", required("public_key", public_key)?)?,
+        at: string("at", required("at", at)?)?,
+    };
+    GovernanceStatement::try_from(&wire)
+}
+
+fn required(field: &str, value: Option<Value>) -> Result<Value, PayloadError> {
+    value.ok_or_else(|| PayloadError::field_error(field, FieldReason::Missing))
+}
+
+fn wrong_type(field: impl Into<String>, expected: &'static str) -> PayloadError {
+    PayloadError::field_error(field, FieldReason::WrongType { expected })
+}
+
+fn string(field: &str, value: Value) -> Result<String, PayloadError> {
+    match value {
+        Value::String(s) => Ok(s),
+        _ => Err(wrong_type(field, "string")),
+    }
+}
+
+fn unsigned(field: &str, value: Value) -> Result<u64, PayloadError> {
+    value
+        .as_u64()
+        .ok_or_else(|| wrong_type(field, "non-negative integer"))
+}
+
+fn strings(field: &str, value: Value) -> Result<Vec<String>, PayloadError> {
+    let Value::Array(items) = value else {
+        return Err(wrong_type(field, "array of strings"));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(s) => Ok(s),
+            _ => Err(wrong_type(format!("{field}[{i}]"), "string")),
+        })
+        .collect()
+}
+
+fn object(field: &str, value: Value) -> Result<Map<String, Value>, PayloadError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(wrong_type(field, "object")),
+    }
+}
+
+/// The top-level members of a payload object, consumed field by field so that
+/// whatever is left over is an unknown field.
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    /// Size check, strict JSON parse (duplicate keys refused at any depth),
+    /// object check.
+    fn parse(payload: &[u8]) -> Result<Fields, PayloadError> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(PayloadError::TooLarge {
+                size: payload.len(),
+                limit: MAX_PAYLOAD_BYTES,
+            });
+        }
+        let duplicate = RefCell::new(None);
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let parsed = StrictValue {
+            path: String::new(),
+            duplicate: &duplicate,
+        }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+        let value = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(match duplicate.into_inner() {
+                    Some(field) => PayloadError::field_error(field, FieldReason::DuplicateKey),
+                    None => PayloadError::Syntax {
+                        message: e.to_string(),
+                        line: e.line(),
+                        column: e.column(),
+                    },
+                });
+            }
+        };
+        match value {
+            Value::Object(map) => Ok(Fields(map)),
+            _ => Err(PayloadError::NotAnObject),
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.0.remove(name)
+    }
+
+    /// Fails on the first field not taken.
+    fn finish(self) -> Result<(), PayloadError> {
+        match self.0.into_iter().next() {
+            Some((name, _)) => Err(PayloadError::field_error(name, FieldReason::Unknown)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Deserializes any JSON value into a [`Value`], refusing duplicate object keys
+/// (`serde_json::Value` silently keeps the last one). On a duplicate it records
+/// the key's path in `duplicate` and fails. Depth is bounded by serde_json's
+/// recursion limit (128).
+struct StrictValue<'a> {
+    path: String,
+    duplicate: &'a RefCell<Option<String>>,
+}
+
+impl StrictValue<'_> {
+    fn child(&self, path: String) -> StrictValue<'_> {
+        StrictValue {
+            path,
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) =
+            seq.next_element_seed(self.child(format!("{}[{}]", self.path, items.len())))?
+        {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if map.contains_key(&key) {
+                *self.duplicate.borrow_mut() = Some(path);
+                return Err(de::Error::custom("duplicate key"));
+            }
+            let value = access.next_value_seed(self.child(path))?;
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn hex_id(n: usize) -> String {
+        format!("{n:064x}")
+    }
+
+    fn valid_event() -> Value {
+        json!({
+            "runtime": "node-1.example:prod/a@b_c-d",
+            "workload": "job/42",
+            "seq": 1,
+            "prev": A,
+            "parents": [B],
+            "kind": "step.done_ok-1",
+            "at": "2025-06-01T12:34:56.789Z",
+            "attrs": {"exit": 0, "nested": {"k": [1, 2]}}
+        })
+    }
+
+    fn event_with(edit: impl FnOnce(&mut Map<String, Value>)) -> Vec<u8> {
+        let mut v = valid_event();
+        edit(v.as_object_mut().expect("object"));
+        serde_json::to_vec(&v).expect("serialize")
+    }
+
+    #[track_caller]
+    fn check(payload: &[u8], want: Result<(), PayloadError>) {
+        assert_eq!(
+            parse_event(payload).map(|_| ()),
+            want,
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+
+    #[track_caller]
+    fn check_field(payload: &[u8], field: &str, reason: FieldReason) {
+        check(payload, Err(PayloadError::field_error(field, reason)));
+    }
+
+    #[test]
+    fn parses_a_full_event() {
+        let event = parse_event(&event_with(|_| {})).expect("valid");
+        assert_eq!(event.runtime.as_str(), "node-1.example:prod/a@b_c-d");
+        assert_eq!(event.workload.to_string(), "job/42");
+        assert_eq!(event.seq, 1);
+        assert_eq!(event.prev, Some(A.parse().expect("id")));
+        assert_eq!(event.parents, vec![B.parse::<EventId>().expect("id")]);
+        assert_eq!(event.kind, "step.done_ok-1");
+        assert_eq!(event.at.unix_timestamp(), 1_748_781_296);
+        assert_eq!(event.at.millisecond(), 789);
+        assert_eq!(event.attrs.expect("attrs")["exit"], json!(0));
+    }
+
+    #[test]
+    fn parses_a_minimal_first_event() {
+        let payload =
+            br#"{"runtime":"r","workload":"w","seq":0,"kind":"k","at":"2025-01-01T00:00:00Z"}"#;
+        let event = parse_event(payload).expect("valid");
+        assert_eq!((event.seq, event.prev, event.parents.len()), (0, None, 0));
+        assert_eq!(event.attrs, None);
+        // Whitespace is fine; the event ID covers the exact bytes.
+        check(b" {\"runtime\":\"r\",\"workload\":\"w\",\"seq\":0,\"kind\":\"k\",\"at\":\"2025-01-01T00:00:00Z\"}\n", Ok(()));
+    }
+
+    #[test]
+    fn whole_payload_rules() {
+        check(
+            b"",
+            Err(PayloadError::Syntax {
+                message: "EOF while parsing a value at line 1 column 0".into(),
+                line: 1,
+                column: 0,
+            }),
+        );
+        assert!(matches!(
+            parse_event(b"{"),
+            Err(PayloadError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_event(b"{} {}"),
+            Err(PayloadError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_event(b"\xef\xbb\xbf{}"),
+            Err(PayloadError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_event(b"{\"runtime\":\"\xff\"}"),
+            Err(PayloadError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_event(&[b'['; 200]),
+            Err(PayloadError::Syntax { .. })
+        ));
+        check(b"[]", Err(PayloadError::NotAnObject));
+        check(b"null", Err(PayloadError::NotAnObject));
+        check(b"\"x\"", Err(PayloadError::NotAnObject));
+        // Over-size, even when it would otherwise be valid.
+        let big = event_with(|m| {
+            m.insert(
+                "attrs".into(),
+                json!({"pad": "x".repeat(MAX_PAYLOAD_BYTES)}),
+            );
+        });
+        check(
+            &big,
+            Err(PayloadError::TooLarge {
+                size: big.len(),
+                limit: MAX_PAYLOAD_BYTES,
+            }),
+        );
+        // Exactly at the limit is accepted.
+        let base = event_with(|m| {
+            m.insert("attrs".into(), json!({"pad": ""}));
+        });
+        let pad = MAX_PAYLOAD_BYTES - base.len();
+        let exact = event_with(|m| {
+            m.insert("attrs".into(), json!({"pad": "x".repeat(pad)}));
+        });
+        assert_eq!(exact.len(), MAX_PAYLOAD_BYTES);
+        check(&exact, Ok(()));
+    }
+
+    #[test]
+    fn unknown_missing_and_duplicate_fields() {
+        check_field(
+            &event_with(|m| {
+                m.insert("extra".into(), json!(1));
+            }),
+            "extra",
+            FieldReason::Unknown,
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("Seq".into(), json!(1));
+            }),
+            "Seq",
+            FieldReason::Unknown,
+        );
+        for field in ["runtime", "workload", "seq", "kind", "at"] {
+            check_field(
+                &event_with(|m| {
+                    m.remove(field);
+                }),
+                field,
+                FieldReason::Missing,
+            );
+        }
+        let dup = br#"{"runtime":"r","workload":"w","seq":0,"seq":0,"kind":"k","at":"2025-01-01T00:00:00Z"}"#;
+        check_field(dup, "seq", FieldReason::DuplicateKey);
+        let dup_attrs = br#"{"runtime":"r","workload":"w","seq":0,"kind":"k","at":"2025-01-01T00:00:00Z","attrs":{"a":{"b":1,"b":2}}}"#;
+        check_field(dup_attrs, "attrs.a.b", FieldReason::DuplicateKey);
+        let dup_in_array = br#"{"runtime":"r","workload":"w","seq":0,"kind":"k","at":"2025-01-01T00:00:00Z","attrs":{"l":[{"x":1,"x":1}]}}"#;
+        check_field(dup_in_array, "attrs.l[0].x", FieldReason::DuplicateKey);
+        // The wire type's serde derive refuses top-level duplicates too.
+        assert!(serde_json::from_slice::<EventPayload>(dup).is_err());
+    }
+
+    #[test]
+    fn json_types() {
+        let wrong = |expected| FieldReason::WrongType { expected };
+        check_field(
+            &event_with(|m| {
+                m.insert("runtime".into(), json!(1));
+            }),
+            "runtime",
+            wrong("string"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("seq".into(), json!(-1));
+            }),
+            "seq",
+            wrong("non-negative integer"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("seq".into(), json!(1.0));
+            }),
+            "seq",
+            wrong("non-negative integer"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("seq".into(), json!("1"));
+            }),
+            "seq",
+            wrong("non-negative integer"),
+        );
+        check_field(br#"{"runtime":"r","workload":"w","seq":18446744073709551616,"kind":"k","at":"2025-01-01T00:00:00Z"}"#, "seq", wrong("non-negative integer"));
+        check_field(
+            br#"{"runtime":"r","workload":"w","seq":1e2,"kind":"k","at":"2025-01-01T00:00:00Z"}"#,
+            "seq",
+            wrong("non-negative integer"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("prev".into(), Value::Null);
+            }),
+            "prev",
+            wrong("string"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("parents".into(), Value::Null);
+            }),
+            "parents",
+            wrong("array of strings"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("parents".into(), json!([A, 1]));
+            }),
+            "parents[1]",
+            wrong("string"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("attrs".into(), Value::Null);
+            }),
+            "attrs",
+            wrong("object"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("attrs".into(), json!([1]));
+            }),
+            "attrs",
+            wrong("object"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("kind".into(), json!(["k"]));
+            }),
+            "kind",
+            wrong("string"),
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("at".into(), json!(0));
+            }),
+            "at",
+            wrong("string"),
+        );
+        // The largest seq is fine.
+        check(
+            &event_with(|m| {
+                m.insert("seq".into(), json!(u64::MAX));
+            }),
+            Ok(()),
+        );
+    }
+
+    #[test]
+    fn identifier_charset_and_length() {
+        for field in ["runtime", "workload"] {
+            let set = |v: &str| {
+                event_with(|m| {
+                    m.insert(field.into(), json!(v));
+                })
+            };
+            check(&set("A-z.0_9:/@"), Ok(()));
+            check(&set(&"r".repeat(128)), Ok(()));
+            check_field(
+                &set(""),
+                field,
+                FieldReason::Length {
+                    len: 0,
+                    min: 1,
+                    max: 128,
+                },
+            );
+            check_field(
+                &set(&"r".repeat(129)),
+                field,
+                FieldReason::Length {
+                    len: 129,
+                    min: 1,
+                    max: 128,
+                },
+            );
+            for (text, ch, position) in [
+                ("a b", ' ', 1),
+                ("a+b", '+', 1),
+                ("é", 'é', 0),
+                ("a\u{0}", '\u{0}', 1),
+                ("a#", '#', 1),
+                ("a\\", '\\', 1),
+                ("x,y", ',', 1),
+                ("a\n", '\n', 1),
+                ("*", '*', 0),
+            ] {
+                check_field(&set(text), field, FieldReason::Character { ch, position });
+            }
+        }
+        assert_eq!(RuntimeId::new("ok"), "ok".parse());
+        assert!(WorkloadId::new("no spaces").is_err());
+    }
+
+    #[test]
+    fn kind_charset_and_length() {
+        let set = |v: &str| {
+            event_with(|m| {
+                m.insert("kind".into(), json!(v));
+            })
+        };
+        check(&set("a.b_c-d0"), Ok(()));
+        check(&set(&"k".repeat(64)), Ok(()));
+        check_field(
+            &set(""),
+            "kind",
+            FieldReason::Length {
+                len: 0,
+                min: 1,
+                max: 64,
+            },
+        );
+        check_field(
+            &set(&"k".repeat(65)),
+            "kind",
+            FieldReason::Length {
+                len: 65,
+                min: 1,
+                max: 64,
+            },
+        );
+        for (text, ch, position) in [
+            ("Step", 'S', 0),
+            ("a:b", ':', 1),
+            ("a/b", '/', 1),
+            ("a@b", '@', 1),
+            ("a b", ' ', 1),
+        ] {
+            check_field(&set(text), "kind", FieldReason::Character { ch, position });
+        }
+    }
+
+    #[test]
+    fn seq_and_prev() {
+        check_field(
+            &event_with(|m| {
+                m.remove("prev");
+            }),
+            "prev",
+            FieldReason::PrevRequired,
+        );
+        check_field(
+            &event_with(|m| {
+                m.insert("seq".into(), json!(0));
+            }),
+            "prev",
+            FieldReason::PrevForbidden,
+        );
+        check(
+            &event_with(|m| {
+                m.insert("seq".into(), json!(0));
+                m.remove("prev");
+            }),
+            Ok(()),
+        );
+        for bad in [
+            "",
+            "A".repeat(64).as_str(),
+            &A[1..],
+            &format!("{A}0"),
+            &format!("{}g", &A[1..]),
+        ] {
+            check_field(
+                &event_with(|m| {
+                    m.insert("prev".into(), json!(bad));
+                }),
+                "prev",
+                FieldReason::NotEventId,
+            );
+        }
+    }
+
+    #[test]
+    fn parents() {
+        let set = |v: Value| {
+            event_with(|m| {
+                m.insert("parents".into(), v);
+            })
+        };
+        check(&set(json!([])), Ok(()));
+        let sixteen: Vec<String> = (0..16).map(hex_id).collect();
+        check(&set(json!(sixteen)), Ok(()));
+        let seventeen: Vec<String> = (0..17).map(hex_id).collect();
+        check_field(
+            &set(json!(seventeen)),
+            "parents",
+            FieldReason::TooManyParents { count: 17, max: 16 },
+        );
+        check_field(
+            &set(json!([A, B, A])),
+            "parents[2]",
+            FieldReason::DuplicateParent { first: 0 },
+        );
+        check_field(&set(json!([A, "x"])), "parents[1]", FieldReason::NotEventId);
+        check_field(
+            &set(json!([A.to_uppercase()])),
+            "parents[0]",
+            FieldReason::NotEventId,
+        );
+        // A parent may also be prev.
+        check(&set(json!([A])), Ok(()));
+    }
+
+    #[test]
+    fn timestamps() {
+        let set = |v: &str| {
+            event_with(|m| {
+                m.insert("at".into(), json!(v));
+            })
+        };
+        for ok in [
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00.1Z",
+            "2025-01-01T23:59:59.123456789Z",
+            "1970-01-01T00:00:00Z",
+            "2016-12-31T23:59:60Z",
+        ] {
+            check(&set(ok), Ok(()));
+        }
+        for not_utc in [
+            "2025-01-01T00:00:00+00:00",
+            "2025-01-01T00:00:00-00:00",
+            "2025-01-01T02:00:00+02:00",
+            "2025-01-01T00:00:00z",
+        ] {
+            check_field(&set(not_utc), "at", FieldReason::NotUtc);
+        }
+        for bad in [
+            "",
+            "2025-01-01",
+            "2025-01-01 00:00:00Z",
+            "2025-01-01t00:00:00Z",
+            "2025-01-01X00:00:00Z",
+            "2025-13-01T00:00:00Z",
+            "2025-02-30T00:00:00Z",
+            "2025-01-01T24:00:00Z",
+            "2025-01-01T00:00:00",
+            "2025-01-01T00:00:00.Z",
+            "25-01-01T00:00:00Z",
+            "2025-01-01T00:00:00ZZ",
+            " 2025-01-01T00:00:00Z",
+        ] {
+            check_field(&set(bad), "at", FieldReason::NotTimestamp);
+        }
+    }
+
+    fn valid_grant(key: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "action": "grant", "runtime": "rt-1", "public_key": key, "at": "2025-01-01T00:00:00Z"
+        }))
+        .expect("serialize")
+    }
+
+    fn key_b64(seed: u8) -> String {
+        crate::keys::public_key_base64(
+            &ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+        )
+    }
+
+    #[track_caller]
+    fn check_gov(payload: &[u8], want: Result<(), PayloadError>) {
+        assert_eq!(
+            parse_governance(payload).map(|_| ()),
+            want,
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+
+    #[test]
+    fn governance_statements() {
+        let key = key_b64(5);
+        let g = parse_governance(&valid_grant(&key)).expect("valid");
+        assert_eq!(g.action, GovernanceAction::Grant);
+        assert_eq!(g.runtime.as_str(), "rt-1");
+        assert_eq!(g.key_id, KeyId::from_public_key(&g.public_key));
+        assert_eq!(crate::keys::public_key_base64(&g.public_key), key);
+        let revoke = String::from_utf8(valid_grant(&key))
+            .expect("utf8")
+            .replace("grant", "revoke");
+        assert_eq!(
+            parse_governance(revoke.as_bytes()).expect("valid").action,
+            GovernanceAction::Revoke
+        );
+
+        let edit = |f: &dyn Fn(&mut Map<String, Value>)| {
+            let mut v: Value = serde_json::from_slice(&valid_grant(&key)).expect("json");
+            f(v.as_object_mut().expect("object"));
+            serde_json::to_vec(&v).expect("serialize")
+        };
+        let field = |f: &str, r| Err(PayloadError::field_error(f, r));
+        check_gov(
+            &edit(&|m| {
+                m.insert("action".into(), json!("Grant"));
+            }),
+            field(
+                "action",
+                FieldReason::UnknownAction {
+                    value: "Grant".into(),
+                },
+            ),
+        );
+        check_gov(
+            &edit(&|m| {
+                m.insert("action".into(), json!(1));
+            }),
+            field("action", FieldReason::WrongType { expected: "string" }),
+        );
+        check_gov(
+            &edit(&|m| {
+                m.insert("extra".into(), json!(1));
+            }),
+            field("extra", FieldReason::Unknown),
+        );
+        check_gov(
+            &edit(&|m| {
+                m.insert("seq".into(), json!(1));
+            }),
+            field("seq", FieldReason::Unknown),
+        );
+        for f in ["action", "runtime", "public_key", "at"] {
+            check_gov(
+                &edit(&|m| {
+                    m.remove(f);
+                }),
+                field(f, FieldReason::Missing),
+            );
+        }
+        check_gov(
+            &edit(&|m| {
+                m.insert("runtime".into(), json!("a b"));
+            }),
+            field(
+                "runtime",
+                FieldReason::Character {
+                    ch: ' ',
+                    position: 1,
+                },
+            ),
+        );
+        check_gov(
+            &edit(&|m| {
+                m.insert("at".into(), json!("2025-01-01T00:00:00+01:00"));
+            }),
+            field("at", FieldReason::NotUtc),
+        );
+        check_gov(
+            &edit(&|m| {
+                m.insert("public_key".into(), json!("AAAA"));
+            }),
+            field(
+                "public_key",
+                FieldReason::PublicKey(KeyError::WrongLength { len: 3 }),
+            ),
+        );
+        check_gov(
+            &edit(&|m| {
+                m.insert("public_key".into(), json!(key.trim_end_matches('=')));
+            }),
+            field(
+                "public_key",
+                FieldReason::PublicKey(KeyError::NotBase64 {
+                    input: key.trim_end_matches('=').into(),
+                }),
+            ),
+        );
+        let dup = br#"{"action":"grant","action":"revoke","runtime":"r","public_key":"k","at":"2025-01-01T00:00:00Z"}"#;
+        check_gov(dup, field("action", FieldReason::DuplicateKey));
+        assert!(serde_json::from_slice::<GovernancePayload>(dup).is_err());
+        check_gov(b"[]", Err(PayloadError::NotAnObject));
+        let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
+        check_gov(
+            &big,
+            Err(PayloadError::TooLarge {
+                size: MAX_PAYLOAD_BYTES + 1,
+                limit: MAX_PAYLOAD_BYTES,
+            }),
+        );
+    }
+
+    #[test]
+    fn governance_refuses_weak_keys() {
+        let b64 = |bytes: &[u8]| crate::keys::encode_base64(bytes);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for weak in [b64(&[0; 32]), b64(&identity)] {
+            check_gov(
+                &valid_grant(&weak),
+                Err(PayloadError::field_error(
+                    "public_key",
+                    FieldReason::PublicKey(KeyError::WeakKey),
+                )),
+            );
+            let revoke = String::from_utf8(valid_grant(&weak))
+                .expect("utf8")
+                .replace("grant", "revoke");
+            assert!(parse_governance(revoke.as_bytes()).is_err());
+        }
+    }
+
+    #[test]
+    fn error_fields_and_messages() {
+        let e = parse_event(&event_with(|m| {
+            m.insert("parents".into(), json!([A, A]));
+        }))
+        .expect_err("dup");
+        assert_eq!(e.field(), "parents[1]");
+        assert_eq!(
+            e.to_string(),
+            "field `parents[1]`: same event as parents[0]"
+        );
+        assert_eq!(PayloadError::NotAnObject.field(), "");
+    }
+
+    /// Arbitrary JSON values, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|n| json!(n)),
+            "[a-zA-Z0-9 ._:/@#-]{0,20}".prop_map(Value::String),
+            Just(Value::String(A.into())),
+            Just(Value::String("2025-01-01T00:00:00Z".into())),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Objects over the real field names with arbitrary values.
+    fn payload_like() -> impl Strategy<Value = Vec<u8>> {
+        let names = prop::sample::select(vec![
+            "runtime",
+            "workload",
+            "seq",
+            "prev",
+            "parents",
+            "kind",
+            "at",
+            "attrs",
+            "action",
+            "public_key",
+            "other",
+        ]);
+        proptest::collection::btree_map(names, json_value(), 0..10).prop_map(|m| {
+            serde_json::to_vec(&Value::Object(
+                m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            ))
+            .unwrap_or_default()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_event(&bytes);
+            let _ = parse_governance(&bytes);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_payload_like_objects(payload in payload_like()) {
+            if let Ok(event) = parse_event(&payload) {
+                prop_assert_eq!(event.prev.is_some(), event.seq > 0);
+                prop_assert!(event.parents.len() <= MAX_PARENTS);
+            }
+            let _ = parse_governance(&payload);
+        }
+
+        #[test]
+        fn parse_event_never_panics_on_edited_events(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        ) {
+            let mut bytes = event_with(|_| {});
+            for (at, byte) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let _ = parse_event(&bytes);
+        }
+    }
+}

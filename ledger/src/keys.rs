@@ -1,0 +1,566 @@
+//! Ed25519 keys, key IDs, event IDs and key files.
+//!
+//! - A [`KeyId`] is the BLAKE3 hash of the 32 raw public-key bytes, written as 64
+//!   lowercase hex digits.
+//! - An [`EventId`] is the BLAKE3 hash of a DSSE payload exactly as submitted,
+//!   written the same way.
+//! - Public keys on the wire are canonical standard base64 (RFC 4648 §4, with
+//!   padding) of the 32-byte compressed Edwards point; [`parse_public_key`]
+//!   rejects small-order ("weak") keys, which could sign for any message.
+//! - A key file holds one line: the canonical standard base64 of the 32-byte
+//!   Ed25519 seed, and is created with mode 0600.
+//!
+//! Known hole: the seed text read from a key file, and the decoded bytes, are
+//! not zeroized after use (the [`SigningKey`] itself is, on drop).
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+/// Decodes canonical standard base64: padding required, no trailing bits, no
+/// whitespace. The re-encoding check makes canonicity independent of the
+/// engine's configuration.
+pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let bytes = STANDARD.decode(text).ok()?;
+    (STANDARD.encode(&bytes) == text).then_some(bytes)
+}
+
+/// Standard base64 with padding.
+pub(crate) fn encode_base64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Keeps at most 80 characters of untrusted input for an error message.
+pub(crate) fn truncate(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// Error for text that is not a 64-digit lowercase hex ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} must be 64 lowercase hex digits, got {input:?}")]
+pub struct IdParseError {
+    /// Which kind of ID was expected: `"key ID"` or `"event ID"`.
+    pub what: &'static str,
+    /// The rejected text (at most 80 characters of it).
+    pub input: String,
+}
+
+fn parse_hex_id(text: &str, what: &'static str) -> Result<[u8; 32], IdParseError> {
+    let err = || IdParseError {
+        what,
+        input: truncate(text),
+    };
+    let lower_hex = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if text.len() != 64 || !lower_hex {
+        return Err(err());
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|_| err())?;
+    Ok(out)
+}
+
+/// Identifies an Ed25519 public key: BLAKE3 of its 32 raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; 32]);
+
+impl KeyId {
+    /// The key ID of `key`.
+    pub fn from_public_key(key: &VerifyingKey) -> KeyId {
+        KeyId(*blake3::hash(key.as_bytes()).as_bytes())
+    }
+
+    /// Wraps 32 hash bytes (for example, read back from a log entry).
+    pub fn from_bytes(bytes: [u8; 32]) -> KeyId {
+        KeyId(bytes)
+    }
+
+    /// The 32 hash bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = IdParseError;
+
+    /// Parses exactly 64 lowercase hex digits.
+    fn from_str(s: &str) -> Result<KeyId, IdParseError> {
+        parse_hex_id(s, "key ID").map(KeyId)
+    }
+}
+
+/// Identifies an event (or any DSSE payload): BLAKE3 of the payload bytes exactly
+/// as submitted.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId([u8; 32]);
+
+impl EventId {
+    /// The ID of `payload`.
+    pub fn of_payload(payload: &[u8]) -> EventId {
+        EventId(*blake3::hash(payload).as_bytes())
+    }
+
+    /// Wraps 32 hash bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> EventId {
+        EventId(bytes)
+    }
+
+    /// The 32 hash bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}
+
+impl FromStr for EventId {
+    type Err = IdParseError;
+
+    /// Parses exactly 64 lowercase hex digits.
+    fn from_str(s: &str) -> Result<EventId, IdParseError> {
+        parse_hex_id(s, "event ID").map(EventId)
+    }
+}
+
+/// Why a public key was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not canonical standard base64 with padding.
+    #[error("public key is not canonical standard base64: {input:?}")]
+    NotBase64 {
+        /// The rejected text (at most 80 characters of it).
+        input: String,
+    },
+    /// Decoded to the wrong number of bytes.
+    #[error("public key is {len} bytes, expected 32")]
+    WrongLength {
+        /// Decoded length.
+        len: usize,
+    },
+    /// The bytes are not the encoding of a curve point.
+    #[error("public key is not a valid Ed25519 point")]
+    InvalidPoint,
+    /// The point has small order: a signature under it can verify for many messages.
+    #[error("public key is a weak (small-order) Ed25519 point")]
+    WeakKey,
+}
+
+/// Parses a public key from the wire: canonical standard base64 of 32 bytes that
+/// decode to a curve point of large order.
+///
+/// # Errors
+/// [`KeyError`] naming the first rule the text breaks.
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
+    let bytes = decode_base64(text).ok_or_else(|| KeyError::NotBase64 {
+        input: truncate(text),
+    })?;
+    let bytes: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::WrongLength { len: bytes.len() })?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::InvalidPoint)?;
+    if key.is_weak() {
+        return Err(KeyError::WeakKey);
+    }
+    Ok(key)
+}
+
+/// The wire form of a public key: standard base64 of its 32 bytes.
+pub fn public_key_base64(key: &VerifyingKey) -> String {
+    encode_base64(key.as_bytes())
+}
+
+/// The operating system's random number generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("operating system randomness is unavailable: {0}")]
+pub struct RandomnessError(getrandom::Error);
+
+/// A new signing key from operating system randomness.
+///
+/// # Errors
+/// [`RandomnessError`] if the OS random number generator fails.
+pub fn generate_signing_key() -> Result<SigningKey, RandomnessError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(RandomnessError)?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Why a key file could not be written or read. Never contains key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file already exists; key files are never overwritten.
+    #[error("key file {path} already exists; refusing to overwrite it")]
+    AlreadyExists {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// An I/O error.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content is not one line of canonical standard base64.
+    #[error("key file {path} is not one line of canonical standard base64")]
+    NotBase64 {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The content decodes to the wrong number of bytes.
+    #[error("key file {path} holds {len} bytes, expected a 32-byte Ed25519 seed")]
+    WrongLength {
+        /// The key file.
+        path: PathBuf,
+        /// Decoded length.
+        len: usize,
+    },
+}
+
+/// Longest key file content read: a seed line is 45 bytes.
+const MAX_KEY_FILE_BYTES: u64 = 1024;
+
+/// Writes `key`'s seed to a new file at `path`, created with mode 0600 (on unix)
+/// so it is never readable by others, not even briefly. The content is the
+/// seed's canonical standard base64 and a newline.
+///
+/// If writing fails after the file was created, the partial file is removed.
+/// A crash at that point can leave an incomplete file, which [`read_key_file`]
+/// rejects.
+///
+/// # Errors
+/// [`KeyFileError::AlreadyExists`] if `path` exists (it is left untouched);
+/// [`KeyFileError::Io`] for any other I/O failure.
+pub fn write_key_file(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
+    let io = |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyFileError::AlreadyExists {
+                path: path.to_path_buf(),
+            }
+        } else {
+            io(e)
+        }
+    })?;
+    let mut line = encode_base64(key.as_bytes());
+    line.push('\n');
+    let written = file
+        .write_all(line.as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        drop(file);
+        // Best effort: the write error is the one worth reporting.
+        let _ = std::fs::remove_file(path);
+        return Err(io(e));
+    }
+    Ok(())
+}
+
+/// Reads a signing key from a key file written by [`write_key_file`]: canonical
+/// standard base64 of a 32-byte seed, optionally followed by one `\n`.
+///
+/// This does not check the file's permissions; see [`key_file_is_private`].
+///
+/// # Errors
+/// [`KeyFileError::Io`] if the file cannot be read; [`KeyFileError::NotBase64`]
+/// or [`KeyFileError::WrongLength`] if its content is not a seed.
+pub fn read_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
+    use std::io::Read as _;
+    let io = |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                KeyFileError::NotBase64 {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                io(e)
+            }
+        })?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let bytes = decode_base64(line).ok_or_else(|| KeyFileError::NotBase64 {
+        path: path.to_path_buf(),
+    })?;
+    let seed: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyFileError::WrongLength {
+            path: path.to_path_buf(),
+            len: bytes.len(),
+        })?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Whether the file at `path` grants no permission to group or others (mode
+/// `& 0o077 == 0`).
+///
+/// # Errors
+/// [`KeyFileError::Io`] if the file's metadata cannot be read, or, on platforms
+/// without unix permissions, always (kind `Unsupported`).
+pub fn key_file_is_private(path: &Path) -> Result<bool, KeyFileError> {
+    let metadata = std::fs::metadata(path).map_err(|source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        Ok(metadata.permissions().mode() & 0o077 == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        Err(KeyFileError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[track_caller]
+    fn check_id(text: &str, ok: bool) {
+        assert_eq!(text.parse::<KeyId>().is_ok(), ok, "key ID {text:?}");
+        assert_eq!(text.parse::<EventId>().is_ok(), ok, "event ID {text:?}");
+    }
+
+    #[test]
+    fn ids_parse_exactly_64_lowercase_hex() {
+        check_id(HEX, true);
+        check_id(&HEX.to_uppercase(), false);
+        check_id(&HEX.replace('a', "A"), false);
+        check_id(&HEX[..63], false);
+        check_id(&format!("{HEX}0"), false);
+        check_id(&format!("{}g", &HEX[..63]), false);
+        check_id(&format!(" {}", &HEX[..63]), false);
+        check_id(&format!("+{}", &HEX[..63]), false);
+        check_id(&format!("{}é", &HEX[..62]), false);
+        check_id("", false);
+    }
+
+    #[test]
+    fn ids_display_round_trip() {
+        let id: EventId = HEX.parse().expect("valid");
+        assert_eq!(id.to_string(), HEX);
+        assert_eq!(format!("{id:?}"), format!("EventId({HEX})"));
+        let key_id: KeyId = HEX.parse().expect("valid");
+        assert_eq!(key_id.to_string(), HEX);
+        assert_eq!(key_id.as_bytes()[1], 0x11);
+    }
+
+    #[test]
+    fn event_id_is_blake3_of_the_exact_bytes() {
+        assert_eq!(
+            EventId::of_payload(b"").to_string(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        assert_ne!(EventId::of_payload(b"{}"), EventId::of_payload(b"{ }"));
+    }
+
+    #[test]
+    fn key_id_is_blake3_of_the_public_key() {
+        let vk = key(1).verifying_key();
+        assert_eq!(
+            KeyId::from_public_key(&vk).as_bytes(),
+            blake3::hash(vk.as_bytes()).as_bytes()
+        );
+    }
+
+    #[track_caller]
+    fn check_key(text: &str, want: Result<(), KeyError>) {
+        assert_eq!(parse_public_key(text).map(|_| ()), want, "{text:?}");
+    }
+
+    #[test]
+    fn public_keys_are_strict() {
+        let vk = key(7).verifying_key();
+        let text = public_key_base64(&vk);
+        assert_eq!(parse_public_key(&text), Ok(vk));
+        check_key(&text, Ok(()));
+        check_key(
+            text.trim_end_matches('='),
+            Err(KeyError::NotBase64 {
+                input: text.trim_end_matches('=').into(),
+            }),
+        );
+        check_key(
+            &format!("{text}\n"),
+            Err(KeyError::NotBase64 {
+                input: format!("{text}\n"),
+            }),
+        );
+        let urlsafe = encode_base64(&[0xfb; 32])
+            .replace('+', "-")
+            .replace('/', "_");
+        check_key(
+            &urlsafe,
+            Err(KeyError::NotBase64 {
+                input: urlsafe.clone(),
+            }),
+        );
+        // Non-zero trailing bits: the last character of 32 bytes carries 2 spare bits.
+        let spare = format!("{}B=", "A".repeat(42));
+        check_key(
+            &spare,
+            Err(KeyError::NotBase64 {
+                input: spare.clone(),
+            }),
+        );
+        check_key(
+            &encode_base64(&[1; 31]),
+            Err(KeyError::WrongLength { len: 31 }),
+        );
+        check_key(
+            &encode_base64(&[1; 33]),
+            Err(KeyError::WrongLength { len: 33 }),
+        );
+        check_key("", Err(KeyError::WrongLength { len: 0 }));
+    }
+
+    #[test]
+    fn weak_keys_are_rejected() {
+        // The identity (0x01 then zeros) and the all-zero point (order 4) both have small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        check_key(&encode_base64(&identity), Err(KeyError::WeakKey));
+        check_key(&encode_base64(&[0; 32]), Err(KeyError::WeakKey));
+        // The point of order 2 (y = -1).
+        let mut minus_one = [0xffu8; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        check_key(&encode_base64(&minus_one), Err(KeyError::WeakKey));
+    }
+
+    #[test]
+    fn invalid_points_are_rejected() {
+        // y = 2 is not the y-coordinate of any curve point.
+        let mut two = [0u8; 32];
+        two[0] = 2;
+        check_key(&encode_base64(&two), Err(KeyError::InvalidPoint));
+    }
+
+    #[test]
+    fn key_file_round_trip_is_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("runtime.key");
+        let sk = generate_signing_key().expect("randomness");
+        write_key_file(&path, &sk).expect("write");
+        assert_eq!(
+            read_key_file(&path).expect("read").to_bytes(),
+            sk.to_bytes()
+        );
+        let text = std::fs::read_to_string(&path).expect("read text");
+        assert_eq!(text, format!("{}\n", encode_base64(&sk.to_bytes())));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            assert!(key_file_is_private(&path).expect("mode"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+            assert!(!key_file_is_private(&path).expect("mode"));
+        }
+        let other = key(9);
+        assert!(matches!(
+            write_key_file(&path, &other),
+            Err(KeyFileError::AlreadyExists { .. })
+        ));
+        assert_eq!(
+            read_key_file(&path).expect("unchanged").to_bytes(),
+            sk.to_bytes()
+        );
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = generate_signing_key().expect("randomness");
+        let b = generate_signing_key().expect("randomness");
+        assert_ne!(a.to_bytes(), b.to_bytes());
+    }
+
+    #[track_caller]
+    fn check_key_file(content: &[u8], ok: bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k");
+        std::fs::write(&path, content).expect("write");
+        let got = read_key_file(&path);
+        assert_eq!(got.is_ok(), ok, "{content:?}: {got:?}");
+        if let Err(e) = got {
+            // Errors name the file, never its content.
+            assert!(e.to_string().contains(&path.display().to_string()));
+        }
+    }
+
+    #[test]
+    fn key_files_are_strict() {
+        let seed = encode_base64(&[3; 32]);
+        check_key_file(seed.as_bytes(), true);
+        check_key_file(format!("{seed}\n").as_bytes(), true);
+        check_key_file(format!("{seed}\n\n").as_bytes(), false);
+        check_key_file(format!("{seed}\r\n").as_bytes(), false);
+        check_key_file(format!(" {seed}\n").as_bytes(), false);
+        check_key_file(seed.trim_end_matches('=').as_bytes(), false);
+        check_key_file(encode_base64(&[3; 64]).as_bytes(), false);
+        check_key_file(b"", false);
+        check_key_file(&[0xff, 0xfe], false);
+        let missing = read_key_file(Path::new("/nonexistent/lineage/key"));
+        assert!(matches!(missing, Err(KeyFileError::Io { .. })));
+    }
+}

@@ -1,0 +1,813 @@
+//! The ingest rule set: every check an envelope must pass before it is
+//! appended, in one fixed order, as a pure function of the envelope, a view of
+//! the log, and the time.
+//!
+//! The order is part of the wire contract (the first failing check names the
+//! error, so identical inputs give identical outcomes):
+//! size, envelope shape, key known, signature, key revoked, payload schema,
+//! runtime match, clock skew, equivocation, sequence, prev, parents.
+//! Size and shape are checked while the envelope is parsed into a
+//! [`Candidate`]; [`admit`] runs the rest. Identical resubmissions are found by
+//! [`find_identical`] before any of it.
+//!
+//! This module reads no clock and does no I/O: the sequencer hands it a
+//! [`LedgerView`] over committed state plus the batch being built.
+
+use ed25519_dalek::VerifyingKey;
+use time::{Duration, OffsetDateTime};
+
+use crate::dsse::{EnvelopeError, PayloadType, SignedEnvelope};
+use crate::event::{
+    Event, GovernanceAction, GovernanceStatement, PayloadError, RuntimeId, WorkloadId, parse_event,
+    parse_governance,
+};
+use crate::keys::{EventId, KeyId};
+
+/// A runtime key as the log knows it: granted by a governance entry, maybe revoked by a later one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// BLAKE3 of the public key.
+    pub key_id: KeyId,
+    /// The Ed25519 public key.
+    pub public_key: VerifyingKey,
+    /// The runtime the key speaks for.
+    pub runtime: RuntimeId,
+    /// Log index of the grant entry.
+    pub granted_index: u64,
+    /// Log index of the revocation entry; entries after it signed by this key are refused.
+    pub revoked_index: Option<u64>,
+}
+
+/// The latest event of a workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadHead {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its event ID (what the next event's `prev` must be).
+    pub event_id: EventId,
+    /// The runtime that owns the workload (the one that started it).
+    pub runtime: RuntimeId,
+}
+
+/// What the rules need to know about the log. Implemented by the sequencer
+/// over the store plus the batch being assembled, and by tests over maps.
+pub trait LedgerView {
+    /// A storage failure; it fails the whole batch, never one envelope.
+    type Error;
+    /// A runtime key by ID.
+    fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Self::Error>;
+    /// The index of an event (or governance statement) by ID.
+    fn event_index(&self, id: &EventId) -> Result<Option<u64>, Self::Error>;
+    /// The envelope stored at the index of an event ID, to tell an identical resubmission.
+    fn event_envelope(&self, id: &EventId) -> Result<Option<(u64, SignedEnvelope)>, Self::Error>;
+    /// The ID of a workload's event at `seq`.
+    fn workload_event(
+        &self,
+        workload: &WorkloadId,
+        seq: u64,
+    ) -> Result<Option<EventId>, Self::Error>;
+    /// The latest event of a workload.
+    fn workload_head(&self, workload: &WorkloadId) -> Result<Option<WorkloadHead>, Self::Error>;
+}
+
+/// The trust root: authority keys allowed to sign governance statements.
+#[derive(Clone, Debug, Default)]
+pub struct Authorities {
+    keys: Vec<(KeyId, VerifyingKey)>,
+}
+
+impl Authorities {
+    /// The set of the given keys (duplicates collapse).
+    pub fn new(keys: impl IntoIterator<Item = VerifyingKey>) -> Authorities {
+        let mut out: Vec<(KeyId, VerifyingKey)> = Vec::new();
+        for k in keys {
+            let id = KeyId::from_public_key(&k);
+            if !out.iter().any(|(i, _)| *i == id) {
+                out.push((id, k));
+            }
+        }
+        Authorities { keys: out }
+    }
+
+    /// The authority key with this ID.
+    pub fn get(&self, id: &KeyId) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|(i, _)| i == id).map(|(_, k)| k)
+    }
+
+    /// Every authority key, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = (&KeyId, &VerifyingKey)> {
+        self.keys.iter().map(|(i, k)| (i, k))
+    }
+
+    /// True when there is no authority key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// An envelope that passed the size and shape checks, with its signature
+/// checked early when its key was already known (a key ID is the hash of the
+/// public key, so that verdict can never change afterwards).
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// The parsed envelope.
+    pub envelope: SignedEnvelope,
+    /// BLAKE3 of the payload.
+    pub event_id: EventId,
+    /// `Some(verdict)` when the signature was already checked against the key named by the envelope.
+    pub signature_checked: Option<bool>,
+}
+
+impl Candidate {
+    /// Wraps a parsed envelope; the signature is not yet checked.
+    pub fn new(envelope: SignedEnvelope) -> Candidate {
+        let event_id = envelope.event_id();
+        Candidate {
+            envelope,
+            event_id,
+            signature_checked: None,
+        }
+    }
+
+    /// Checks the signature now against `key` if the envelope names it.
+    /// Call this off the sequencer, in parallel: it is the expensive part.
+    pub fn precheck_signature(&mut self, key: &VerifyingKey) {
+        if KeyId::from_public_key(key) == self.envelope.key_id {
+            self.signature_checked = Some(self.envelope.verify(key).is_ok());
+        }
+    }
+
+    fn signature_ok(&self, key: &VerifyingKey) -> bool {
+        match self.signature_checked {
+            Some(verdict) => verdict,
+            None => self.envelope.verify(key).is_ok(),
+        }
+    }
+}
+
+/// Why an envelope was refused. Each variant maps to one stable API code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The payload (or the envelope carrying it) is over the limit.
+    #[error("payload of {size} bytes is over the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Size seen.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The envelope is not a valid DSSE v1 envelope of a known type.
+    #[error("invalid envelope: {0}")]
+    InvalidEnvelope(#[from] EnvelopeError),
+    /// No granted runtime key (or, for governance, no authority key) has this ID.
+    #[error("key {key_id} is not a granted {role} key")]
+    UnknownKey {
+        /// The envelope's key ID.
+        key_id: KeyId,
+        /// "runtime" or "authority".
+        role: &'static str,
+    },
+    /// The signature does not verify (Ed25519 `verify_strict` over the DSSE PAE).
+    #[error("signature by key {key_id} does not verify")]
+    BadSignature {
+        /// The envelope's key ID.
+        key_id: KeyId,
+    },
+    /// The key was revoked at `revoked_index`.
+    #[error("key {key_id} was revoked at index {revoked_index}")]
+    RevokedKey {
+        /// The key.
+        key_id: KeyId,
+        /// Index of the revocation entry.
+        revoked_index: u64,
+    },
+    /// The payload does not follow its schema.
+    #[error("invalid payload: {0}")]
+    InvalidPayload(#[from] PayloadError),
+    /// The payload names another runtime than the key's, or than the workload's owner.
+    #[error("runtime {claimed:?} does not match {expected:?} ({reason})")]
+    RuntimeMismatch {
+        /// The runtime named in the payload.
+        claimed: String,
+        /// The runtime it had to be.
+        expected: String,
+        /// "key" (the signing key's runtime) or "workload" (the workload's owner).
+        reason: &'static str,
+    },
+    /// `at` is further from the ledger's clock than the allowed skew.
+    #[error("timestamp {at} is more than {max_skew_seconds}s from the ledger clock {now}")]
+    ClockSkew {
+        /// The payload's time.
+        at: OffsetDateTime,
+        /// The ledger's time.
+        now: OffsetDateTime,
+        /// Allowed skew.
+        max_skew_seconds: i64,
+    },
+    /// A governance statement that contradicts the key registry.
+    #[error("key {key_id}: {reason}")]
+    KeyConflict {
+        /// The key named by the statement.
+        key_id: KeyId,
+        /// What is wrong.
+        reason: KeyConflictReason,
+    },
+    /// The same payload is already in the log under another envelope (another signature).
+    #[error("event {event_id} is already in the log at index {index} with another signature")]
+    DuplicateEvent {
+        /// The event ID.
+        event_id: EventId,
+        /// Where it is.
+        index: u64,
+    },
+    /// Another event already holds this workload position.
+    #[error("workload {workload} already has event {existing} at seq {seq}")]
+    Equivocation {
+        /// The workload.
+        workload: String,
+        /// The contested seq.
+        seq: u64,
+        /// The event already there.
+        existing: EventId,
+    },
+    /// `seq` is not the workload's next.
+    #[error("workload {workload} expects seq {expected}, got {got}")]
+    SequenceGap {
+        /// The workload.
+        workload: String,
+        /// The next seq.
+        expected: u64,
+        /// The seq given.
+        got: u64,
+    },
+    /// `prev` is not the ID of the workload's event at `seq - 1`.
+    #[error("prev {got} is not the workload's event at seq {prev_seq} ({expected})")]
+    PrevMismatch {
+        /// seq - 1.
+        prev_seq: u64,
+        /// The ID it had to be.
+        expected: EventId,
+        /// The ID given.
+        got: EventId,
+    },
+    /// A parent is not in the log.
+    #[error("parent {parent} (parents[{position}]) is not in the log")]
+    UnknownParent {
+        /// The missing ID.
+        parent: EventId,
+        /// Its position in `parents`.
+        position: usize,
+    },
+}
+
+/// What is wrong with a grant or revocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyConflictReason {
+    /// Grant of a key that is already granted (keys are never re-granted, even after revocation).
+    #[error("already granted")]
+    AlreadyGranted,
+    /// Grant of an authority key to a runtime.
+    #[error("is an authority key")]
+    AuthorityKey,
+    /// Revocation of a key that was never granted.
+    #[error("was never granted")]
+    NotGranted,
+    /// Revocation naming another runtime than the key's.
+    #[error("is granted to another runtime")]
+    OtherRuntime,
+    /// Revocation of a revoked key.
+    #[error("is already revoked")]
+    AlreadyRevoked,
+}
+
+/// What an admitted envelope does to the log's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// A runtime event, continuing its workload.
+    Event(Event),
+    /// A grant or revocation of a runtime key.
+    Governance(GovernanceStatement),
+}
+
+/// Everything [`admit`] needs besides the envelope and the log.
+#[derive(Clone, Copy, Debug)]
+pub struct RuleContext<'a> {
+    /// The authority keys.
+    pub authorities: &'a Authorities,
+    /// The ledger's clock, read once per batch.
+    pub now: OffsetDateTime,
+    /// Allowed distance between `at` and `now`.
+    pub max_skew: Duration,
+}
+
+/// Returns the index of an envelope identical to `candidate` (same payload,
+/// type, key ID and signature) already in the log: it is answered with its
+/// original receipt before any other check.
+///
+/// # Errors
+/// Only the view's storage errors.
+pub fn find_identical<V: LedgerView>(
+    candidate: &Candidate,
+    view: &V,
+) -> Result<Option<u64>, V::Error> {
+    Ok(match view.event_envelope(&candidate.event_id)? {
+        Some((index, stored)) if stored == candidate.envelope => Some(index),
+        _ => None,
+    })
+}
+
+/// Runs every stateful check on a candidate, in the contract's order.
+///
+/// The outer `Result` carries storage errors (they fail the batch); the
+/// inner one is the verdict on this envelope.
+///
+/// # Errors
+/// The view's storage errors.
+pub fn admit<V: LedgerView>(
+    candidate: &Candidate,
+    view: &V,
+    ctx: &RuleContext<'_>,
+) -> Result<Result<Admission, Rejection>, V::Error> {
+    Ok(match candidate.envelope.payload_type {
+        PayloadType::Event => admit_event(candidate, view, ctx)?,
+        PayloadType::Governance => admit_governance(candidate, view, ctx)?,
+    })
+}
+
+fn check_skew(at: OffsetDateTime, ctx: &RuleContext<'_>) -> Result<(), Rejection> {
+    if (at - ctx.now).abs() > ctx.max_skew {
+        return Err(Rejection::ClockSkew {
+            at,
+            now: ctx.now,
+            max_skew_seconds: ctx.max_skew.whole_seconds(),
+        });
+    }
+    Ok(())
+}
+
+fn admit_event<V: LedgerView>(
+    c: &Candidate,
+    view: &V,
+    ctx: &RuleContext<'_>,
+) -> Result<Result<Admission, Rejection>, V::Error> {
+    let key_id = c.envelope.key_id;
+    // Key known.
+    let Some(key) = view.key(&key_id)? else {
+        return Ok(Err(Rejection::UnknownKey {
+            key_id,
+            role: "runtime",
+        }));
+    };
+    // Signature.
+    if !c.signature_ok(&key.public_key) {
+        return Ok(Err(Rejection::BadSignature { key_id }));
+    }
+    // Key revoked.
+    if let Some(revoked_index) = key.revoked_index {
+        return Ok(Err(Rejection::RevokedKey {
+            key_id,
+            revoked_index,
+        }));
+    }
+    // Payload schema.
+    let event = match parse_event(&c.envelope.payload) {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    // Runtime match.
+    if event.runtime != key.runtime {
+        return Ok(Err(Rejection::RuntimeMismatch {
+            claimed: event.runtime.as_str().to_owned(),
+            expected: key.runtime.as_str().to_owned(),
+            reason: "key",
+        }));
+    }
+    // Clock skew.
+    if let Err(r) = check_skew(event.at, ctx) {
+        return Ok(Err(r));
+    }
+    // Equivocation (and the same payload under another signature).
+    if let Some(index) = view.event_index(&c.event_id)? {
+        return Ok(Err(Rejection::DuplicateEvent {
+            event_id: c.event_id,
+            index,
+        }));
+    }
+    if let Some(existing) = view.workload_event(&event.workload, event.seq)? {
+        return Ok(Err(Rejection::Equivocation {
+            workload: event.workload.as_str().to_owned(),
+            seq: event.seq,
+            existing,
+        }));
+    }
+    // Sequence.
+    let head = view.workload_head(&event.workload)?;
+    let expected = head.as_ref().map_or(0, |h| h.seq + 1);
+    if event.seq != expected {
+        return Ok(Err(Rejection::SequenceGap {
+            workload: event.workload.as_str().to_owned(),
+            expected,
+            got: event.seq,
+        }));
+    }
+    if let Some(head) = &head {
+        // A workload belongs to the runtime that started it.
+        if head.runtime != event.runtime {
+            return Ok(Err(Rejection::RuntimeMismatch {
+                claimed: event.runtime.as_str().to_owned(),
+                expected: head.runtime.as_str().to_owned(),
+                reason: "workload",
+            }));
+        }
+        // Prev. `parse_event` guarantees prev is present iff seq > 0.
+        if let Some(prev) = event.prev
+            && prev != head.event_id
+        {
+            return Ok(Err(Rejection::PrevMismatch {
+                prev_seq: head.seq,
+                expected: head.event_id,
+                got: prev,
+            }));
+        }
+    }
+    // Parents.
+    for (position, parent) in event.parents.iter().enumerate() {
+        if view.event_index(parent)?.is_none() {
+            return Ok(Err(Rejection::UnknownParent {
+                parent: *parent,
+                position,
+            }));
+        }
+    }
+    Ok(Ok(Admission::Event(event)))
+}
+
+fn admit_governance<V: LedgerView>(
+    c: &Candidate,
+    view: &V,
+    ctx: &RuleContext<'_>,
+) -> Result<Result<Admission, Rejection>, V::Error> {
+    let key_id = c.envelope.key_id;
+    // Key known: only authority keys sign governance statements.
+    let Some(authority) = ctx.authorities.get(&key_id) else {
+        return Ok(Err(Rejection::UnknownKey {
+            key_id,
+            role: "authority",
+        }));
+    };
+    // Signature. (Authority keys are configuration: they are never revoked in the log.)
+    if !c.signature_ok(authority) {
+        return Ok(Err(Rejection::BadSignature { key_id }));
+    }
+    // Payload schema (weak keys are refused here).
+    let statement = match parse_governance(&c.envelope.payload) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    // Clock skew.
+    if let Err(r) = check_skew(statement.at, ctx) {
+        return Ok(Err(r));
+    }
+    // The statement against the key registry.
+    let conflict = |reason| {
+        Err(Rejection::KeyConflict {
+            key_id: statement.key_id,
+            reason,
+        })
+    };
+    let existing = view.key(&statement.key_id)?;
+    match (statement.action, existing) {
+        (GovernanceAction::Grant, Some(_)) => {
+            return Ok(conflict(KeyConflictReason::AlreadyGranted));
+        }
+        (GovernanceAction::Grant, None) if ctx.authorities.get(&statement.key_id).is_some() => {
+            return Ok(conflict(KeyConflictReason::AuthorityKey));
+        }
+        (GovernanceAction::Grant, None) => {}
+        (GovernanceAction::Revoke, None) => return Ok(conflict(KeyConflictReason::NotGranted)),
+        (GovernanceAction::Revoke, Some(k)) if k.runtime != statement.runtime => {
+            return Ok(conflict(KeyConflictReason::OtherRuntime));
+        }
+        (GovernanceAction::Revoke, Some(k)) if k.revoked_index.is_some() => {
+            return Ok(conflict(KeyConflictReason::AlreadyRevoked));
+        }
+        (GovernanceAction::Revoke, Some(_)) => {}
+    }
+    // The same statement under another signature.
+    if let Some(index) = view.event_index(&c.event_id)? {
+        return Ok(Err(Rejection::DuplicateEvent {
+            event_id: c.event_id,
+            index,
+        }));
+    }
+    Ok(Ok(Admission::Governance(statement)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use ed25519_dalek::SigningKey;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::keys::public_key_base64;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-26 12:00:00 UTC);
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    /// A log held in maps.
+    #[derive(Default)]
+    struct MapView {
+        keys: HashMap<KeyId, KeyRecord>,
+        events: HashMap<EventId, (u64, SignedEnvelope)>,
+        positions: HashMap<(String, u64), EventId>,
+        heads: HashMap<String, WorkloadHead>,
+    }
+
+    impl LedgerView for MapView {
+        type Error = std::convert::Infallible;
+        fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Self::Error> {
+            Ok(self.keys.get(id).cloned())
+        }
+        fn event_index(&self, id: &EventId) -> Result<Option<u64>, Self::Error> {
+            Ok(self.events.get(id).map(|(i, _)| *i))
+        }
+        fn event_envelope(
+            &self,
+            id: &EventId,
+        ) -> Result<Option<(u64, SignedEnvelope)>, Self::Error> {
+            Ok(self.events.get(id).cloned())
+        }
+        fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, Self::Error> {
+            Ok(self.positions.get(&(w.as_str().to_owned(), seq)).copied())
+        }
+        fn workload_head(&self, w: &WorkloadId) -> Result<Option<WorkloadHead>, Self::Error> {
+            Ok(self.heads.get(w.as_str()).cloned())
+        }
+    }
+
+    impl MapView {
+        fn grant(&mut self, runtime: &str, k: &SigningKey, index: u64) {
+            let public_key = k.verifying_key();
+            self.keys.insert(
+                KeyId::from_public_key(&public_key),
+                KeyRecord {
+                    key_id: KeyId::from_public_key(&public_key),
+                    public_key,
+                    runtime: RuntimeId::new(runtime).expect("runtime"),
+                    granted_index: index,
+                    revoked_index: None,
+                },
+            );
+        }
+
+        /// Records an admitted event as the sequencer would.
+        fn append(&mut self, env: &SignedEnvelope, index: u64) {
+            let event = parse_event(&env.payload).expect("event");
+            let id = env.event_id();
+            self.events.insert(id, (index, env.clone()));
+            self.positions
+                .insert((event.workload.as_str().to_owned(), event.seq), id);
+            self.heads.insert(
+                event.workload.as_str().to_owned(),
+                WorkloadHead {
+                    seq: event.seq,
+                    event_id: id,
+                    runtime: event.runtime,
+                },
+            );
+        }
+    }
+
+    fn event(k: &SigningKey, v: serde_json::Value) -> Candidate {
+        Candidate::new(SignedEnvelope::sign(
+            PayloadType::Event,
+            serde_json::to_vec(&v).expect("json"),
+            k,
+        ))
+    }
+
+    fn ev(runtime: &str, workload: &str, seq: u64, prev: Option<EventId>) -> serde_json::Value {
+        let mut v = json!({"runtime": runtime, "workload": workload, "seq": seq,
+            "kind": "step", "at": "2026-11-26T12:00:00Z"});
+        if let Some(p) = prev {
+            v["prev"] = json!(p.to_string());
+        }
+        v
+    }
+
+    #[track_caller]
+    fn check(view: &MapView, c: &Candidate, want: Result<(), &str>) {
+        let authorities = Authorities::new([key(100).verifying_key()]);
+        let ctx = RuleContext {
+            authorities: &authorities,
+            now: NOW,
+            max_skew: Duration::minutes(5),
+        };
+        let got = match admit(c, view, &ctx) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let got = got.map(|_| ()).map_err(|r| rejection_name(&r));
+        assert_eq!(got, want.map_err(str::to_owned));
+    }
+
+    fn rejection_name(r: &Rejection) -> String {
+        let s = format!("{r:?}");
+        s.split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn setup() -> (MapView, SigningKey, EventId) {
+        let mut v = MapView::default();
+        let k = key(1);
+        v.grant("agent/a", &k, 0);
+        let start = event(&k, ev("agent/a", "w", 0, None));
+        v.append(&start.envelope, 1);
+        (v, k, start.event_id)
+    }
+
+    #[test]
+    fn a_valid_chain_is_admitted() {
+        let (v, k, start) = setup();
+        check(&v, &event(&k, ev("agent/a", "w", 1, Some(start))), Ok(()));
+        check(&v, &event(&k, ev("agent/a", "other", 0, None)), Ok(()));
+        let mut with_parent = ev("agent/a", "child", 0, None);
+        with_parent["parents"] = json!([start.to_string()]);
+        check(&v, &event(&k, with_parent), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_names_its_failure() {
+        let (mut v, k, start) = setup();
+        let ghost = EventId::of_payload(b"ghost");
+        check(
+            &v,
+            &event(&key(9), ev("agent/a", "w", 1, Some(start))),
+            Err("UnknownKey"),
+        );
+        check(
+            &v,
+            &event(&k, ev("agent/b", "x", 0, None)),
+            Err("RuntimeMismatch"),
+        );
+        check(
+            &v,
+            &event(&k, ev("agent/a", "w", 0, None)),
+            Err("DuplicateEvent"),
+        );
+        let mut other_start = ev("agent/a", "w", 0, None);
+        other_start["kind"] = json!("again");
+        check(&v, &event(&k, other_start), Err("Equivocation"));
+        check(
+            &v,
+            &event(&k, ev("agent/a", "w", 2, Some(start))),
+            Err("SequenceGap"),
+        );
+        check(
+            &v,
+            &event(&k, ev("agent/a", "w", 1, Some(ghost))),
+            Err("PrevMismatch"),
+        );
+        let mut orphan = ev("agent/a", "o", 0, None);
+        orphan["parents"] = json!([start.to_string(), ghost.to_string()]);
+        check(&v, &event(&k, orphan), Err("UnknownParent"));
+        let mut late = ev("agent/a", "late", 0, None);
+        late["at"] = json!("2026-11-26T12:05:01Z");
+        check(&v, &event(&k, late), Err("ClockSkew"));
+        let mut on_edge = ev("agent/a", "edge", 0, None);
+        on_edge["at"] = json!("2026-11-26T11:55:00Z");
+        check(&v, &event(&k, on_edge), Ok(()));
+        check(
+            &v,
+            &event(&k, json!({"runtime": "agent/a"})),
+            Err("InvalidPayload"),
+        );
+        // Another runtime continuing agent/a's workload.
+        let kb = key(2);
+        v.grant("agent/b", &kb, 5);
+        check(
+            &v,
+            &event(&kb, ev("agent/b", "w", 1, Some(start))),
+            Err("RuntimeMismatch"),
+        );
+        // Revocation wins over everything after the signature.
+        if let Some(r) = v.keys.get_mut(&KeyId::from_public_key(&k.verifying_key())) {
+            r.revoked_index = Some(7);
+        }
+        check(
+            &v,
+            &event(&k, json!({"not": "a payload"})),
+            Err("RevokedKey"),
+        );
+    }
+
+    #[test]
+    fn checks_run_in_contract_order() {
+        let (v, k, _) = setup();
+        // Bad signature and a bad payload: the signature is checked first.
+        let mut c = event(&k, json!({"bad": true}));
+        c.envelope.payload.push(b' ');
+        c.event_id = c.envelope.event_id();
+        check(&v, &c, Err("BadSignature"));
+        // A precomputed verdict is used as is.
+        let mut c = event(&k, ev("agent/a", "p", 0, None));
+        c.signature_checked = Some(false);
+        check(&v, &c, Err("BadSignature"));
+        // Runtime mismatch before clock skew; skew before sequence.
+        let mut both = ev("agent/b", "q", 3, Some(EventId::of_payload(b"x")));
+        both["at"] = json!("2020-01-01T00:00:00Z");
+        check(&v, &event(&k, both), Err("RuntimeMismatch"));
+        let mut skew_and_gap = ev("agent/a", "q", 3, Some(EventId::of_payload(b"x")));
+        skew_and_gap["at"] = json!("2020-01-01T00:00:00Z");
+        check(&v, &event(&k, skew_and_gap), Err("ClockSkew"));
+    }
+
+    fn governance(signer: &SigningKey, action: &str, runtime: &str, k: &SigningKey) -> Candidate {
+        let p = json!({"action": action, "runtime": runtime,
+            "public_key": public_key_base64(&k.verifying_key()), "at": "2026-11-26T12:00:00Z"});
+        Candidate::new(SignedEnvelope::sign(
+            PayloadType::Governance,
+            serde_json::to_vec(&p).expect("json"),
+            signer,
+        ))
+    }
+
+    #[test]
+    fn governance_rules() {
+        let (mut v, k, _) = setup();
+        let authority = key(100);
+        check(
+            &v,
+            &governance(&authority, "grant", "agent/c", &key(3)),
+            Ok(()),
+        );
+        check(
+            &v,
+            &governance(&k, "grant", "agent/c", &key(3)),
+            Err("UnknownKey"),
+        );
+        check(
+            &v,
+            &governance(&authority, "grant", "agent/c", &k),
+            Err("KeyConflict"),
+        );
+        check(
+            &v,
+            &governance(&authority, "grant", "agent/c", &authority),
+            Err("KeyConflict"),
+        );
+        check(
+            &v,
+            &governance(&authority, "revoke", "agent/a", &key(3)),
+            Err("KeyConflict"),
+        );
+        check(
+            &v,
+            &governance(&authority, "revoke", "agent/z", &k),
+            Err("KeyConflict"),
+        );
+        check(&v, &governance(&authority, "revoke", "agent/a", &k), Ok(()));
+        if let Some(r) = v.keys.get_mut(&KeyId::from_public_key(&k.verifying_key())) {
+            r.revoked_index = Some(7);
+        }
+        check(
+            &v,
+            &governance(&authority, "revoke", "agent/a", &k),
+            Err("KeyConflict"),
+        );
+        // An event type signed by the authority is not a runtime event.
+        check(
+            &v,
+            &event(&authority, ev("agent/a", "n", 0, None)),
+            Err("UnknownKey"),
+        );
+    }
+
+    #[test]
+    fn identical_envelopes_are_found_before_any_check() {
+        let (mut v, k, _) = setup();
+        let c = event(&k, ev("agent/a", "w", 0, None));
+        assert_eq!(find_identical(&c, &v).ok().flatten(), Some(1));
+        // Even once the key is revoked.
+        if let Some(r) = v.keys.get_mut(&KeyId::from_public_key(&k.verifying_key())) {
+            r.revoked_index = Some(7);
+        }
+        assert_eq!(find_identical(&c, &v).ok().flatten(), Some(1));
+        // The same payload under another signature is not identical.
+        let k2 = key(4);
+        let resigned = Candidate::new(SignedEnvelope::sign(
+            PayloadType::Event,
+            c.envelope.payload.clone(),
+            &k2,
+        ));
+        assert_eq!(find_identical(&resigned, &v).ok().flatten(), None);
+    }
+}

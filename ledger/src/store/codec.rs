@@ -1,0 +1,285 @@
+//! The on-disk value encodings, in one versioned module.
+//!
+//! Keys sort as the reads need them: integers are big-endian, a workload key
+//! is `workload || 0x00 || seq` (0x00 cannot occur in a workload ID), a child
+//! key is `parent_id || child_index`.
+
+// Some encoders serve only the RocksDB store.
+#![cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+
+use ed25519_dalek::VerifyingKey;
+
+use super::StoreError;
+use crate::event::RuntimeId;
+use crate::keys::KeyId;
+use crate::rules::KeyRecord;
+
+/// Version of the on-disk format; a store of another version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The identity of the log a store holds; fixed at initialisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreMeta {
+    /// On-disk format version.
+    pub format_version: u32,
+    /// The log's origin (checkpoint first line and key name).
+    pub origin: String,
+    /// The log key in signed-note vkey form.
+    pub vkey: String,
+}
+
+impl StoreMeta {
+    /// Encodes as `version u32 BE || len u16 BE || origin || vkey`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(6 + self.origin.len() + self.vkey.len());
+        out.extend_from_slice(&self.format_version.to_be_bytes());
+        out.extend_from_slice(&(self.origin.len() as u16).to_be_bytes());
+        out.extend_from_slice(self.origin.as_bytes());
+        out.extend_from_slice(self.vkey.as_bytes());
+        out
+    }
+
+    /// Decodes [`StoreMeta::to_bytes`].
+    ///
+    /// # Errors
+    /// `Corrupt` on any malformation.
+    pub fn from_bytes(b: &[u8]) -> Result<StoreMeta, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            what: "meta",
+            key: "format".into(),
+        };
+        let version = b.get(0..4).ok_or_else(corrupt)?;
+        let len = b.get(4..6).ok_or_else(corrupt)?;
+        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let origin = b.get(6..6 + len).ok_or_else(corrupt)?;
+        let vkey = b.get(6 + len..).ok_or_else(corrupt)?;
+        Ok(StoreMeta {
+            format_version: u32::from_be_bytes([version[0], version[1], version[2], version[3]]),
+            origin: String::from_utf8(origin.to_vec()).map_err(|_| corrupt())?,
+            vkey: String::from_utf8(vkey.to_vec()).map_err(|_| corrupt())?,
+        })
+    }
+
+    /// Checks that a stored identity is the configured one.
+    ///
+    /// # Errors
+    /// [`StoreError::MetaMismatch`] naming the first differing field.
+    pub fn check_matches(&self, configured: &StoreMeta) -> Result<(), StoreError> {
+        let mismatch = |field, stored: String, configured: String| {
+            Err(StoreError::MetaMismatch {
+                field,
+                stored,
+                configured,
+            })
+        };
+        if self.format_version != configured.format_version {
+            return mismatch(
+                "format version",
+                self.format_version.to_string(),
+                configured.format_version.to_string(),
+            );
+        }
+        if self.origin != configured.origin {
+            return mismatch("origin", self.origin.clone(), configured.origin.clone());
+        }
+        if self.vkey != configured.vkey {
+            return mismatch("log key", self.vkey.clone(), configured.vkey.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A checkpoint the log signed, with when it signed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Signing time, Unix milliseconds.
+    pub time_ms: u64,
+    /// The signed note text.
+    pub note: String,
+}
+
+impl StoredCheckpoint {
+    /// Value encoding: `time_ms u64 BE || note` (the size is the key).
+    pub fn value_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.note.len());
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        out.extend_from_slice(self.note.as_bytes());
+        out
+    }
+
+    /// Decodes a checkpoint value stored under `size`.
+    ///
+    /// # Errors
+    /// `Corrupt` on any malformation.
+    pub fn from_value(size: u64, b: &[u8]) -> Result<StoredCheckpoint, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            what: "checkpoint",
+            key: size.to_string(),
+        };
+        let time = b.get(0..8).ok_or_else(corrupt)?;
+        let note = b.get(8..).ok_or_else(corrupt)?;
+        Ok(StoredCheckpoint {
+            size,
+            time_ms: u64_be(time).ok_or_else(corrupt)?,
+            note: String::from_utf8(note.to_vec()).map_err(|_| corrupt())?,
+        })
+    }
+}
+
+/// Reads a big-endian u64 from exactly 8 bytes.
+pub(crate) fn u64_be(b: &[u8]) -> Option<u64> {
+    b.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// Key of hash tile `(level, index)`.
+pub(crate) fn tile_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Key of a workload's event at `seq`.
+pub(crate) fn workload_key(workload: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(workload.len() + 9);
+    k.extend_from_slice(workload.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Prefix of every key of a workload.
+pub(crate) fn workload_prefix(workload: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(workload.len() + 1);
+    k.extend_from_slice(workload.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of a lineage link.
+pub(crate) fn child_key(parent: &[u8; 32], child_index: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(parent);
+    k[32..].copy_from_slice(&child_index.to_be_bytes());
+    k
+}
+
+/// Encodes a key record: `pubkey 32 || granted u64 BE || revoked u64 BE (u64::MAX = none) || runtime`.
+pub(crate) fn key_record_bytes(k: &KeyRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + k.runtime.as_str().len());
+    out.extend_from_slice(k.public_key.as_bytes());
+    out.extend_from_slice(&k.granted_index.to_be_bytes());
+    out.extend_from_slice(&k.revoked_index.unwrap_or(u64::MAX).to_be_bytes());
+    out.extend_from_slice(k.runtime.as_str().as_bytes());
+    out
+}
+
+/// Decodes [`key_record_bytes`].
+pub(crate) fn key_record_from_bytes(b: &[u8]) -> Result<KeyRecord, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        what: "key",
+        key: hex::encode(b.get(..32).unwrap_or_default()),
+    };
+    let pk: [u8; 32] = b
+        .get(..32)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let public_key = VerifyingKey::from_bytes(&pk).map_err(|_| corrupt())?;
+    let granted_index = b.get(32..40).and_then(u64_be).ok_or_else(corrupt)?;
+    let revoked = b.get(40..48).and_then(u64_be).ok_or_else(corrupt)?;
+    let runtime = std::str::from_utf8(b.get(48..).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    Ok(KeyRecord {
+        key_id: KeyId::from_public_key(&public_key),
+        public_key,
+        runtime: RuntimeId::new(runtime).map_err(|_| corrupt())?,
+        granted_index,
+        revoked_index: (revoked != u64::MAX).then_some(revoked),
+    })
+}
+
+/// Encodes the tile hashes as stored bytes.
+pub(crate) fn tile_bytes(hashes: &[crate::Hash]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hashes.len() * 32);
+    for h in hashes {
+        out.extend_from_slice(&h.0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trip_and_mismatch() {
+        let m = StoreMeta {
+            format_version: FORMAT_VERSION,
+            origin: "lineage.local/log".into(),
+            vkey: "lineage.local/log+01020304+AQ==".into(),
+        };
+        assert_eq!(StoreMeta::from_bytes(&m.to_bytes()).ok(), Some(m.clone()));
+        assert!(m.check_matches(&m).is_ok());
+        let other = StoreMeta {
+            origin: "other/log".into(),
+            ..m.clone()
+        };
+        match m.check_matches(&other) {
+            Err(StoreError::MetaMismatch { field, .. }) => assert_eq!(field, "origin"),
+            r => panic!("expected origin mismatch, got {r:?}"),
+        }
+        assert!(StoreMeta::from_bytes(&[0, 0, 0]).is_err());
+        assert!(StoreMeta::from_bytes(&[0, 0, 0, 1, 0, 9, b'a']).is_err());
+    }
+
+    #[test]
+    fn checkpoint_value_round_trip() {
+        let c = StoredCheckpoint {
+            size: 7,
+            time_ms: 1_700_000_000_123,
+            note: "o\n7\nroot\n\n— o sig\n".into(),
+        };
+        assert_eq!(
+            StoredCheckpoint::from_value(7, &c.value_bytes()).ok(),
+            Some(c)
+        );
+        assert!(StoredCheckpoint::from_value(7, &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn key_record_round_trip() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+        for revoked_index in [None, Some(9)] {
+            let k = KeyRecord {
+                key_id: KeyId::from_public_key(&key),
+                public_key: key,
+                runtime: RuntimeId::new("agent/a").expect("runtime"),
+                granted_index: 3,
+                revoked_index,
+            };
+            assert_eq!(key_record_from_bytes(&key_record_bytes(&k)).ok(), Some(k));
+        }
+        assert!(key_record_from_bytes(&[1, 2, 3]).is_err());
+        let mut bad = key_record_bytes(&KeyRecord {
+            key_id: KeyId::from_public_key(&key),
+            public_key: key,
+            runtime: RuntimeId::new("agent/a").expect("runtime"),
+            granted_index: 3,
+            revoked_index: None,
+        });
+        bad.push(b' ');
+        assert!(
+            key_record_from_bytes(&bad).is_err(),
+            "runtime charset is checked"
+        );
+    }
+
+    #[test]
+    fn workload_keys_sort_by_seq_within_a_workload() {
+        assert!(workload_key("w", 1) < workload_key("w", 2));
+        assert!(workload_key("w", u64::MAX) < workload_key("w0", 0));
+        assert!(workload_key("w", 5).starts_with(&workload_prefix("w")));
+        assert!(!workload_key("w0", 5).starts_with(&workload_prefix("w")));
+    }
+}

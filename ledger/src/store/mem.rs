@@ -1,0 +1,228 @@
+//! An in-memory [`Store`] that can fail on purpose.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use super::codec::{child_key, tile_bytes, workload_key, workload_prefix};
+use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint};
+use crate::keys::{EventId, KeyId};
+use crate::rules::KeyRecord;
+
+/// A fault to inject into the next commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The write fails and nothing is applied.
+    LoseWrite,
+    /// The write is applied, but the store reports a failure (as a failed sync can).
+    ApplyThenFail,
+}
+
+#[derive(Default)]
+struct State {
+    meta: Option<StoreMeta>,
+    size: u64,
+    entries: BTreeMap<u64, Vec<u8>>,
+    tiles: HashMap<(u8, u64), Vec<u8>>,
+    events: HashMap<EventId, u64>,
+    workloads: BTreeMap<Vec<u8>, u64>,
+    children: BTreeMap<[u8; 40], ()>,
+    keys: BTreeMap<KeyId, KeyRecord>,
+    runtimes: BTreeMap<String, u64>,
+    checkpoints: BTreeMap<u64, StoredCheckpoint>,
+    faults: Vec<Fault>,
+}
+
+/// The in-memory store. Not durable: for tests and fault injection.
+#[derive(Default)]
+pub struct MemStore {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemStore")
+            .field("size", &self.lock().size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemStore {
+    /// An empty, uninitialised store.
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// Makes the next commits fail, one fault per commit, in order.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.lock().faults.extend(faults);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a
+        // way later readers would misread (commit applies under one guard),
+        // so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn apply(s: &mut State, b: &CommitBatch) {
+    for (i, e) in b.entries.iter().enumerate() {
+        s.entries.insert(b.first_index + i as u64, e.clone());
+    }
+    for t in &b.tiles {
+        s.tiles.insert((t.level, t.index), tile_bytes(&t.hashes));
+    }
+    for (id, index) in &b.events {
+        s.events.insert(*id, *index);
+    }
+    for (w, seq, index) in &b.workloads {
+        s.workloads.insert(workload_key(w, *seq), *index);
+    }
+    for (parent, child) in &b.children {
+        s.children.insert(child_key(parent.as_bytes(), *child), ());
+    }
+    for k in &b.keys {
+        s.keys.insert(k.key_id, k.clone());
+    }
+    for (r, n) in &b.runtime_counts {
+        s.runtimes.insert(r.clone(), *n);
+    }
+    s.checkpoints
+        .insert(b.checkpoint.size, b.checkpoint.clone());
+    s.size = b.checkpoint.size;
+}
+
+impl Store for MemStore {
+    fn meta(&self) -> Result<Option<StoreMeta>, StoreError> {
+        Ok(self.lock().meta.clone())
+    }
+
+    fn initialize(&self, meta: &StoreMeta, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.meta.is_some() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        s.meta = Some(meta.clone());
+        s.checkpoints.insert(cp.size, cp.clone());
+        s.size = cp.size;
+        Ok(())
+    }
+
+    fn head(&self) -> Result<StoredCheckpoint, StoreError> {
+        let s = self.lock();
+        s.checkpoints
+            .get(&s.size)
+            .cloned()
+            .ok_or(StoreError::Corrupt {
+                what: "head",
+                key: s.size.to_string(),
+            })
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().entries.get(&index).cloned())
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .lock()
+            .entries
+            .range(start..end)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().tiles.get(&(level, index)).cloned())
+    }
+
+    fn event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().events.get(id).copied())
+    }
+
+    fn workload_index(&self, workload: &str, seq: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .lock()
+            .workloads
+            .get(&workload_key(workload, seq))
+            .copied())
+    }
+
+    fn workload_last(&self, workload: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let s = self.lock();
+        let prefix = workload_prefix(workload);
+        Ok(s.workloads
+            .range(prefix.clone()..=workload_key(workload, u64::MAX))
+            .next_back()
+            .map(|(k, i)| (seq_of(&k[prefix.len()..]), *i)))
+    }
+
+    fn workload_range(
+        &self,
+        workload: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let s = self.lock();
+        let n = workload_prefix(workload).len();
+        Ok(s.workloads
+            .range(workload_key(workload, from_seq)..=workload_key(workload, u64::MAX))
+            .take(limit)
+            .map(|(k, i)| (seq_of(&k[n..]), *i))
+            .collect())
+    }
+
+    fn children(&self, parent: &EventId, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let s = self.lock();
+        Ok(s.children
+            .range(child_key(parent.as_bytes(), 0)..=child_key(parent.as_bytes(), u64::MAX))
+            .take(limit)
+            .map(|(k, ())| seq_of(&k[32..]))
+            .collect())
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self.lock().checkpoints.get(&size).cloned())
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self.lock().keys.values().cloned().collect())
+    }
+
+    fn runtime_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self
+            .lock()
+            .runtimes
+            .iter()
+            .map(|(r, n)| (r.clone(), *n))
+            .collect())
+    }
+
+    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if batch.first_index != s.size {
+            return Err(StoreError::Conflict {
+                first_index: batch.first_index,
+                size: s.size,
+            });
+        }
+        let fault = (!s.faults.is_empty()).then(|| s.faults.remove(0));
+        match fault {
+            Some(Fault::LoseWrite) => Err(StoreError::Injected(Fault::LoseWrite)),
+            Some(Fault::ApplyThenFail) => {
+                apply(&mut s, batch);
+                Err(StoreError::Injected(Fault::ApplyThenFail))
+            }
+            None => {
+                apply(&mut s, batch);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The big-endian u64 at the end of a key (keys are built by this module, so
+/// the suffix is always 8 bytes; a short one reads as 0 rather than panicking).
+fn seq_of(b: &[u8]) -> u64 {
+    super::codec::u64_be(b).unwrap_or(0)
+}

@@ -1,0 +1,241 @@
+//! The storage seam: one small trait, two implementations.
+//!
+//! [`RocksStore`] is the durable one (RocksDB, one synced `WriteBatch` per
+//! commit); [`MemStore`] is an in-memory fake for tests that can fail on
+//! purpose (lose a write, or apply it and still report an error).
+//!
+//! The store knows bytes and indices, not rules: the sequencer decides what
+//! to write (with the pure functions of [`crate::rules`] and
+//! [`crate::tree::plan_append`]) and hands the store one [`CommitBatch`].
+//!
+//! **Durability promise.** Once [`Store::commit`] returns `Ok`, every write of
+//! the batch survives a process crash and power loss. When it returns `Err`,
+//! the batch may or may not have been applied: the caller must reload its
+//! state from the store before going on, and must not acknowledge any entry
+//! of that batch.
+
+mod codec;
+mod mem;
+#[cfg(feature = "rocksdb")]
+mod rocks;
+
+pub use codec::{FORMAT_VERSION, StoreMeta, StoredCheckpoint};
+pub use mem::{Fault, MemStore};
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksStore;
+
+use crate::keys::EventId;
+use crate::rules::KeyRecord;
+use crate::tree::{TileSource, TileWrite};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored value does not decode: the data directory is damaged or foreign.
+    #[error("corrupt {what} record at key {key}")]
+    Corrupt {
+        /// The kind of record.
+        what: &'static str,
+        /// The key, hex-encoded.
+        key: String,
+    },
+    /// A commit did not start at the store's current size (a lost race or a stale caller).
+    #[error("commit starts at index {first_index} but the log has {size} entries")]
+    Conflict {
+        /// The batch's first index.
+        first_index: u64,
+        /// The store's size.
+        size: u64,
+    },
+    /// The store was already initialised.
+    #[error("the store is already initialised")]
+    AlreadyInitialized,
+    /// A fault injected by a test.
+    #[error("injected fault: {0:?}")]
+    Injected(Fault),
+    /// The data directory belongs to another log or another format.
+    #[error(
+        "the data directory holds {field} {stored:?}, but this ledger is configured with {configured:?}"
+    )]
+    MetaMismatch {
+        /// Which property differs.
+        field: &'static str,
+        /// What the store holds.
+        stored: String,
+        /// What the configuration says.
+        configured: String,
+    },
+}
+
+/// Everything one sequencer batch writes, applied atomically.
+#[derive(Clone, Debug, Default)]
+pub struct CommitBatch {
+    /// Index of the first entry; must equal the store's size.
+    pub first_index: u64,
+    /// Encoded log entries, in index order.
+    pub entries: Vec<Vec<u8>>,
+    /// Hash tiles whose contents changed (from `plan_append`).
+    pub tiles: Vec<TileWrite>,
+    /// Event ID to index, for every entry.
+    pub events: Vec<(EventId, u64)>,
+    /// (workload, seq, index) for every runtime event.
+    pub workloads: Vec<(String, u64, u64)>,
+    /// (parent or prev event ID, child index) for every lineage link.
+    pub children: Vec<(EventId, u64)>,
+    /// Runtime keys granted or revoked by this batch (new state of each).
+    pub keys: Vec<KeyRecord>,
+    /// New event counts of the runtimes this batch touched.
+    pub runtime_counts: Vec<(String, u64)>,
+    /// The checkpoint signed for the new tree size; it becomes the head.
+    pub checkpoint: StoredCheckpoint,
+}
+
+/// The ledger's storage.
+pub trait Store: Send + Sync + 'static {
+    /// The identity of the log in this store, or `None` for a new store.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn meta(&self) -> Result<Option<StoreMeta>, StoreError>;
+
+    /// Records the log's identity and its first (size 0) checkpoint.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyInitialized`] if it has an identity already.
+    fn initialize(&self, meta: &StoreMeta, checkpoint: &StoredCheckpoint)
+    -> Result<(), StoreError>;
+
+    /// The latest checkpoint (the head of the log).
+    ///
+    /// # Errors
+    /// Storage failures; `Corrupt` for an initialised store without one.
+    fn head(&self) -> Result<StoredCheckpoint, StoreError>;
+
+    /// The encoded entry at `index`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Entries `[start, end)`, in order; stops early at the end of the log.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// The stored bytes of hash tile `(level, index)` (concatenated 32-byte hashes).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The index of an event ID.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError>;
+
+    /// The index of a workload's event at `seq`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn workload_index(&self, workload: &str, seq: u64) -> Result<Option<u64>, StoreError>;
+
+    /// The workload's latest (seq, index).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn workload_last(&self, workload: &str) -> Result<Option<(u64, u64)>, StoreError>;
+
+    /// Up to `limit` (seq, index) pairs of a workload from `from_seq` on, in seq order.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn workload_range(
+        &self,
+        workload: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, StoreError>;
+
+    /// Up to `limit` indices of entries naming `parent` as a parent or prev, in index order.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn children(&self, parent: &EventId, limit: usize) -> Result<Vec<u64>, StoreError>;
+
+    /// The checkpoint issued at tree size `size`, if one was.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Every runtime key ever granted.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Event counts of every runtime.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn runtime_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Applies a batch atomically and durably (see the module docs).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `first_index` is not the current size;
+    /// storage failures, after which the batch may or may not be applied.
+    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
+}
+
+/// Any store is a tile source for the tree math.
+#[derive(Debug)]
+pub struct StoreTiles<'a, S: ?Sized>(pub &'a S);
+
+/// A tile the tree needs is not in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum TileReadError {
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The tile is missing.
+    #[error("hash tile {level}/{index} is missing")]
+    Missing {
+        /// Tile level.
+        level: u8,
+        /// Tile index.
+        index: u64,
+    },
+}
+
+impl<S: Store + ?Sized> TileSource for StoreTiles<'_, S> {
+    type Error = TileReadError;
+
+    fn tile(&self, level: u8, index: u64, _min_width: u16) -> Result<Vec<u8>, TileReadError> {
+        self.0
+            .tile(level, index)?
+            .ok_or(TileReadError::Missing { level, index })
+    }
+}
+
+/// Opens a store for a log: initialises a new one, or checks that an
+/// existing one belongs to this log (format version, origin, log key).
+/// A store is never wiped or re-initialised.
+///
+/// # Errors
+/// [`StoreError::MetaMismatch`] naming the first differing property.
+pub fn open_log<S: Store + ?Sized>(
+    store: &S,
+    meta: &StoreMeta,
+    genesis: impl FnOnce() -> StoredCheckpoint,
+) -> Result<(), StoreError> {
+    match store.meta()? {
+        None => store.initialize(meta, &genesis()),
+        Some(stored) => stored.check_matches(meta),
+    }
+}

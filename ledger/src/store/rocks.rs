@@ -1,0 +1,382 @@
+//! The durable [`Store`]: RocksDB, one column family per record kind, and
+//! one synced `WriteBatch` per commit.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `meta` | `format`, `size` | [`StoreMeta`], tree size u64 BE |
+//! | `entries` | index u64 BE | encoded log entry |
+//! | `tiles` | level u8, index u64 BE | concatenated 32-byte hashes (1..=256) |
+//! | `events` | event ID (32 bytes) | index u64 BE |
+//! | `workloads` | workload, 0x00, seq u64 BE | index u64 BE |
+//! | `children` | parent ID (32), child index u64 BE | empty |
+//! | `keys` | key ID (32) | key record |
+//! | `runtimes` | runtime ID | event count u64 BE |
+//! | `checkpoints` | tree size u64 BE | time u64 BE, signed note |
+
+use std::path::Path;
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
+};
+
+use super::codec::{
+    child_key, key_record_bytes, key_record_from_bytes, tile_bytes, tile_key, u64_be, workload_key,
+    workload_prefix,
+};
+use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint};
+use crate::keys::EventId;
+use crate::rules::KeyRecord;
+
+const CF_META: &str = "meta";
+const CF_ENTRIES: &str = "entries";
+const CF_TILES: &str = "tiles";
+const CF_EVENTS: &str = "events";
+const CF_WORKLOADS: &str = "workloads";
+const CF_CHILDREN: &str = "children";
+const CF_KEYS: &str = "keys";
+const CF_RUNTIMES: &str = "runtimes";
+const CF_CHECKPOINTS: &str = "checkpoints";
+const ALL_CFS: [&str; 9] = [
+    CF_META,
+    CF_ENTRIES,
+    CF_TILES,
+    CF_EVENTS,
+    CF_WORKLOADS,
+    CF_CHILDREN,
+    CF_KEYS,
+    CF_RUNTIMES,
+    CF_CHECKPOINTS,
+];
+const META_FORMAT: &[u8] = b"format";
+const META_SIZE: &[u8] = b"size";
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(e: rocksdb::Error) -> StoreError {
+        StoreError::Database(e.into_string())
+    }
+}
+
+/// The RocksDB store.
+pub struct RocksStore {
+    db: DB,
+    // Commits are serialised by the single sequencer; this guard makes the
+    // size check in `commit` sound even if two callers raced.
+    commit_lock: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store in directory `path`.
+    ///
+    /// # Errors
+    /// RocksDB errors (a locked or unreadable directory, among others).
+    pub fn open(path: &Path) -> Result<RocksStore, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        opts.set_keep_log_file_num(4);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut o = Options::default();
+            o.set_compression_type(DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(RocksStore {
+            db,
+            commit_lock: std::sync::Mutex::new(()),
+        })
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
+        self.db.cf_handle(name).ok_or(StoreError::Corrupt {
+            what: "column family",
+            key: name.to_owned(),
+        })
+    }
+
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+    }
+
+    fn get_u64(&self, cf: &'static str, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        match self.get(cf, key)? {
+            None => Ok(None),
+            Some(v) => u64_be(&v).map(Some).ok_or(StoreError::Corrupt {
+                what: cf,
+                key: hex::encode(key),
+            }),
+        }
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        Ok(self.get_u64(CF_META, META_SIZE)?.unwrap_or(0))
+    }
+
+    /// Forward scan of `cf` from `start` while keys start with `prefix`.
+    fn scan(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(cf)?, IteratorMode::From(start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    fn sync_write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+}
+
+fn suffix_u64(cf: &'static str, k: &[u8]) -> Result<u64, StoreError> {
+    k.len()
+        .checked_sub(8)
+        .and_then(|at| u64_be(&k[at..]))
+        .ok_or(StoreError::Corrupt {
+            what: cf,
+            key: hex::encode(k),
+        })
+}
+
+fn value_u64(cf: &'static str, k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
+    u64_be(v).ok_or(StoreError::Corrupt {
+        what: cf,
+        key: hex::encode(k),
+    })
+}
+
+impl Store for RocksStore {
+    fn meta(&self) -> Result<Option<StoreMeta>, StoreError> {
+        self.get(CF_META, META_FORMAT)?
+            .map(|v| StoreMeta::from_bytes(&v))
+            .transpose()
+    }
+
+    fn initialize(&self, meta: &StoreMeta, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.meta()?.is_some() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META)?, META_FORMAT, meta.to_bytes());
+        b.put_cf(self.cf(CF_META)?, META_SIZE, cp.size.to_be_bytes());
+        b.put_cf(
+            self.cf(CF_CHECKPOINTS)?,
+            cp.size.to_be_bytes(),
+            cp.value_bytes(),
+        );
+        self.sync_write(b)
+    }
+
+    fn head(&self) -> Result<StoredCheckpoint, StoreError> {
+        let size = self.size()?;
+        self.checkpoint(size)?.ok_or(StoreError::Corrupt {
+            what: "head checkpoint",
+            key: size.to_string(),
+        })
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_ENTRIES, &index.to_be_bytes())
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        let from = start.to_be_bytes();
+        for item in self.db.iterator_cf(
+            self.cf(CF_ENTRIES)?,
+            IteratorMode::From(&from, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            let index = suffix_u64(CF_ENTRIES, &k)?;
+            if index >= end {
+                break;
+            }
+            if index != start + out.len() as u64 {
+                return Err(StoreError::Corrupt {
+                    what: "entries (gap)",
+                    key: index.to_string(),
+                });
+            }
+            out.push(v.into_vec());
+        }
+        Ok(out)
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_TILES, &tile_key(level, index))
+    }
+
+    fn event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
+        self.get_u64(CF_EVENTS, id.as_bytes())
+    }
+
+    fn workload_index(&self, workload: &str, seq: u64) -> Result<Option<u64>, StoreError> {
+        self.get_u64(CF_WORKLOADS, &workload_key(workload, seq))
+    }
+
+    fn workload_last(&self, workload: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let prefix = workload_prefix(workload);
+        let last = workload_key(workload, u64::MAX);
+        let mut it = self.db.iterator_cf(
+            self.cf(CF_WORKLOADS)?,
+            IteratorMode::From(&last, Direction::Reverse),
+        );
+        match it.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+                    return Ok(None);
+                }
+                Ok(Some((
+                    suffix_u64(CF_WORKLOADS, &k)?,
+                    value_u64(CF_WORKLOADS, &k, &v)?,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn workload_range(
+        &self,
+        workload: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let prefix = workload_prefix(workload);
+        self.scan(
+            CF_WORKLOADS,
+            &workload_key(workload, from_seq),
+            &prefix,
+            limit,
+        )?
+        .into_iter()
+        // A longer workload ID with this one as a prefix cannot match: 0x00
+        // ends the ID and cannot occur inside one.
+        .map(|(k, v)| {
+            Ok((
+                suffix_u64(CF_WORKLOADS, &k)?,
+                value_u64(CF_WORKLOADS, &k, &v)?,
+            ))
+        })
+        .collect()
+    }
+
+    fn children(&self, parent: &EventId, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.scan(
+            CF_CHILDREN,
+            &child_key(parent.as_bytes(), 0),
+            parent.as_bytes(),
+            limit,
+        )?
+        .into_iter()
+        .map(|(k, _)| suffix_u64(CF_CHILDREN, &k))
+        .collect()
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.get(CF_CHECKPOINTS, &size.to_be_bytes())?
+            .map(|v| StoredCheckpoint::from_value(size, &v))
+            .transpose()
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_KEYS)?, IteratorMode::Start) {
+            let (_, v) = item?;
+            out.push(key_record_from_bytes(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn runtime_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_RUNTIMES)?, IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let runtime = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
+                what: CF_RUNTIMES,
+                key: hex::encode(&k),
+            })?;
+            out.push((runtime, value_u64(CF_RUNTIMES, &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let size = self.size()?;
+        if batch.first_index != size {
+            return Err(StoreError::Conflict {
+                first_index: batch.first_index,
+                size,
+            });
+        }
+        let mut b = WriteBatch::default();
+        let entries = self.cf(CF_ENTRIES)?;
+        for (i, e) in batch.entries.iter().enumerate() {
+            b.put_cf(entries, (batch.first_index + i as u64).to_be_bytes(), e);
+        }
+        let tiles = self.cf(CF_TILES)?;
+        for t in &batch.tiles {
+            b.put_cf(tiles, tile_key(t.level, t.index), tile_bytes(&t.hashes));
+        }
+        let events = self.cf(CF_EVENTS)?;
+        for (id, index) in &batch.events {
+            b.put_cf(events, *id.as_bytes(), index.to_be_bytes());
+        }
+        let workloads = self.cf(CF_WORKLOADS)?;
+        for (w, seq, index) in &batch.workloads {
+            b.put_cf(workloads, workload_key(w, *seq), index.to_be_bytes());
+        }
+        let children = self.cf(CF_CHILDREN)?;
+        for (parent, child) in &batch.children {
+            b.put_cf(children, child_key(parent.as_bytes(), *child), []);
+        }
+        let keys = self.cf(CF_KEYS)?;
+        for k in &batch.keys {
+            b.put_cf(keys, k.key_id.as_bytes(), key_record_bytes(k));
+        }
+        let runtimes = self.cf(CF_RUNTIMES)?;
+        for (r, n) in &batch.runtime_counts {
+            b.put_cf(runtimes, r.as_bytes(), n.to_be_bytes());
+        }
+        b.put_cf(
+            self.cf(CF_CHECKPOINTS)?,
+            batch.checkpoint.size.to_be_bytes(),
+            batch.checkpoint.value_bytes(),
+        );
+        b.put_cf(
+            self.cf(CF_META)?,
+            META_SIZE,
+            batch.checkpoint.size.to_be_bytes(),
+        );
+        self.sync_write(b)
+    }
+}

@@ -1,0 +1,230 @@
+#![cfg(feature = "rocksdb")]
+//! One store test suite, run on both stores (RocksDB and the in-memory fake).
+
+use ed25519_dalek::SigningKey;
+use lineage_ledger::event::RuntimeId;
+use lineage_ledger::keys::{EventId, KeyId};
+use lineage_ledger::rules::KeyRecord;
+use lineage_ledger::store::{
+    CommitBatch, FORMAT_VERSION, Fault, MemStore, RocksStore, Store, StoreError, StoreMeta,
+    StoreTiles, StoredCheckpoint, open_log,
+};
+use lineage_ledger::tree::{TileNodes, TreeEdge, plan_append, root};
+use lineage_ledger::{Hash, leaf_hash};
+
+fn meta() -> StoreMeta {
+    StoreMeta {
+        format_version: FORMAT_VERSION,
+        origin: "test/log".into(),
+        vkey: "test/log+00000000+AQ==".into(),
+    }
+}
+
+fn genesis() -> StoredCheckpoint {
+    StoredCheckpoint {
+        size: 0,
+        time_ms: 1,
+        note: "genesis".into(),
+    }
+}
+
+/// A batch of `n` entries appended to `edge`, with simple indexes.
+fn batch(edge: &TreeEdge, n: u64, workload: &str) -> (CommitBatch, TreeEdge) {
+    let first = edge.size();
+    let entries: Vec<Vec<u8>> = (first..first + n)
+        .map(|i| format!("entry {i}").into_bytes())
+        .collect();
+    let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+    let plan = plan_append(edge, &leaves);
+    let id = |i: u64| EventId::of_payload(format!("entry {i}").as_bytes());
+    let b = CommitBatch {
+        first_index: first,
+        entries,
+        tiles: plan.tiles,
+        events: (first..first + n).map(|i| (id(i), i)).collect(),
+        workloads: (first..first + n)
+            .map(|i| (workload.to_owned(), i, i))
+            .collect(),
+        children: (first.max(1)..first + n).map(|i| (id(0), i)).collect(),
+        keys: vec![],
+        runtime_counts: vec![("agent/a".into(), first + n)],
+        checkpoint: StoredCheckpoint {
+            size: first + n,
+            time_ms: 2,
+            note: format!("checkpoint {}", first + n),
+        },
+    };
+    (b, plan.edge)
+}
+
+fn suite(store: &dyn Store) {
+    // Identity.
+    assert!(store.meta().expect("meta").is_none());
+    open_log(store, &meta(), genesis).expect("init");
+    open_log(store, &meta(), genesis).expect("reopen same log");
+    let other = StoreMeta {
+        vkey: "other+00000000+AQ==".into(),
+        ..meta()
+    };
+    match open_log(store, &other, genesis) {
+        Err(StoreError::MetaMismatch { field, .. }) => assert_eq!(field, "log key"),
+        r => panic!("expected a mismatch, got {r:?}"),
+    }
+    assert!(matches!(
+        store.initialize(&meta(), &genesis()),
+        Err(StoreError::AlreadyInitialized)
+    ));
+    assert_eq!(store.head().expect("head").size, 0);
+
+    // Appends across tile boundaries; the tree rebuilt from tiles matches.
+    let mut edge = TreeEdge::empty();
+    let mut all: Vec<Hash> = vec![];
+    for (n, w) in [
+        (1u64, "w1"),
+        (255, "w1"),
+        (1, "w2"),
+        (300, "w2"),
+        (70000 - 557, "w3"),
+    ] {
+        let (b, next) = batch(&edge, n, w);
+        all.extend(b.entries.iter().map(|e| leaf_hash(e)));
+        store.commit(&b).expect("commit");
+        edge = next;
+    }
+    let size = edge.size();
+    assert_eq!(size, 70000);
+    assert_eq!(store.head().expect("head").size, size);
+    let loaded = TreeEdge::load(size, &StoreTiles(store)).expect("load edge");
+    assert_eq!(loaded, edge, "restart rebuilds the same edge");
+    assert_eq!(
+        root(size, &TileNodes(&StoreTiles(store))).expect("root"),
+        edge.root()
+    );
+    assert_eq!(
+        root(257, &TileNodes(&StoreTiles(store))).expect("root"),
+        root(
+            257,
+            &lineage_ledger::tree::MemNodes::new(all[..257].to_vec())
+        )
+        .expect("root")
+    );
+
+    // A stale batch is refused and changes nothing.
+    let (stale, _) = batch(&TreeEdge::empty(), 1, "w1");
+    assert!(matches!(
+        store.commit(&stale),
+        Err(StoreError::Conflict {
+            first_index: 0,
+            size: 70000
+        })
+    ));
+    assert_eq!(store.entry(0).expect("entry"), Some(b"entry 0".to_vec()));
+
+    // Reads.
+    assert_eq!(store.entry(size).expect("entry"), None);
+    let range = store.entries(254, 258).expect("entries");
+    assert_eq!(range.len(), 4);
+    assert_eq!(range[0], b"entry 254".to_vec());
+    assert_eq!(store.entries(69998, 80000).expect("tail").len(), 2);
+    assert_eq!(
+        store
+            .event_index(&EventId::of_payload(b"entry 256"))
+            .expect("event"),
+        Some(256)
+    );
+    assert_eq!(
+        store
+            .event_index(&EventId::of_payload(b"nope"))
+            .expect("event"),
+        None
+    );
+    assert_eq!(store.workload_index("w1", 255).expect("wl"), Some(255));
+    assert_eq!(store.workload_index("w1", 256).expect("wl"), None);
+    assert_eq!(store.workload_last("w1").expect("last"), Some((255, 255)));
+    assert_eq!(
+        store.workload_last("w").expect("last"),
+        None,
+        "prefix of a workload ID"
+    );
+    assert_eq!(store.workload_last("w10").expect("last"), None);
+    assert_eq!(
+        store.workload_range("w2", 300, 3).expect("range"),
+        vec![(300, 300), (301, 301), (302, 302)]
+    );
+    assert_eq!(
+        store
+            .children(&EventId::of_payload(b"entry 0"), 3)
+            .expect("children"),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        store.checkpoint(257).expect("cp").map(|c| c.note),
+        Some("checkpoint 257".into())
+    );
+    assert_eq!(store.checkpoint(258).expect("cp"), None);
+    assert_eq!(
+        store.runtime_counts().expect("counts"),
+        vec![("agent/a".into(), 70000)]
+    );
+
+    // Keys: grant then revoke, the latest state wins.
+    let pk = SigningKey::from_bytes(&[3u8; 32]).verifying_key();
+    let mut rec = KeyRecord {
+        key_id: KeyId::from_public_key(&pk),
+        public_key: pk,
+        runtime: RuntimeId::new("agent/a").expect("id"),
+        granted_index: size,
+        revoked_index: None,
+    };
+    let (mut b, next) = batch(&edge, 1, "w4");
+    b.keys = vec![rec.clone()];
+    store.commit(&b).expect("grant");
+    edge = next;
+    rec.revoked_index = Some(size + 1);
+    let (mut b, _) = batch(&edge, 1, "w4");
+    b.keys = vec![rec.clone()];
+    store.commit(&b).expect("revoke");
+    assert_eq!(store.keys().expect("keys"), vec![rec]);
+}
+
+#[test]
+fn rocksdb_store_passes_the_suite_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = RocksStore::open(dir.path()).expect("open");
+        suite(&store);
+    }
+    let store = RocksStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.head().expect("head").size, 70002);
+    assert_eq!(store.meta().expect("meta"), Some(meta()));
+    let edge = TreeEdge::load(70002, &StoreTiles(&store)).expect("edge");
+    assert_eq!(edge.size(), 70002);
+}
+
+#[test]
+fn memory_store_passes_the_suite() {
+    suite(&MemStore::new());
+}
+
+#[test]
+fn memory_store_faults_lose_or_apply_the_write() {
+    let store = MemStore::new();
+    open_log(&store, &meta(), genesis).expect("init");
+    let (b, _) = batch(&TreeEdge::empty(), 3, "w");
+    store.inject([Fault::LoseWrite, Fault::ApplyThenFail]);
+    assert!(matches!(
+        store.commit(&b),
+        Err(StoreError::Injected(Fault::LoseWrite))
+    ));
+    assert_eq!(store.head().expect("head").size, 0);
+    assert!(matches!(
+        store.commit(&b),
+        Err(StoreError::Injected(Fault::ApplyThenFail))
+    ));
+    assert_eq!(
+        store.head().expect("head").size,
+        3,
+        "applied despite the error"
+    );
+    assert!(matches!(store.commit(&b), Err(StoreError::Conflict { .. })));
+}

@@ -1,0 +1,241 @@
+//! `lineage serve` configuration: flags, then environment variables, then an
+//! optional TOML file, then defaults. Validated at start; an error names the
+//! field. The field docs below are the reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Flags of `lineage serve` (each also settable by environment or file).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flag and environment win).
+    #[arg(long, env = "LINEAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (RocksDB, log key, dev authority key). Default: ./lineage-data.
+    #[arg(long, env = "LINEAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address. Default: 127.0.0.1:7878.
+    #[arg(long, env = "LINEAGE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Log origin (checkpoint first line and log key name). Default: lineage.local/log.
+    #[arg(long, env = "LINEAGE_ORIGIN")]
+    pub origin: Option<String>,
+    /// Log signing key file (created 0600 if missing). Default: DATA_DIR/log.key.
+    #[arg(long, env = "LINEAGE_LOG_KEY")]
+    pub log_key: Option<PathBuf>,
+    /// Authority public key (standard base64), repeatable. None: a development
+    /// authority key is created in the data directory, with a loud warning.
+    #[arg(long = "authority", env = "LINEAGE_AUTHORITY", value_delimiter = ',')]
+    pub authority: Vec<String>,
+    /// Largest allowed distance between an event's `at` and the ledger clock, seconds. Default: 300.
+    #[arg(long, env = "LINEAGE_MAX_SKEW_SECS")]
+    pub max_skew_secs: Option<u64>,
+    /// Most entries per synced commit. Default: 4096.
+    #[arg(long, env = "LINEAGE_BATCH_MAX_ENTRIES")]
+    pub batch_max_entries: Option<usize>,
+    /// Sequencer linger after the first request of a batch, milliseconds. Default: 2.
+    #[arg(long, env = "LINEAGE_BATCH_LINGER_MS")]
+    pub batch_linger_ms: Option<u64>,
+    /// Requests waiting for the sequencer before ingest answers 503. Default: 4096.
+    #[arg(long, env = "LINEAGE_QUEUE_DEPTH")]
+    pub queue_depth: Option<usize>,
+    /// Largest request body, bytes. Default: 67108864 (64 MiB).
+    #[arg(long, env = "LINEAGE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most envelopes in one array request. Default: 1000.
+    #[arg(long, env = "LINEAGE_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Time allowed for a whole request, seconds. Default: 30.
+    #[arg(long, env = "LINEAGE_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// The TOML file: the same settings, snake_case names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    origin: Option<String>,
+    log_key: Option<PathBuf>,
+    #[serde(default)]
+    authority: Vec<String>,
+    max_skew_secs: Option<u64>,
+    batch_max_entries: Option<usize>,
+    batch_linger_ms: Option<u64>,
+    queue_depth: Option<usize>,
+    max_body_bytes: Option<usize>,
+    max_batch: Option<usize>,
+    request_timeout_secs: Option<u64>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub origin: String,
+    pub log_key: PathBuf,
+    pub authority: Vec<String>,
+    pub max_skew: Duration,
+    pub batch_max_entries: usize,
+    pub batch_linger: Duration,
+    pub queue_depth: usize,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub request_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// Merges flags/environment with the file and defaults, and validates.
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("config file {}", p.display()))?
+            }
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("lineage-data"));
+        let origin = self
+            .origin
+            .or(file.origin)
+            .unwrap_or_else(|| "lineage.local/log".into());
+        if origin.is_empty() || origin.contains(|c: char| c.is_whitespace() || c == '+') {
+            bail!("origin: {origin:?} must be non-empty with no white space and no '+'");
+        }
+        let log_key = self
+            .log_key
+            .or(file.log_key)
+            .unwrap_or_else(|| data_dir.join("log.key"));
+        let authority = if self.authority.is_empty() {
+            file.authority
+        } else {
+            self.authority
+        };
+        let positive = |name: &str, v: usize| -> anyhow::Result<usize> {
+            if v == 0 {
+                bail!("{name}: must be at least 1");
+            }
+            Ok(v)
+        };
+        let cfg = ServeConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+            origin,
+            log_key,
+            authority,
+            max_skew: Duration::from_secs(self.max_skew_secs.or(file.max_skew_secs).unwrap_or(300)),
+            batch_max_entries: positive(
+                "batch_max_entries",
+                self.batch_max_entries
+                    .or(file.batch_max_entries)
+                    .unwrap_or(4096),
+            )?,
+            batch_linger: Duration::from_millis(
+                self.batch_linger_ms.or(file.batch_linger_ms).unwrap_or(2),
+            ),
+            queue_depth: positive(
+                "queue_depth",
+                self.queue_depth.or(file.queue_depth).unwrap_or(4096),
+            )?,
+            max_body_bytes: positive(
+                "max_body_bytes",
+                self.max_body_bytes
+                    .or(file.max_body_bytes)
+                    .unwrap_or(64 * 1024 * 1024),
+            )?,
+            max_batch: positive(
+                "max_batch",
+                self.max_batch.or(file.max_batch).unwrap_or(1000),
+            )?,
+            request_timeout: Duration::from_secs(
+                self.request_timeout_secs
+                    .or(file.request_timeout_secs)
+                    .unwrap_or(30),
+            ),
+            data_dir,
+        };
+        if cfg.batch_linger > Duration::from_secs(1) {
+            bail!("batch_linger_ms: at most 1000");
+        }
+        if cfg.request_timeout.is_zero() {
+            bail!("request_timeout_secs: must be at least 1");
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("lineage.toml");
+        std::fs::write(
+            &file,
+            "origin = \"file.example/log\"\nbatch_linger_ms = 5\n",
+        )
+        .expect("write");
+        let cfg = ServeArgs::default().resolve().expect("defaults");
+        assert_eq!(cfg.origin, "lineage.local/log");
+        assert_eq!(cfg.listen.port(), 7878);
+        assert_eq!(cfg.log_key, PathBuf::from("lineage-data/log.key"));
+        let cfg = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("file");
+        assert_eq!(cfg.origin, "file.example/log");
+        assert_eq!(cfg.batch_linger, Duration::from_millis(5));
+        let cfg = ServeArgs {
+            config: Some(file),
+            origin: Some("flag.example/log".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("flags");
+        assert_eq!(cfg.origin, "flag.example/log");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no_such_setting = 1\n").expect("write");
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("unknown field");
+        assert!(format!("{err:#}").contains("no_such_setting"), "{err:#}");
+        let err = ServeArgs {
+            queue_depth: Some(0),
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("zero");
+        assert!(err.to_string().contains("queue_depth"));
+        let err = ServeArgs {
+            origin: Some("has space".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect_err("origin");
+        assert!(err.to_string().contains("origin"));
+    }
+}

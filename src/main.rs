@@ -1,0 +1,198 @@
+//! `lineage`: the ledger server and its command-line tools.
+//!
+//! `main` only parses the command line, sets up tracing, opens the store,
+//! binds and serves; everything else lives in the library crates.
+
+mod client;
+mod config;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use lineage_api::{AppState, Clock, HttpLimits, LogConfig, LogService};
+use lineage_ledger::keys::{
+    generate_signing_key, key_file_is_private, parse_public_key, read_key_file, write_key_file,
+};
+use lineage_ledger::note::NoteSigner;
+use lineage_ledger::rules::Authorities;
+use lineage_ledger::store::RocksStore;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lineage",
+    version,
+    about = "Append-only, verifiable execution-lineage ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the ledger (embedded RocksDB in the data directory).
+    Serve(config::ServeArgs),
+    /// Create an Ed25519 key file (mode 0600) and print its public key and key ID.
+    Keygen {
+        /// Where to write the key (refuses to overwrite).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Grant a runtime key (signed by an authority key).
+    Grant(client::GovernanceArgs),
+    /// Revoke a runtime key (signed by an authority key).
+    Revoke(client::GovernanceArgs),
+    /// Sign an event payload (JSON file, `-` for stdin) and submit it.
+    Submit(client::SubmitArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => rt.block_on(serve(args.resolve()?)),
+        Command::Keygen { out } => keygen(&out),
+        Command::Grant(a) => rt.block_on(client::governance("grant", a)),
+        Command::Revoke(a) => rt.block_on(client::governance("revoke", a)),
+        Command::Submit(a) => rt.block_on(client::submit(a)),
+    }
+}
+
+fn keygen(out: &Path) -> anyhow::Result<()> {
+    let key = generate_signing_key()?;
+    write_key_file(out, &key).with_context(|| format!("writing {}", out.display()))?;
+    let public = key.verifying_key();
+    println!(
+        "public_key: {}",
+        lineage_ledger::keys::public_key_base64(&public)
+    );
+    println!(
+        "key_id:     {}",
+        lineage_ledger::keys::KeyId::from_public_key(&public)
+    );
+    Ok(())
+}
+
+/// Reads a key file, creating it if missing; refuses one others can read.
+fn load_or_create_key(path: &Path, what: &str) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    if !path.exists() {
+        let key = generate_signing_key()?;
+        write_key_file(path, &key)
+            .with_context(|| format!("creating {what} {}", path.display()))?;
+        tracing::info!(path = %path.display(), "created {what}");
+        return Ok(key);
+    }
+    if !key_file_is_private(path).with_context(|| format!("checking {}", path.display()))? {
+        bail!(
+            "{what} {} is readable by group or others; run `chmod 600 {}` and start again",
+            path.display(),
+            path.display()
+        );
+    }
+    read_key_file(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+async fn serve(cfg: config::ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let log_key = load_or_create_key(&cfg.log_key, "log key")?;
+    let signer = NoteSigner::new(&cfg.origin, log_key).context("origin is not a valid key name")?;
+    let mut authority_keys = Vec::new();
+    for (i, b64) in cfg.authority.iter().enumerate() {
+        authority_keys
+            .push(parse_public_key(b64).with_context(|| format!("authority[{i}]: {b64:?}"))?);
+    }
+    if authority_keys.is_empty() {
+        let path = cfg.data_dir.join("authority.key");
+        let key = load_or_create_key(&path, "development authority key")?;
+        tracing::warn!(
+            path = %path.display(),
+            "NO --authority GIVEN: using a DEVELOPMENT authority key stored next to the data. \
+             Anyone who can read it can grant runtime keys. Do not use this in production."
+        );
+        eprintln!(
+            "WARNING: development authority key at {} (public key {}). Pass --authority for production.",
+            path.display(),
+            lineage_ledger::keys::public_key_base64(&key.verifying_key())
+        );
+        authority_keys.push(key.verifying_key());
+    }
+    let store = RocksStore::open(&cfg.data_dir.join("db"))
+        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    let log = LogService::start(
+        Arc::new(store),
+        signer,
+        Authorities::new(authority_keys),
+        LogConfig {
+            origin: cfg.origin.clone(),
+            max_skew: time::Duration::try_from(cfg.max_skew).context("max_skew_secs")?,
+            batch_max_entries: cfg.batch_max_entries,
+            batch_linger: cfg.batch_linger,
+            queue_depth: cfg.queue_depth,
+        },
+        Clock::System,
+    )
+    .map_err(|e| match e {
+        lineage_api::StartError::Store(lineage_ledger::store::StoreError::MetaMismatch { .. }) => {
+            anyhow::anyhow!(
+                "{e}.\nThis data directory belongs to another log. Start with the same --origin and \
+                 --log-key it was created with, or use another --data-dir. Nothing was changed."
+            )
+        }
+        e => anyhow::Error::new(e).context("starting the log"),
+    })?;
+    let log = Arc::new(log);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    println!("lineage: origin {}", cfg.origin);
+    println!("lineage: vkey {}", log.vkey);
+    println!("lineage: tree size {}", log.head().size);
+    println!("lineage: listening on http://{addr}");
+    let state = AppState {
+        log: log.clone(),
+        limits: HttpLimits {
+            max_body_bytes: cfg.max_body_bytes,
+            max_batch: cfg.max_batch,
+            request_timeout: cfg.request_timeout,
+        },
+    };
+    lineage_api::serve(listener, lineage_api::router(state), shutdown_signal()).await?;
+    log.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,177 @@
+//! The README walk-through against the real `lineage` binary: serve on an
+//! ephemeral port, keygen, grant, submit, read back; then a restart with
+//! another origin is refused and changes nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lineage");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn lineage serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(u) = line.strip_prefix("lineage: listening on ") {
+            url = Some(u.to_owned());
+            break;
+        }
+    }
+    Server {
+        child,
+        url: url.expect("the server printed its address"),
+    }
+}
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN).args(args).output().expect("run lineage");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn readme_walkthrough_works_against_the_real_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = serve(&data, &[]);
+    let authority = data.join("authority.key");
+    let agent = dir.path().join("agent.key");
+
+    let (ok, out) = run(&["keygen", "--out", agent.to_str().expect("utf8")]);
+    assert!(ok, "{out}");
+    let public = out
+        .lines()
+        .find_map(|l| l.strip_prefix("public_key:"))
+        .map(str::trim)
+        .expect("public key printed")
+        .to_owned();
+    // Key files are private.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&agent)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // keygen never overwrites.
+    let (ok, _) = run(&["keygen", "--out", agent.to_str().expect("utf8")]);
+    assert!(!ok);
+
+    let (ok, out) = run(&[
+        "grant",
+        "--authority-key",
+        authority.to_str().expect("utf8"),
+        "--runtime",
+        "agent/planner",
+        "--public-key",
+        &public,
+        "--server",
+        &server.url,
+    ]);
+    assert!(ok, "{out}");
+    let grant: serde_json::Value = serde_json::from_str(&out).expect("receipt json");
+    assert_eq!(grant["index"], 0);
+
+    let event = dir.path().join("start.json");
+    std::fs::write(
+        &event,
+        r#"{"runtime":"agent/planner","workload":"run-42","seq":0,"kind":"workload.start","attrs":{"goal":"triage"}}"#,
+    )
+    .expect("write");
+    let (ok, out) = run(&[
+        "submit",
+        "--key",
+        agent.to_str().expect("utf8"),
+        "--server",
+        &server.url,
+        event.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{out}");
+    let receipt: serde_json::Value = serde_json::from_str(&out).expect("receipt json");
+    assert_eq!(receipt["index"], 1);
+    assert_eq!(receipt["format"], "lineage-bundle/v1");
+
+    // The same event again from another runtime's key is refused, with a non-zero exit.
+    let stranger = dir.path().join("stranger.key");
+    run(&["keygen", "--out", stranger.to_str().expect("utf8")]);
+    let (ok, out) = run(&[
+        "submit",
+        "--key",
+        stranger.to_str().expect("utf8"),
+        "--server",
+        &server.url,
+        event.to_str().expect("utf8"),
+    ]);
+    assert!(!ok);
+    assert!(out.contains("unknown_key"), "{out}");
+    drop(server);
+
+    // Restarting with another origin is refused; the data is untouched.
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            "other.example/log",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("origin") && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    // And the original configuration still serves the same log.
+    let server = serve(&data, &[]);
+    let body = reqwest::blocking::get(format!("{}/v1/log", server.url))
+        .expect("get")
+        .text()
+        .expect("text");
+    let log: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(log["tree_size"], 2);
+}
+
+#[test]
+fn a_log_key_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("log.key");
+    let (ok, _) = run(&["keygen", "--out", key.to_str().expect("utf8")]);
+    assert!(ok);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-key"])
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}

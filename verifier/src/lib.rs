@@ -1,0 +1,1 @@
+//! Offline verifier for auditors. Not built yet: see issue "The offline verifier".
