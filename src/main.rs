@@ -5,6 +5,7 @@
 
 mod client;
 mod config;
+mod export;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +47,20 @@ enum Command {
     Revoke(client::GovernanceArgs),
     /// Sign an event payload (JSON file, `-` for stdin) and submit it.
     Submit(client::SubmitArgs),
+    /// Write the log as a static C2SP tlog-tiles tree for auditors (works on a
+    /// running ledger: the store is opened read-only, as a snapshot).
+    Export {
+        /// The ledger's data directory.
+        #[arg(long, default_value = "lineage-data")]
+        data_dir: std::path::PathBuf,
+        /// Output directory; full tiles already there are kept (incremental).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Authority public keys to list in the manifest (default: the
+        /// development authority key of the data directory, if any).
+        #[arg(long = "authority")]
+        authority: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +82,29 @@ fn main() -> anyhow::Result<()> {
         Command::Grant(a) => rt.block_on(client::governance("grant", a)),
         Command::Revoke(a) => rt.block_on(client::governance("revoke", a)),
         Command::Submit(a) => rt.block_on(client::submit(a)),
+        Command::Export {
+            data_dir,
+            out,
+            mut authority,
+        } => {
+            let dev = data_dir.join("authority.key");
+            if authority.is_empty() && dev.exists() {
+                let key =
+                    read_key_file(&dev).with_context(|| format!("reading {}", dev.display()))?;
+                authority.push(lineage_ledger::keys::public_key_base64(
+                    &key.verifying_key(),
+                ));
+            }
+            let r = export::export(&data_dir, &out, &authority)?;
+            println!(
+                "exported tree size {} to {}: {} files written, {} kept",
+                r.tree_size,
+                out.display(),
+                r.written,
+                r.kept
+            );
+            Ok(())
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::AppState;
 use crate::problem::{ApiError, problem_response};
-use crate::service::{CachedTiles, Core, Outcome, SubmitError};
+use crate::service::{Core, Outcome, ProofNodes, SubmitError};
 
 /// Largest envelope JSON accepted: a maximal payload in base64 plus framing.
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
@@ -162,7 +162,7 @@ fn answer(
     slots: Vec<Result<usize, Rejection>>,
     reply: Option<crate::service::JobReply>,
 ) -> Vec<(StatusCode, SubmitItem)> {
-    let tiles = CachedTiles::new(core.store.as_ref());
+    let nodes = ProofNodes::new(core.store.as_ref());
     let problem = |e: ApiError| {
         let p = e.to_problem();
         (
@@ -189,7 +189,7 @@ fn answer(
                         stored.as_deref().ok_or(ApiError::Internal)?
                     }
                 };
-                core.bundle(index, entry, &reply.checkpoint, &tiles)
+                core.bundle(index, entry, &reply.checkpoint, &nodes)
                     .map_err(|e| {
                         tracing::error!(error = %e, index, "building a receipt");
                         ApiError::Internal

@@ -103,7 +103,6 @@ impl ApiError {
             code: code.to_owned(),
             detail: self.to_string(),
             field,
-            index: None,
         }
     }
 }

@@ -25,10 +25,8 @@ use lineage_ledger::store::{
     CommitBatch, FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint,
     open_log,
 };
-use lineage_ledger::tree::{
-    TileNodes, TileSource, TreeEdge, plan_append, prove_consistency, prove_inclusion,
-};
-use lineage_ledger::{Hash, leaf_hash};
+use lineage_ledger::tree::{NodeSource, TreeEdge, plan_append, prove_consistency, prove_inclusion};
+use lineage_ledger::{Hash, leaf_hash, node_hash};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::{Clock, unix_ms};
@@ -349,10 +347,10 @@ impl Core {
         index: u64,
         entry: &[u8],
         checkpoint: &StoredCheckpoint,
-        tiles: &CachedTiles<'_>,
+        nodes: &ProofNodes<'_>,
     ) -> Result<lineage_schemas::Bundle, ReadError> {
         use base64::Engine as _;
-        let proof = prove_inclusion(index, checkpoint.size, &TileNodes(tiles))
+        let proof = prove_inclusion(index, checkpoint.size, nodes)
             .map_err(|e| ReadError::Tree(e.to_string()))?;
         Ok(lineage_schemas::Bundle {
             format: lineage_schemas::BUNDLE_FORMAT.to_owned(),
@@ -379,7 +377,7 @@ impl Core {
             return Err(ReadError::NotFound);
         }
         let entry = self.store.entry(index)?.ok_or(ReadError::NotFound)?;
-        self.bundle(index, &entry, &head, &CachedTiles::new(self.store.as_ref()))
+        self.bundle(index, &entry, &head, &ProofNodes::new(self.store.as_ref()))
     }
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size`.
@@ -391,8 +389,8 @@ impl Core {
         if size > current || index >= size {
             return Err(ReadError::OutOfRange);
         }
-        let tiles = CachedTiles::new(self.store.as_ref());
-        prove_inclusion(index, size, &TileNodes(&tiles)).map_err(|e| ReadError::Tree(e.to_string()))
+        prove_inclusion(index, size, &ProofNodes::new(self.store.as_ref()))
+            .map_err(|e| ReadError::Tree(e.to_string()))
     }
 
     /// RFC 6962 consistency proof between tree sizes `first` and `second`.
@@ -404,8 +402,7 @@ impl Core {
         if first > second || second > current {
             return Err(ReadError::OutOfRange);
         }
-        let tiles = CachedTiles::new(self.store.as_ref());
-        prove_consistency(first, second, &TileNodes(&tiles))
+        prove_consistency(first, second, &ProofNodes::new(self.store.as_ref()))
             .map_err(|e| ReadError::Tree(e.to_string()))
     }
 }
@@ -427,47 +424,96 @@ pub enum ReadError {
     Tree(String),
 }
 
-/// A tile source over the store that reads each tile once per use; build
-/// one per request.
-pub struct CachedTiles<'a> {
+/// A stored tile row, shared between the nodes read from it.
+type SharedTile = Arc<Vec<u8>>;
+
+/// A [`NodeSource`] over the store for one request: each tile is read once,
+/// and every node computed is remembered, so the receipts of a batch of
+/// consecutive entries (whose audit paths share most nodes) cost about one
+/// hash per distinct node instead of up to 255 per node.
+pub struct ProofNodes<'a> {
     store: &'a dyn Store,
-    cache: Mutex<HashMap<(u8, u64), Arc<Vec<u8>>>>,
+    tiles: Mutex<HashMap<(u8, u64), SharedTile>>,
+    memo: Mutex<HashMap<(u8, u64), Hash>>,
 }
 
-impl std::fmt::Debug for CachedTiles<'_> {
+impl std::fmt::Debug for ProofNodes<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedTiles").finish_non_exhaustive()
+        f.debug_struct("ProofNodes").finish_non_exhaustive()
     }
 }
 
-impl<'a> CachedTiles<'a> {
+/// A node the store cannot give.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The tile row holding the node is missing or too short.
+    #[error("tile {tile_level}/{tile_index} lacks hash {offset}")]
+    Missing {
+        /// Tile level.
+        tile_level: u8,
+        /// Tile index.
+        tile_index: u64,
+        /// Position in the row.
+        offset: u64,
+    },
+}
+
+impl<'a> ProofNodes<'a> {
     /// An empty cache over `store`.
-    pub fn new(store: &'a dyn Store) -> CachedTiles<'a> {
-        CachedTiles {
+    pub fn new(store: &'a dyn Store) -> ProofNodes<'a> {
+        ProofNodes {
             store,
-            cache: Mutex::new(HashMap::new()),
+            tiles: Mutex::new(HashMap::new()),
+            memo: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A stored row hash: tree level `8 * tile_level`, position `index`.
+    fn row_hash(&self, tile_level: u8, index: u64) -> Result<Hash, NodeError> {
+        let tile_index = index / lineage_ledger::TILE_WIDTH;
+        let offset = index % lineage_ledger::TILE_WIDTH;
+        let cached = lock(&self.tiles).get(&(tile_level, tile_index)).cloned();
+        let tile = match cached {
+            Some(t) => t,
+            None => {
+                let t = Arc::new(self.store.tile(tile_level, tile_index)?.unwrap_or_default());
+                lock(&self.tiles).insert((tile_level, tile_index), t.clone());
+                t
+            }
+        };
+        let at = offset as usize * 32;
+        tile.get(at..at + 32)
+            .and_then(Hash::from_slice)
+            .ok_or(NodeError::Missing {
+                tile_level,
+                tile_index,
+                offset,
+            })
     }
 }
 
-impl TileSource for CachedTiles<'_> {
-    type Error = lineage_ledger::store::TileReadError;
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    fn tile(&self, level: u8, index: u64, min_width: u16) -> Result<Vec<u8>, Self::Error> {
-        if let Some(t) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(level, index))
-        {
-            return Ok(t.as_ref().clone());
+impl NodeSource for ProofNodes<'_> {
+    type Error = NodeError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
+        if level.is_multiple_of(lineage_ledger::TILE_HEIGHT) {
+            return self.row_hash(level / lineage_ledger::TILE_HEIGHT, index);
         }
-        let t = StoreTiles(self.store).tile(level, index, min_width)?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((level, index), Arc::new(t.clone()));
-        Ok(t)
+        if let Some(h) = lock(&self.memo).get(&(level, index)) {
+            return Ok(*h);
+        }
+        let left = self.node(level - 1, 2 * index)?;
+        let right = self.node(level - 1, 2 * index + 1)?;
+        let h = node_hash(&left, &right);
+        lock(&self.memo).insert((level, index), h);
+        Ok(h)
     }
 }
 
@@ -499,8 +545,9 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
             }
         }
         let c = core.clone();
+        let edge_in = std::mem::take(&mut edge);
         let result = tokio::task::spawn_blocking(move || {
-            let mut edge = edge;
+            let mut edge = edge_in;
             let mut needs_reload = needs_reload;
             if needs_reload {
                 match c.reload() {
@@ -604,7 +651,9 @@ fn process(core: &Core, edge: &mut TreeEdge, jobs: &mut [Job]) -> bool {
                 Outcome::Rejected(r) => {
                     core.metrics.reject(crate::problem::classify_rejection(r).1)
                 }
-                Outcome::Identical { .. } => core.metrics.duplicates.inc(),
+                Outcome::Identical { .. } => {
+                    core.metrics.duplicates.inc();
+                }
                 Outcome::Appended { .. } | Outcome::Failed => {}
             }
         }

@@ -129,10 +129,11 @@ async fn a_write_that_landed_despite_an_error_is_found_by_resubmission() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["index"], 1);
     // And the tree did not fork: the next entry extends it.
-    let (s, v) = post(&app, &start("w2", &rk)).await;
+    let next = start("w2", &rk);
+    let (s, v) = post(&app, &next).await;
     assert_eq!((s, v["index"].as_u64()), (StatusCode::CREATED, Some(2)));
-    let (s, _) = post(&app, &start("w2", &rk)).await;
-    assert_eq!(s, StatusCode::OK);
+    let (s, v) = post(&app, &next).await;
+    assert_eq!((s, v["index"].as_u64()), (StatusCode::OK, Some(2)));
     assert_eq!(log.head().size, 3);
     log.shutdown().await;
 }

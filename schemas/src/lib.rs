@@ -36,7 +36,7 @@ pub const BUNDLE_FORMAT: &str = "lineage-bundle/v1";
 /// Prefix of every [`Problem`] `type` URI; the stable error code follows it.
 /// The URI identifies the problem type and need not resolve (RFC 9457 §3.1.1:
 /// consumers must not dereference it automatically).
-pub const PROBLEM_TYPE_PREFIX: &str = "https://lineage.dev/problems/";
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:lineage:problem:";
 
 /// JSON Schema pattern of a runtime or workload identifier.
 pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9._:/@-]{1,128}$";
@@ -195,8 +195,8 @@ pub struct Bundle {
 /// An RFC 9457 problem details body (`application/problem+json`).
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// URI identifying the problem type: `https://lineage.dev/problems/` followed by
-    /// `code`. It identifies the problem; it need not resolve.
+    /// URI identifying the problem type: `urn:lineage:problem:` followed by
+    /// `code` (a URN: it names the problem, it does not resolve).
     pub r#type: String,
     /// Short, human-readable summary of the problem type.
     pub title: String,
@@ -210,9 +210,6 @@ pub struct Problem {
     /// `signatures[0].sig`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Position of the failing item in a batch submission, from 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<u64>,
 }
 
 /// The `type` URI of the problem with this code: [`PROBLEM_TYPE_PREFIX`]
@@ -238,7 +235,6 @@ impl Problem {
             code,
             detail: detail.into(),
             field: None,
-            index: None,
         }
     }
 }
@@ -537,8 +533,7 @@ mod tests {
         };
         let mut problem = Problem::new(400, "invalid_field", "Invalid field", "seq is negative");
         problem.field = Some("seq".into());
-        problem.index = Some(3);
-        assert_eq!(problem.r#type, "https://lineage.dev/problems/invalid_field");
+        assert_eq!(problem.r#type, "urn:lineage:problem:invalid_field");
         let items = vec![SubmitItem::Receipt(bundle), SubmitItem::Problem(problem)];
         let text = serde_json::to_string(&items).expect("serialize");
         let back: Vec<SubmitItem> = serde_json::from_str(&text).expect("parse");
@@ -546,12 +541,12 @@ mod tests {
     }
 
     #[test]
-    fn problem_omits_absent_field_and_index() {
+    fn problem_omits_absent_field() {
         let value = serde_json::to_value(Problem::new(404, "not_found", "Not found", "no entry"))
             .expect("serialize");
         assert_eq!(
             value,
-            json!({"type": "https://lineage.dev/problems/not_found", "title": "Not found",
+            json!({"type": "urn:lineage:problem:not_found", "title": "Not found",
                    "status": 404, "code": "not_found", "detail": "no entry"})
         );
     }

@@ -49,6 +49,9 @@ const ALL_CFS: [&str; 9] = [
     CF_CHECKPOINTS,
 ];
 const META_FORMAT: &[u8] = b"format";
+
+/// A raw key and value read from RocksDB.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
 const META_SIZE: &[u8] = b"size";
 
 impl From<rocksdb::Error> for StoreError {
@@ -97,6 +100,25 @@ impl RocksStore {
         })
     }
 
+    /// Opens the store in `path` read-only, as a snapshot: it sees what was
+    /// durable at open time and can be opened while a server runs on it.
+    ///
+    /// # Errors
+    /// RocksDB errors (no store there, among others).
+    pub fn open_read_only(path: &Path) -> Result<RocksStore, StoreError> {
+        let opts = Options::default();
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut o = Options::default();
+            o.set_compression_type(DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)?;
+        Ok(RocksStore {
+            db,
+            commit_lock: std::sync::Mutex::new(()),
+        })
+    }
+
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
         self.db.cf_handle(name).ok_or(StoreError::Corrupt {
             what: "column family",
@@ -129,7 +151,7 @@ impl RocksStore {
         start: &[u8],
         prefix: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StoreError> {
+    ) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
         for item in self
             .db
