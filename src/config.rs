@@ -52,6 +52,21 @@ pub struct ServeArgs {
     /// Time allowed for a whole request, seconds. Default: 30.
     #[arg(long, env = "LINEAGE_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Per-runtime ingest limit, events per second (0: no limit). Default: 0.
+    #[arg(long, env = "LINEAGE_RATE_LIMIT_PER_RUNTIME")]
+    pub rate_limit_per_runtime: Option<u32>,
+    /// Burst allowed above the per-runtime rate, events. Default: 10 x the rate.
+    #[arg(long, env = "LINEAGE_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Bearer token required on every read (ingest and health stay open). Default: none.
+    #[arg(long, env = "LINEAGE_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// TLS certificate chain (PEM) for direct exposure; needs --tls-key.
+    #[arg(long, env = "LINEAGE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, env = "LINEAGE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The TOML file: the same settings, snake_case names.
@@ -71,6 +86,11 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_batch: Option<usize>,
     request_timeout_secs: Option<u64>,
+    rate_limit_per_runtime: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    read_token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -88,6 +108,11 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub request_timeout: Duration,
+    /// (events per second, burst), when limited.
+    pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
+    pub read_token: Option<String>,
+    /// (certificate chain, key), when serving TLS directly.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServeArgs {
@@ -164,8 +189,36 @@ impl ServeArgs {
                     .or(file.request_timeout_secs)
                     .unwrap_or(30),
             ),
+            rate_limit: None,
+            read_token: self
+                .read_token
+                .or(file.read_token)
+                .filter(|t| !t.is_empty()),
+            tls: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("tls_cert and tls_key: give both or neither"),
+            },
             data_dir,
         };
+        let mut cfg = cfg;
+        let rate = self
+            .rate_limit_per_runtime
+            .or(file.rate_limit_per_runtime)
+            .unwrap_or(0);
+        if let Some(rate) = std::num::NonZeroU32::new(rate) {
+            let burst = self
+                .rate_limit_burst
+                .or(file.rate_limit_burst)
+                .unwrap_or(rate.get().saturating_mul(10));
+            let Some(burst) = std::num::NonZeroU32::new(burst) else {
+                bail!("rate_limit_burst: must be at least 1");
+            };
+            cfg.rate_limit = Some((rate, burst));
+        }
         if cfg.batch_linger > Duration::from_secs(1) {
             bail!("batch_linger_ms: at most 1000");
         }

@@ -5,7 +5,9 @@
 
 mod client;
 mod config;
-mod export;
+mod demo;
+
+use lineage::export;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +37,9 @@ struct Cli {
 enum Command {
     /// Run the ledger (embedded RocksDB in the data directory).
     Serve(config::ServeArgs),
+    /// Run the ledger (same flags as serve; data in ./lineage-demo unless
+    /// given) plus a simulator of runtimes posting signed lineage to it.
+    Demo(config::ServeArgs),
     /// Create an Ed25519 key file (mode 0600) and print its public key and key ID.
     Keygen {
         /// Where to write the key (refuses to overwrite).
@@ -77,7 +82,8 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve(args) => rt.block_on(serve(args.resolve()?)),
+        Command::Serve(args) => rt.block_on(serve(args.resolve()?, None)),
+        Command::Demo(args) => rt.block_on(demo::run(args)),
         Command::Keygen { out } => keygen(&out),
         Command::Grant(a) => rt.block_on(client::governance("grant", a)),
         Command::Revoke(a) => rt.block_on(client::governance("revoke", a)),
@@ -142,7 +148,10 @@ fn load_or_create_key(path: &Path, what: &str) -> anyhow::Result<ed25519_dalek::
     read_key_file(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
-async fn serve(cfg: config::ServeConfig) -> anyhow::Result<()> {
+/// Called once the listener is bound, with the base URL (`lineage demo`).
+type OnListening = Box<dyn FnOnce(&str) + Send>;
+
+async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let log_key = load_or_create_key(&cfg.log_key, "log key")?;
@@ -192,14 +201,18 @@ async fn serve(cfg: config::ServeConfig) -> anyhow::Result<()> {
         e => anyhow::Error::new(e).context("starting the log"),
     })?;
     let log = Arc::new(log);
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
+    let listener = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     println!("lineage: origin {}", cfg.origin);
     println!("lineage: vkey {}", log.vkey);
     println!("lineage: tree size {}", log.head().size);
-    println!("lineage: listening on http://{addr}");
+    println!("lineage: listening on {scheme}://{addr}");
+    if let Some(hook) = on_listening {
+        hook(&format!("{scheme}://{addr}"));
+    }
     let state = AppState {
         log: log.clone(),
         limits: HttpLimits {
@@ -207,8 +220,42 @@ async fn serve(cfg: config::ServeConfig) -> anyhow::Result<()> {
             max_batch: cfg.max_batch,
             request_timeout: cfg.request_timeout,
         },
+        runtime_limiter: cfg
+            .rate_limit
+            .map(|(rate, burst)| Arc::new(lineage_api::access::RuntimeLimiter::new(rate, burst))),
     };
-    lineage_api::serve(listener, lineage_api::router(state), shutdown_signal()).await?;
+    let mut router = lineage_api::router(state.clone()).merge(lineage_explorer::router(state));
+    if let Some(token) = &cfg.read_token {
+        router = lineage_api::with_read_token(router, token);
+    }
+    match &cfg.tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            lineage_api::serve_with(listener, router, cfg.request_timeout, shutdown_signal())
+                .await?;
+        }
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await?;
+        }
+    }
     log.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -119,19 +119,21 @@ async fn ingest(app: AppState, body: Result<Bytes, BytesRejection>) -> Result<Re
         Body::Many(v) => (false, v),
     };
     // Send only the valid candidates to the sequencer; remember their slots.
-    let mut slots: Vec<Result<usize, Rejection>> = Vec::with_capacity(results.len());
+    let mut slots: Vec<Result<usize, ApiError>> = Vec::with_capacity(results.len());
     let mut candidates = Vec::new();
     for r in results {
-        match r {
+        let admitted = r.map_err(ApiError::from).and_then(|c| {
+            rate_limit(&app, &c)?;
+            Ok(c)
+        });
+        match admitted {
             Ok(c) => {
                 slots.push(Ok(candidates.len()));
                 candidates.push(c);
             }
-            Err(rej) => {
-                app.log
-                    .metrics
-                    .reject(crate::problem::classify_rejection(&rej).1);
-                slots.push(Err(rej));
+            Err(e) => {
+                app.log.metrics.reject(e.classify().1);
+                slots.push(Err(e));
             }
         }
     }
@@ -156,10 +158,25 @@ async fn ingest(app: AppState, body: Result<Bytes, BytesRejection>) -> Result<Re
     Ok(json_response(StatusCode::OK, &items))
 }
 
+/// Charges a runtime's rate budget, only for envelopes whose signature
+/// already verified: nobody can spend another runtime's budget.
+fn rate_limit(app: &AppState, c: &Candidate) -> Result<(), ApiError> {
+    let Some(limiter) = &app.runtime_limiter else {
+        return Ok(());
+    };
+    if c.signature_checked != Some(true) {
+        return Ok(());
+    }
+    match app.log.key(&c.envelope.key_id) {
+        Some(k) => limiter.check(k.runtime.as_str()),
+        None => Ok(()),
+    }
+}
+
 /// Builds the answer of every slot: receipts share one tile cache.
 fn answer(
     core: &Arc<Core>,
-    slots: Vec<Result<usize, Rejection>>,
+    slots: Vec<Result<usize, ApiError>>,
     reply: Option<crate::service::JobReply>,
 ) -> Vec<(StatusCode, SubmitItem)> {
     let nodes = ProofNodes::new(core.store.as_ref());
@@ -174,7 +191,7 @@ fn answer(
         .into_iter()
         .map(|slot| {
             let i = match slot {
-                Err(r) => return problem(ApiError::Rejected(r)),
+                Err(e) => return problem(e),
                 Ok(i) => i,
             };
             let Some(reply) = &reply else {

@@ -13,6 +13,7 @@
 //! Errors leave as `application/problem+json` (RFC 9457) with a stable
 //! `code`; see [`problem`].
 
+pub mod access;
 pub mod clock;
 mod ingest;
 pub mod metrics;
@@ -61,6 +62,28 @@ pub struct AppState {
     pub log: Arc<LogService>,
     /// Limits.
     pub limits: HttpLimits,
+    /// Per-runtime ingest rate limits, if configured.
+    pub runtime_limiter: Option<Arc<access::RuntimeLimiter>>,
+}
+
+impl AppState {
+    /// State with default limits and no rate limit.
+    pub fn new(log: Arc<LogService>) -> AppState {
+        AppState {
+            log,
+            limits: HttpLimits::default(),
+            runtime_limiter: None,
+        }
+    }
+}
+
+/// Wraps a router so that every read requires `Authorization: Bearer <token>`
+/// (ingest, `/healthz` and `/readyz` stay open).
+pub fn with_read_token(router: Router, token: &str) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::<str>::from(token),
+        access::require_read_token,
+    ))
 }
 
 /// The API router: ingest, reads, tiles, health and metrics.
@@ -94,7 +117,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes
-/// in-flight requests.
+/// in-flight requests. Request headers must arrive within the default
+/// request timeout (see [`serve_with`]).
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -103,7 +127,63 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(
+        listener,
+        router,
+        HttpLimits::default().request_timeout,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2) until `shutdown`
+/// resolves, then lets open connections finish. A client that does not send
+/// its request headers within `header_timeout` is disconnected: the
+/// `TimeoutLayer` of [`router`] only starts once headers are in, so this
+/// closes the slow-header variant of slow-loris.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub tree_size: Gauge,
     /// Failed commits.
     pub commit_failures: Counter,
+    /// The newest rejections of authenticated events, with their workload
+    /// (for the explorer's workload timeline); not exported to Prometheus.
+    pub recent_rejections: RecentRejections,
 }
 
 impl Default for Metrics {
@@ -88,6 +91,7 @@ impl Metrics {
             commit_seconds,
             tree_size,
             commit_failures,
+            recent_rejections: RecentRejections::default(),
         }
     }
 
@@ -106,5 +110,141 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Rejections remembered by [`RecentRejections`].
+pub const RECENT_REJECTIONS: usize = 1024;
+
+/// One rejected event whose signature verified (so its workload and runtime
+/// are the signer's own claim, not anyone's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentRejection {
+    /// When the sequencer decided, Unix milliseconds.
+    pub at_ms: u64,
+    /// The stable problem code.
+    pub code: &'static str,
+    /// The workload named by the payload.
+    pub workload: String,
+    /// The runtime named by the payload.
+    pub runtime: String,
+    /// The `seq` named by the payload, if it had one.
+    pub seq: Option<u64>,
+    /// The rule's explanation (the `detail` the submitter received).
+    pub detail: String,
+}
+
+/// A bounded ring of the newest [`RecentRejection`]s, since the process started.
+#[derive(Debug, Default)]
+pub struct RecentRejections {
+    ring: std::sync::Mutex<std::collections::VecDeque<RecentRejection>>,
+}
+
+impl RecentRejections {
+    /// Remembers the rejected events of one sequencer job: `outcomes[i]` is
+    /// the outcome of `items[i]`. Envelopes refused before their signature was
+    /// known good (unknown key, bad signature) are not attributed to a workload.
+    pub fn note(
+        &self,
+        items: &[lineage_ledger::rules::Candidate],
+        outcomes: &[crate::service::Outcome],
+        at_ms: u64,
+    ) {
+        use lineage_ledger::dsse::PayloadType;
+        use lineage_ledger::rules::Rejection;
+        #[derive(serde::Deserialize)]
+        struct Claim {
+            workload: Option<String>,
+            runtime: Option<String>,
+            seq: Option<u64>,
+        }
+        for (c, o) in items.iter().zip(outcomes) {
+            let crate::service::Outcome::Rejected(r) = o else {
+                continue;
+            };
+            if c.envelope.payload_type != PayloadType::Event
+                || matches!(
+                    r,
+                    Rejection::UnknownKey { .. }
+                        | Rejection::BadSignature { .. }
+                        | Rejection::InvalidEnvelope(_)
+                        | Rejection::PayloadTooLarge { .. }
+                )
+            {
+                continue;
+            }
+            let Ok(claim) = serde_json::from_slice::<Claim>(&c.envelope.payload) else {
+                continue;
+            };
+            let Some(workload) = claim.workload else {
+                continue;
+            };
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() >= RECENT_REJECTIONS {
+                ring.pop_front();
+            }
+            ring.push_back(RecentRejection {
+                at_ms,
+                code: crate::problem::classify_rejection(r).1,
+                workload,
+                runtime: claim.runtime.unwrap_or_default(),
+                seq: claim.seq,
+                detail: r.to_string(),
+            });
+        }
+    }
+
+    /// The newest rejections first, of one workload or of all, at most `limit`.
+    pub fn newest(&self, workload: Option<&str>, limit: usize) -> Vec<RecentRejection> {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.iter()
+            .rev()
+            .filter(|r| workload.is_none_or(|w| r.workload == w))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Metrics {
+    /// The rejection counters by code (every code counted so far, largest
+    /// first), read back from the Prometheus family itself.
+    pub fn rejection_counts(&self) -> Vec<(String, u64)> {
+        let mut registry = Registry::default();
+        registry.register("r", "", self.rejections.clone());
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        let mut out: Vec<(String, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("r_total{code=\"")?;
+                let (code, value) = rest.split_once("\"} ")?;
+                Some((code.to_owned(), value.trim().parse().ok()?))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod explorer_tests {
+    use super::*;
+
+    #[test]
+    fn rejection_counts_read_back_every_code() {
+        let m = Metrics::new();
+        assert!(m.rejection_counts().is_empty());
+        m.reject("sequence_gap");
+        m.reject("sequence_gap");
+        m.reject("bad_signature");
+        assert_eq!(
+            m.rejection_counts(),
+            vec![
+                ("sequence_gap".to_owned(), 2),
+                ("bad_signature".to_owned(), 1)
+            ]
+        );
     }
 }

@@ -41,6 +41,15 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// The runtime sent more than its configured rate.
+    #[error("runtime {runtime} is over its ingest rate limit; retry shortly")]
+    RateLimited {
+        /// The runtime.
+        runtime: String,
+    },
+    /// A read without the configured bearer token.
+    #[error("this ledger requires a bearer token for reads")]
+    Unauthorized,
     /// A bug or an unexpected state; details are logged, not returned.
     #[error("internal error")]
     Internal,
@@ -80,6 +89,12 @@ impl ApiError {
                 "payload_too_large",
                 "Too many envelopes",
             ),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Rate limited",
+            ),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -189,8 +204,11 @@ pub fn problem_response(problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
+    if status == StatusCode::UNAUTHORIZED && problem.code == "unauthorized" {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp

@@ -646,6 +646,9 @@ fn process(core: &Core, edge: &mut TreeEdge, jobs: &mut [Job]) -> bool {
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     for (job, outcomes) in jobs.iter_mut().zip(outcomes) {
+        core.metrics
+            .recent_rejections
+            .note(&job.items, &outcomes, integrated_at_ms);
         for o in &outcomes {
             match o {
                 Outcome::Rejected(r) => {

@@ -81,6 +81,7 @@ async fn setup() -> (Arc<MemStore>, Arc<LogService>, axum::Router) {
     let app = lineage_api::router(AppState {
         log: log.clone(),
         limits: HttpLimits::default(),
+        runtime_limiter: None,
     });
     (store, log, app)
 }

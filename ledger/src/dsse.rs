@@ -197,11 +197,13 @@ impl SignedEnvelope {
     /// (known payload type, canonical base64, one signature, key ID form,
     /// 64-byte signature).
     pub fn parse(json: &[u8]) -> Result<SignedEnvelope, EnvelopeError> {
-        let wire: Envelope = serde_json::from_slice(json).map_err(|e| EnvelopeError::Json {
-            message: e.to_string(),
-            line: e.line(),
-            column: e.column(),
-        })?;
+        // Objects only: serde's derive would also take `[type, payload, sigs]`.
+        let lineage_schemas::MapOnly(wire): lineage_schemas::MapOnly<Envelope> =
+            serde_json::from_slice(json).map_err(|e| EnvelopeError::Json {
+                message: e.to_string(),
+                line: e.line(),
+                column: e.column(),
+            })?;
         SignedEnvelope::try_from(&wire)
     }
 
@@ -314,6 +316,34 @@ impl TryFrom<&Envelope> for SignedEnvelope {
             key_id,
             signature: Signature::from_bytes(&sig),
         })
+    }
+}
+
+#[cfg(test)]
+mod array_form_tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_and_signatures_in_array_form_are_refused() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let env = SignedEnvelope::sign(PayloadType::Event, b"{}".to_vec(), &key);
+        let w = env.to_wire();
+        let ok = serde_json::to_vec(&w).unwrap_or_default();
+        assert!(SignedEnvelope::parse(&ok).is_ok());
+        let sig_array = serde_json::json!({"payloadType": w.payload_type, "payload": w.payload,
+            "signatures": [[w.signatures[0].keyid, w.signatures[0].sig]]});
+        let env_array = serde_json::json!([w.payload_type, w.payload,
+            [{"keyid": w.signatures[0].keyid, "sig": w.signatures[0].sig}]]);
+        for bad in [sig_array, env_array] {
+            let bytes = serde_json::to_vec(&bad).unwrap_or_default();
+            assert!(
+                matches!(
+                    SignedEnvelope::parse(&bytes),
+                    Err(EnvelopeError::Json { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 }
 

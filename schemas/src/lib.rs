@@ -74,7 +74,38 @@ pub struct Envelope {
     /// Signatures over the DSSE pre-authentication encoding of
     /// (payloadType, payload). Lineage accepts exactly one.
     #[schemars(length(min = 1, max = 1))]
+    #[serde(deserialize_with = "objects_only")]
     pub signatures: Vec<EnvelopeSignature>,
+}
+
+/// A value that deserializes only from a JSON object (map), never from the
+/// array form serde's derive also accepts for structs: `[keyid, sig]` is not
+/// an envelope signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapOnly<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Objects<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Objects<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Objects(std::marker::PhantomData))
+            .map(MapOnly)
+    }
+}
+
+fn objects_only<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<EnvelopeSignature>, D::Error> {
+    let items: Vec<MapOnly<EnvelopeSignature>> = Deserialize::deserialize(d)?;
+    Ok(items.into_iter().map(|m| m.0).collect())
 }
 
 /// One signature in a DSSE envelope.

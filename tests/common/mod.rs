@@ -75,6 +75,7 @@ impl TestLedger {
         let router = lineage_api::router(AppState {
             log: log.clone(),
             limits: HttpLimits::default(),
+            runtime_limiter: None,
         });
         let server = tokio::spawn(async move {
             lineage_api::serve(listener, router, async {
@@ -249,4 +250,51 @@ pub fn check_receipt(receipt: &Value, verifier: &NoteVerifier, k: &SigningKey) -
     env.verify(&k.verifying_key()).expect("envelope signature");
     assert_eq!(receipt["event_id"], event_id(&env));
     index
+}
+
+impl TestLedger {
+    /// Like [`TestLedger::start_with`], with the HTTP limits given (small
+    /// bodies, short request timeouts) instead of the defaults.
+    pub async fn start_with_limits(
+        dir: &Path,
+        config: LogConfig,
+        limits: HttpLimits,
+    ) -> TestLedger {
+        let store = RocksStore::open(dir).expect("open store");
+        let signer = NoteSigner::new(ORIGIN, key("log")).expect("signer");
+        let log = LogService::start(
+            Arc::new(store),
+            signer,
+            Authorities::new([key("authority").verifying_key()]),
+            LogConfig {
+                origin: ORIGIN.into(),
+                ..config
+            },
+            Clock::System,
+        )
+        .expect("start log");
+        let log = Arc::new(log);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let mut state = AppState::new(log.clone());
+        state.limits = limits;
+        let router = lineage_api::router(state);
+        let server = tokio::spawn(async move {
+            lineage_api::serve_with(listener, router, limits.request_timeout, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        TestLedger {
+            url,
+            log,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
 }

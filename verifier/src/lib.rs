@@ -1,1 +1,155 @@
-//! Offline verifier for auditors. Not built yet: see issue "The offline verifier".
+//! `lineage-verify`: the offline auditor of a Lineage log.
+//!
+//! **What it is.** Everything an auditor who does not trust the ledger's
+//! operator needs to check the log's claims, offline, from files:
+//!
+//! - [`bundle`]: one receipt (`lineage-bundle/v1`): the signed checkpoint, the
+//!   RFC 9162 inclusion proof of the entry, the envelope's Ed25519 signature
+//!   and its event ID.
+//! - [`consistency`]: two signed checkpoints and a consistency proof; two
+//!   checkpoints the log signed that are not consistent are a *fork*, printed
+//!   as evidence.
+//! - [`audit`]: a full replay of an exported log (a static C2SP tlog-tiles
+//!   tree, see [`export`]): every hash tile and the root recomputed from the
+//!   entries, every signature re-checked, and the ledger's own rule set
+//!   ([`lineage_ledger::rules::admit`]) replayed over an in-memory view
+//!   ([`replay`]), reporting every violation with its leaf index.
+//! - [`ancestry`]: the verified ancestry of one event (`prev` and `parents`
+//!   links back to workload starts), as a tree.
+//!
+//! **Trust model.** Only what the auditor passes in is trusted: the log's
+//! note verifier key (`--log-key`), the authority keys (`--authority`) and,
+//! for receipts, runtime keys (`--runtime-key`). An export's `manifest.json`
+//! is a convenience: its authority keys are used only when none is given, and
+//! the output then says so.
+//!
+//! **What it is not.** It does no network I/O and depends on the pure ledger
+//! core only (`lineage-ledger` without default features: no RocksDB, no
+//! tokio, no axum). The same functions ([`lineage_ledger::tree`],
+//! [`lineage_ledger::checkpoint`], `verify_strict` through
+//! [`lineage_ledger::dsse`], [`lineage_ledger::rules`]) decide here and in
+//! the ledger, so the two cannot disagree on a signature or a rule.
+//!
+//! Specs: RFC 6962 / RFC 9162 §2.1 (tree, proofs), c2sp.org/tlog-tiles,
+//! c2sp.org/tlog-checkpoint, c2sp.org/signed-note, DSSE v1.
+
+use std::path::PathBuf;
+
+use lineage_ledger::keys::{IdParseError, KeyError};
+use lineage_ledger::note::NoteError;
+
+pub mod ancestry;
+pub mod audit;
+pub mod bundle;
+pub mod consistency;
+pub mod export;
+pub mod replay;
+pub mod report;
+pub mod tiles;
+pub mod trust;
+
+pub use report::{ForkKind, Verdict, Violation, exit};
+
+/// Why a command could not start: bad arguments or unreadable inputs. Nothing
+/// was verified; the exit code is [`exit::USAGE`].
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--log-key` is neither a note verifier key nor a readable file holding one.
+    #[error(
+        "--log-key {input:?} is not a note verifier key ({error}) nor a readable file holding one"
+    )]
+    LogKey {
+        /// The argument.
+        input: String,
+        /// Why it is not a verifier key.
+        error: NoteError,
+    },
+    /// A `--log-key` file does not hold a note verifier key.
+    #[error("--log-key file {path}: {error}")]
+    LogKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why its content is not a verifier key.
+        error: NoteError,
+    },
+    /// A public key argument is not canonical base64 of a strong Ed25519 key.
+    #[error("{flag} {input:?}: {error}")]
+    PublicKey {
+        /// The flag (`--authority`, `--runtime-key`).
+        flag: &'static str,
+        /// The argument.
+        input: String,
+        /// Why.
+        error: KeyError,
+    },
+    /// The export directory is not a directory.
+    #[error("{path}: not a directory")]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// `manifest.json` is not the manifest JSON.
+    #[error("{path}: not a lineage export manifest: {error}")]
+    ManifestJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        error: serde_json::Error,
+    },
+    /// `manifest.json` has another format.
+    #[error("{path}: manifest format {found:?} is not {expected:?}", expected = export::MANIFEST_FORMAT)]
+    ManifestFormat {
+        /// The file.
+        path: PathBuf,
+        /// The format found.
+        found: String,
+    },
+    /// An authority key listed in `manifest.json` is unusable.
+    #[error("{path}: authority_keys[{position}]: {reason}")]
+    ManifestKey {
+        /// The file.
+        path: PathBuf,
+        /// Position in `authority_keys`.
+        position: usize,
+        /// Why.
+        reason: export::ManifestKeyError,
+    },
+    /// A replay was asked for, but no authority key is known.
+    #[error(
+        "no authority keys: pass --authority (or audit an export whose manifest.json lists them, or use --tree-only)"
+    )]
+    NoAuthorities,
+    /// An event ID argument.
+    #[error("{0}")]
+    EventId(#[from] IdParseError),
+}
+
+/// Where a long command reports how far it got. The binary draws a progress
+/// bar on a terminal and prints plain lines otherwise; tests pass [`Silent`].
+pub trait Progress: Send {
+    /// The work starts: `total` units (entries).
+    fn start(&mut self, total: u64);
+    /// `done` units of `total` are finished (monotonic).
+    fn advance(&mut self, done: u64);
+    /// The work is over.
+    fn finish(&mut self);
+}
+
+/// A [`Progress`] that reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}

@@ -1,0 +1,72 @@
+//! The stylesheet and the two scripts, embedded in the binary. Pages link
+//! them as `/static/<name>?v=<content hash>`, so they are served with a
+//! one-year immutable cache and a new build changes the URL.
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::page::PageError;
+
+struct Asset {
+    name: &'static str,
+    mime: &'static str,
+    body: &'static str,
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "style.css",
+        mime: "text/css; charset=utf-8",
+        body: include_str!("../static/style.css"),
+    },
+    Asset {
+        name: "explorer.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../static/explorer.js"),
+    },
+    Asset {
+        name: "verify.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../static/verify.js"),
+    },
+];
+
+/// FNV-1a, 64-bit: a cache-busting tag, not a security property.
+const fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+/// The versioned URL of an asset.
+pub(crate) fn url(name: &str) -> String {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(a) => format!("/static/{}?v={:012x}", a.name, fnv(a.body.as_bytes()) >> 16),
+        None => format!("/static/{name}"),
+    }
+}
+
+pub(crate) async fn serve(Path(file): Path<String>) -> Result<Response, PageError> {
+    let asset = ASSETS
+        .iter()
+        .find(|a| a.name == file)
+        .ok_or_else(|| PageError::NotFound(format!("There is no static file named {file:?}.")))?;
+    let mut r = asset.body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.mime));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(r)
+}

@@ -1,0 +1,182 @@
+//! Two checkpoints and a consistency proof (`lineage-verify consistency`),
+//! and fork detection.
+//!
+//! Both notes must carry a valid signature by the trusted log key. Then:
+//!
+//! - same tree size, different roots: a **fork** on the signatures alone;
+//! - the proof must be for exactly the two sizes, decode, and have the length
+//!   the sizes determine (otherwise the *proof* is bad: `consistency_proof`);
+//! - a well-formed proof that does not lead to both signed roots (RFC 9162
+//!   §2.1.4.2) is a **fork**: the log signed two trees it cannot prove
+//!   consistent. Both notes are the evidence. A proof file damaged in transit
+//!   gives the same verdict (nothing signs a proof), so fetch it from the log
+//!   again before publishing; `audit --since` decides from the data instead.
+
+use lineage_ledger::checkpoint::{Checkpoint, verify_checkpoint};
+use lineage_ledger::note::NoteVerifier;
+use lineage_ledger::tree::{VerifyError, verify_consistency};
+use lineage_schemas::ConsistencyProofResponse;
+use serde_json::{Value, json};
+
+use crate::audit::checkpoint_json;
+use crate::bundle::decode_proof;
+use crate::report::{ForkKind, Line, Verdict, Violation};
+
+/// The result of checking two checkpoints.
+#[derive(Debug)]
+pub struct ConsistencyReport {
+    /// The older checkpoint, if it verified.
+    pub old: Option<Checkpoint>,
+    /// The newer checkpoint, if it verified.
+    pub new: Option<Checkpoint>,
+    /// The old note as read.
+    pub old_note: String,
+    /// The new note as read.
+    pub new_note: String,
+    /// What failed (a [`Violation::Fork`] for a fork).
+    pub violations: Vec<Violation>,
+}
+
+impl ConsistencyReport {
+    /// Verified, failed, or a fork.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of(&self.violations)
+    }
+
+    /// Human-readable report; a fork prints both notes as evidence.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (which, cp) in [("old", &self.old), ("new", &self.new)] {
+            if let Some(cp) = cp {
+                out += &format!(
+                    "{which} checkpoint: signed, origin {}, tree size {}, root {}\n",
+                    cp.origin, cp.size, cp.root
+                );
+            }
+        }
+        for v in &self.violations {
+            out += &format!("{}\n", Line(v));
+        }
+        if self.verdict() == Verdict::Fork {
+            out += &format!(
+                "evidence: the old checkpoint\n{}evidence: the new checkpoint\n{}",
+                self.old_note, self.new_note
+            );
+        } else if self.violations.is_empty()
+            && let (Some(old), Some(new)) = (&self.old, &self.new)
+        {
+            out += &format!(
+                "the tree of size {} extends the tree of size {}\n",
+                new.size, old.size
+            );
+        }
+        out += self.verdict().word();
+        out.push('\n');
+        out
+    }
+
+    /// Machine-readable report.
+    pub fn to_json(&self) -> Value {
+        let fork = self.verdict() == Verdict::Fork;
+        json!({
+            "command": "consistency",
+            "verdict": self.verdict(),
+            "exit_code": self.verdict().exit_code(),
+            "old": self.old.as_ref().map(checkpoint_json),
+            "new": self.new.as_ref().map(checkpoint_json),
+            "violations": self.violations,
+            "fork_evidence": fork.then(|| json!({"old_note": self.old_note, "new_note": self.new_note})),
+        })
+    }
+}
+
+/// Checks two signed checkpoints (`old` first) and the consistency proof
+/// between them (the JSON of `GET /v1/proofs/consistency`).
+pub fn verify_checkpoints(
+    old: &[u8],
+    new: &[u8],
+    proof: &[u8],
+    key: &NoteVerifier,
+) -> ConsistencyReport {
+    let mut report = ConsistencyReport {
+        old: None,
+        new: None,
+        old_note: String::from_utf8_lossy(old).into_owned(),
+        new_note: String::from_utf8_lossy(new).into_owned(),
+        violations: Vec::new(),
+    };
+    for (which, note, slot) in [
+        ("old checkpoint", old, &mut report.old),
+        ("new checkpoint", new, &mut report.new),
+    ] {
+        match verify_checkpoint(note, key, key.name()) {
+            Ok(v) => *slot = Some(v.into_checkpoint()),
+            Err(error) => report
+                .violations
+                .push(Violation::Checkpoint { which, error }),
+        }
+    }
+    let (Some(o), Some(n)) = (&report.old, &report.new) else {
+        return report;
+    };
+    if let Err(v) = check_pair(o, n, proof) {
+        report.violations.push(v);
+    }
+    report
+}
+
+fn check_pair(old: &Checkpoint, new: &Checkpoint, proof: &[u8]) -> Result<(), Violation> {
+    let fork = |kind, detail| Violation::Fork {
+        kind,
+        old_size: old.size,
+        new_size: new.size,
+        detail,
+    };
+    if old.size == new.size && old.root != new.root {
+        return Err(fork(
+            ForkKind::SameSize,
+            format!(
+                "two roots for tree size {}: {} and {}",
+                old.size, old.root, new.root
+            ),
+        ));
+    }
+    if old.size > new.size {
+        return Err(Violation::SizesOutOfOrder {
+            old: old.size,
+            new: new.size,
+        });
+    }
+    let response: ConsistencyProofResponse =
+        serde_json::from_slice(proof).map_err(|error| Violation::ProofJson { error })?;
+    if (response.first, response.second) != (old.size, new.size) {
+        return Err(Violation::ProofSizes {
+            first: response.first,
+            second: response.second,
+            old: old.size,
+            new: new.size,
+        });
+    }
+    let hashes = decode_proof("proof", &response.proof)?;
+    match verify_consistency(old.size, new.size, &old.root, &new.root, &hashes) {
+        Ok(()) => Ok(()),
+        Err(error @ (VerifyError::FirstRootMismatch { .. } | VerifyError::RootMismatch { .. })) => {
+            Err(fork(
+                ForkKind::Proof,
+                format!(
+                    "the consistency proof does not link the signed roots ({error}); \
+                     if the proof came from the log unaltered, the log forked"
+                ),
+            ))
+        }
+        Err(
+            error @ (VerifyError::WrongProofLength { .. }
+            | VerifyError::SizesOutOfOrder { .. }
+            | VerifyError::IndexOutOfRange { .. }),
+        ) => Err(Violation::ConsistencyProof {
+            old: old.size,
+            new: new.size,
+            error,
+        }),
+    }
+}

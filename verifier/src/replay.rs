@@ -1,0 +1,352 @@
+//! Replaying the ledger's rules over a log, in log order.
+//!
+//! [`Replay`] is an in-memory [`LedgerView`]: the key registry, every event ID
+//! with its index, and each workload's chain of event IDs. [`Replay::apply`]
+//! runs the ledger's own [`admit`] on each entry, with the entry's
+//! `integrated_at_ms` as the clock (so `clock_skew` is judged against the
+//! ledger's integration time, exactly as at ingest), then applies what it
+//! admitted the way the sequencer does.
+//!
+//! An entry that breaks a rule is reported and **not applied**, as the ledger
+//! would have refused it: the state stays the one a correct ledger would
+//! have. Entries that build on a refused one are then reported too, and the
+//! report says which refused entry they build on.
+//!
+//! Memory: 40 bytes and a map slot per entry, plus one ID per event in its
+//! workload's chain. Envelopes are not kept.
+
+use std::collections::HashMap;
+
+use lineage_ledger::dsse::SignedEnvelope;
+use lineage_ledger::event::{GovernanceAction, RuntimeId, WorkloadId, parse_event};
+use lineage_ledger::keys::{EventId, KeyId};
+use lineage_ledger::rules::{
+    Admission, Authorities, Candidate, KeyRecord, LedgerView, Rejection, RuleContext, WorkloadHead,
+    admit,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::Violation;
+
+/// Where an event ID was first seen in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Its leaf index.
+    pub index: u64,
+    /// Whether the rules admitted it (a refused entry is in the log but not in the state).
+    pub admitted: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Chain {
+    /// The runtime that started the workload.
+    runtime: RuntimeId,
+    /// Event IDs by seq.
+    ids: Vec<EventId>,
+}
+
+/// The only question [`admit`] may ask that the replay cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the audit keeps no envelopes")]
+pub struct EnvelopesNotKept;
+
+/// The log's state as the rules see it, after the entries applied so far.
+#[derive(Debug)]
+pub struct Replay {
+    authorities: Authorities,
+    max_skew: Duration,
+    keys: HashMap<KeyId, KeyRecord>,
+    ids: HashMap<EventId, Seen>,
+    workloads: HashMap<WorkloadId, Chain>,
+}
+
+impl LedgerView for Replay {
+    type Error = EnvelopesNotKept;
+
+    fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Self::Error> {
+        Ok(self.keys.get(id).cloned())
+    }
+
+    fn event_index(&self, id: &EventId) -> Result<Option<u64>, Self::Error> {
+        Ok(self.ids.get(id).filter(|s| s.admitted).map(|s| s.index))
+    }
+
+    /// Only identical resubmissions need the stored envelope
+    /// ([`find_identical`](lineage_ledger::rules::find_identical)), which an
+    /// audit does not ask: a second identical entry in a log is a
+    /// `duplicate_event` like any other.
+    fn event_envelope(&self, _: &EventId) -> Result<Option<(u64, SignedEnvelope)>, Self::Error> {
+        Err(EnvelopesNotKept)
+    }
+
+    fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, Self::Error> {
+        Ok(self
+            .workloads
+            .get(w)
+            .and_then(|c| c.ids.get(usize::try_from(seq).ok()?))
+            .copied())
+    }
+
+    fn workload_head(&self, w: &WorkloadId) -> Result<Option<WorkloadHead>, Self::Error> {
+        Ok(self.workloads.get(w).and_then(|c| {
+            Some(WorkloadHead {
+                seq: c.ids.len().checked_sub(1)? as u64,
+                event_id: *c.ids.last()?,
+                runtime: c.runtime.clone(),
+            })
+        }))
+    }
+}
+
+/// `integrated_at_ms` as a time, if representable.
+pub fn integration_time(ms: u64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+impl Replay {
+    /// An empty log under these authority keys and clock-skew bound.
+    pub fn new(authorities: Authorities, max_skew: Duration) -> Replay {
+        Replay {
+            authorities,
+            max_skew,
+            keys: HashMap::new(),
+            ids: HashMap::new(),
+            workloads: HashMap::new(),
+        }
+    }
+
+    /// The authority keys.
+    pub fn authorities(&self) -> &Authorities {
+        &self.authorities
+    }
+
+    /// Where an event ID is, admitted or not.
+    pub fn seen(&self, id: &EventId) -> Option<Seen> {
+        self.ids.get(id).copied()
+    }
+
+    /// Runs the rules on the entry at `index` and applies it if admitted.
+    ///
+    /// `candidate.signature_checked` may carry a verdict computed earlier (in
+    /// parallel) against the key the entry names; [`admit`] uses it as is.
+    ///
+    /// # Errors
+    /// The [`Violation`] of an entry the ledger would have refused.
+    pub fn apply(
+        &mut self,
+        index: u64,
+        candidate: &Candidate,
+        integrated_at_ms: u64,
+    ) -> Result<(), Violation> {
+        let first_seen = || Seen {
+            index,
+            admitted: false,
+        };
+        let Some(now) = integration_time(integrated_at_ms) else {
+            self.ids
+                .entry(candidate.event_id)
+                .or_insert_with(first_seen);
+            return Err(Violation::IntegrationTime {
+                index,
+                ms: integrated_at_ms,
+            });
+        };
+        let ctx = RuleContext {
+            authorities: &self.authorities,
+            now,
+            max_skew: self.max_skew,
+        };
+        let verdict =
+            admit(candidate, &*self, &ctx).map_err(|EnvelopesNotKept| Violation::Internal {
+                index,
+                what: "admit asked for a stored envelope",
+            })?;
+        match verdict {
+            Ok(admission) => {
+                self.record(index, candidate.event_id, admission);
+                Ok(())
+            }
+            Err(rejection) => {
+                self.ids
+                    .entry(candidate.event_id)
+                    .or_insert_with(first_seen);
+                let builds_on = self.refused_ancestor(candidate, &rejection);
+                Err(Violation::Rule {
+                    index,
+                    event_id: candidate.event_id,
+                    rejection: Box::new(rejection),
+                    builds_on,
+                })
+            }
+        }
+    }
+
+    /// The sequencer's bookkeeping for an admitted entry.
+    fn record(&mut self, index: u64, id: EventId, admission: Admission) {
+        self.ids.insert(
+            id,
+            Seen {
+                index,
+                admitted: true,
+            },
+        );
+        match admission {
+            Admission::Event(event) => {
+                self.workloads
+                    .entry(event.workload)
+                    .or_insert_with(|| Chain {
+                        runtime: event.runtime,
+                        ids: Vec::new(),
+                    })
+                    .ids
+                    .push(id);
+            }
+            Admission::Governance(g) => match g.action {
+                GovernanceAction::Grant => {
+                    self.keys.insert(
+                        g.key_id,
+                        KeyRecord {
+                            key_id: g.key_id,
+                            public_key: g.public_key,
+                            runtime: g.runtime,
+                            granted_index: index,
+                            revoked_index: None,
+                        },
+                    );
+                }
+                GovernanceAction::Revoke => {
+                    // admit() checked that the key is granted to this runtime and active.
+                    if let Some(k) = self.keys.get_mut(&g.key_id) {
+                        k.revoked_index = Some(index);
+                    }
+                }
+            },
+        }
+    }
+
+    /// For a chain or parent violation: the index of the refused entry that
+    /// the event's `prev` or parent names, if any.
+    fn refused_ancestor(&self, candidate: &Candidate, rejection: &Rejection) -> Option<u64> {
+        let refused = |id: &EventId| self.ids.get(id).filter(|s| !s.admitted).map(|s| s.index);
+        match rejection {
+            Rejection::UnknownParent { parent, .. } => refused(parent),
+            Rejection::PrevMismatch { got, .. } => refused(got),
+            Rejection::SequenceGap { .. } => {
+                let event = parse_event(&candidate.envelope.payload).ok()?;
+                event.prev.as_ref().and_then(refused)
+            }
+            Rejection::PayloadTooLarge { .. }
+            | Rejection::InvalidEnvelope(_)
+            | Rejection::UnknownKey { .. }
+            | Rejection::BadSignature { .. }
+            | Rejection::RevokedKey { .. }
+            | Rejection::InvalidPayload(_)
+            | Rejection::RuntimeMismatch { .. }
+            | Rejection::ClockSkew { .. }
+            | Rejection::KeyConflict { .. }
+            | Rejection::DuplicateEvent { .. }
+            | Rejection::Equivocation { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use lineage_ledger::dsse::PayloadType;
+    use lineage_ledger::keys::public_key_base64;
+    use serde_json::json;
+
+    const T0: u64 = 1_790_000_000_000;
+    const AT: &str = "2026-09-21T14:13:20Z";
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn candidate(t: PayloadType, v: serde_json::Value, k: &SigningKey) -> Candidate {
+        Candidate::new(SignedEnvelope::sign(
+            t,
+            serde_json::to_vec(&v).unwrap_or_default(),
+            k,
+        ))
+    }
+
+    fn grant(action: &str, runtime: &str, k: &SigningKey) -> Candidate {
+        candidate(
+            PayloadType::Governance,
+            json!({"action": action, "runtime": runtime,
+                "public_key": public_key_base64(&k.verifying_key()), "at": AT}),
+            &key(100),
+        )
+    }
+
+    fn event(k: &SigningKey, w: &str, seq: u64, prev: Option<EventId>) -> Candidate {
+        let mut v = json!({"runtime": "r", "workload": w, "seq": seq, "kind": "k", "at": AT});
+        if let Some(p) = prev {
+            v["prev"] = json!(p.to_string());
+        }
+        candidate(PayloadType::Event, v, k)
+    }
+
+    fn code(r: Result<(), Violation>) -> Option<(&'static str, Option<u64>)> {
+        r.err().map(|v| {
+            (
+                v.code(),
+                match v {
+                    Violation::Rule { builds_on, .. } => builds_on,
+                    _ => None,
+                },
+            )
+        })
+    }
+
+    #[test]
+    fn applies_what_the_rules_admit_and_names_what_they_refuse() {
+        assert_eq!(integration_time(T0).map(|t| t.year()), Some(2026));
+        let mut r = Replay::new(
+            Authorities::new([key(100).verifying_key()]),
+            Duration::minutes(5),
+        );
+        let k = key(1);
+        assert_eq!(code(r.apply(0, &grant("grant", "r", &k), T0)), None);
+        let e0 = event(&k, "w", 0, None);
+        assert_eq!(code(r.apply(1, &e0, T0)), None);
+        // A broken chain is refused and not applied...
+        let bad = event(&k, "w", 1, Some(EventId::of_payload(b"x")));
+        assert_eq!(code(r.apply(2, &bad, T0)), Some(("prev_mismatch", None)));
+        // ...so what builds on it is refused too, naming it.
+        let after = event(&k, "w", 2, Some(bad.event_id));
+        assert_eq!(
+            code(r.apply(3, &after, T0)),
+            Some(("sequence_gap", Some(2)))
+        );
+        assert_eq!(
+            r.seen(&bad.event_id),
+            Some(Seen {
+                index: 2,
+                admitted: false
+            })
+        );
+        let e1 = event(&k, "w", 1, Some(e0.event_id));
+        assert_eq!(code(r.apply(4, &e1, T0)), None);
+        assert_eq!(code(r.apply(5, &e1, T0)), Some(("duplicate_event", None)));
+        // Revocation applies from its index on.
+        assert_eq!(code(r.apply(6, &grant("revoke", "r", &k), T0)), None);
+        let e2 = event(&k, "w", 2, Some(e1.event_id));
+        assert_eq!(code(r.apply(7, &e2, T0)), Some(("revoked_key", None)));
+        // The clock is the integration time.
+        let late = event(&key(2), "v", 0, None);
+        assert_eq!(code(r.apply(8, &grant("grant", "r", &key(2)), T0)), None);
+        assert_eq!(
+            code(r.apply(9, &late, T0 + 301_000)),
+            Some(("clock_skew", None))
+        );
+        assert_eq!(code(r.apply(10, &late, T0 + 300_000)), None);
+        assert_eq!(
+            code(r.apply(11, &late, u64::MAX)),
+            Some(("integration_time", None))
+        );
+    }
+}
