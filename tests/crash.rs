@@ -797,6 +797,13 @@ impl Audit {
             if self.proven.insert(*cp_size) {
                 consistency(&http, url, (*cp_size, cp_root), (size, head_root)).await?;
                 self.consistency_proofs += 1;
+                // The log stored the checkpoint with the entries it covers.
+                let stored = get(&http, &format!("{url}/v1/checkpoints/{cp_size}")).await?;
+                if stored != note.as_bytes() {
+                    return Err(format!(
+                        "GET /v1/checkpoints/{cp_size} is not the receipt's checkpoint"
+                    ));
+                }
             }
         }
         if let Some(last) = self.last_head {
@@ -1015,13 +1022,15 @@ async fn acknowledged_entries_survive_repeated_kill_9() {
     println!(
         "crash harness: {kills} kills (+{early_kills} during recovery) in {:.1?}: {size} entries, \
          {} receipts, {} batches sent again after a failure (alone: {} had landed, {} had not), \
-         {} checkpoints proven consistent, {} entries read back",
+         {} consistency proofs verified ({} distinct receipt checkpoints, each also read back), \
+         {} entries read back",
         started.elapsed(),
         acks.len(),
         stats.resent,
         stats.resent_200,
         stats.resent_201,
         audit.consistency_proofs,
+        audit.proven.len(),
         audit.entries_read_back,
     );
     assert!(

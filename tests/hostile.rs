@@ -306,854 +306,125 @@ async fn hostile_corpus_gets_its_status_and_code_and_appends_only_valid_entries(
         edited(&e, |v| v["payload"] = json!(URL_SAFE.encode(&e.payload)))
     };
 
+    // One line per case: the table reads better than rustfmt's layout of it.
+    #[rustfmt::skip]
     let cases = vec![
         // Framing and JSON syntax.
         case("empty body", vec![], 400, "invalid_envelope"),
-        case(
-            "whitespace only",
-            b" \r\n\t ".to_vec(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "malformed json",
-            b"{not json".to_vec(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "truncated envelope",
-            fresh_text.as_bytes()[..fresh_text.len() / 2].to_vec(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "trailing garbage",
-            format!("{fresh_text} x").into_bytes(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "two envelopes back to back",
-            format!("{fresh_text}{fresh_text}").into_bytes(),
-            400,
-            "invalid_envelope",
-        ),
+        case("whitespace only", b" \r\n\t ".to_vec(), 400, "invalid_envelope"),
+        case("malformed json", b"{not json".to_vec(), 400, "invalid_envelope"),
+        case("truncated envelope", fresh_text.as_bytes()[..fresh_text.len() / 2].to_vec(), 400, "invalid_envelope"),
+        case("trailing garbage", format!("{fresh_text} x").into_bytes(), 400, "invalid_envelope"),
+        case("two envelopes back to back", format!("{fresh_text}{fresh_text}").into_bytes(), 400, "invalid_envelope"),
         case("json null", b"null".to_vec(), 400, "invalid_envelope"),
-        case(
-            "json string",
-            b"\"envelope\"".to_vec(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "huge number body",
-            b"1e400".to_vec(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "utf-8 bom",
-            [b"\xef\xbb\xbf".as_slice(), fresh_text.as_bytes()].concat(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "non-utf-8 body",
-            b"\xff\xfe\xfd{}".to_vec(),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "non-utf-8 in a string",
-            replaced(&fresh, "application/vnd", b"application/\xffvnd"),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "lone surrogate escape",
-            replaced(&fresh, "application/vnd", b"application/\\ud800vnd"),
-            400,
-            "invalid_envelope",
-        ),
+        case("json string", b"\"envelope\"".to_vec(), 400, "invalid_envelope"),
+        case("huge number body", b"1e400".to_vec(), 400, "invalid_envelope"),
+        case("utf-8 bom", [b"\xef\xbb\xbf".as_slice(), fresh_text.as_bytes()].concat(), 400, "invalid_envelope"),
+        case("non-utf-8 body", b"\xff\xfe\xfd{}".to_vec(), 400, "invalid_envelope"),
+        case("non-utf-8 in a string", replaced(&fresh, "application/vnd", b"application/\xffvnd"), 400, "invalid_envelope"),
+        case("lone surrogate escape", replaced(&fresh, "application/vnd", b"application/\\ud800vnd"), 400, "invalid_envelope"),
         // Wrong JSON types and huge numbers at the envelope level.
-        case(
-            "payload is a number",
-            edited(&fresh, |v| v["payload"] = json!(123)),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "payload is null",
-            edited(&fresh, |v| v["payload"] = Value::Null),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "payloadType 1e400",
-            replaced(
-                &fresh,
-                "\"application/vnd.lineage.event.v1+json\"",
-                b"1e400",
-            ),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "payloadType 2^64",
-            replaced(
-                &fresh,
-                "\"application/vnd.lineage.event.v1+json\"",
-                b"18446744073709551616",
-            ),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "signatures is an object",
-            edited(&fresh, |v| {
-                v["signatures"] = json!({"keyid": keyid, "sig": sig_b64})
-            }),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "signature is an array",
-            edited(&fresh, |v| v["signatures"] = json!([[keyid, sig_b64]])),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "keyid is a number",
-            edited(&fresh, |v| v["signatures"][0]["keyid"] = json!(7)),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "unknown envelope field",
-            edited(&fresh, |v| v["extra"] = json!(1)),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "unknown signature field",
-            edited(&fresh, |v| v["signatures"][0]["cert"] = json!("x")),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "missing payloadType",
-            edited(&fresh, |v| {
-                v.as_object_mut().expect("obj").remove("payloadType");
-            }),
-            400,
-            "invalid_envelope",
-        ),
+        case("payload is a number", edited(&fresh, |v| v["payload"] = json!(123)), 400, "invalid_envelope"),
+        case("payload is null", edited(&fresh, |v| v["payload"] = Value::Null), 400, "invalid_envelope"),
+        case("payloadType 1e400", replaced(&fresh, "\"application/vnd.lineage.event.v1+json\"", b"1e400"), 400, "invalid_envelope"),
+        case("payloadType 2^64", replaced(&fresh, "\"application/vnd.lineage.event.v1+json\"", b"18446744073709551616"), 400, "invalid_envelope"),
+        case("signatures is an object", edited(&fresh, |v| v["signatures"] = json!({"keyid": keyid, "sig": sig_b64})), 400, "invalid_envelope"),
+        case("signature is an array", edited(&fresh, |v| v["signatures"] = json!([[keyid, sig_b64]])), 400, "invalid_envelope"),
+        case("keyid is a number", edited(&fresh, |v| v["signatures"][0]["keyid"] = json!(7)), 400, "invalid_envelope"),
+        case("unknown envelope field", edited(&fresh, |v| v["extra"] = json!(1)), 400, "invalid_envelope"),
+        case("unknown signature field", edited(&fresh, |v| v["signatures"][0]["cert"] = json!("x")), 400, "invalid_envelope"),
+        case("missing payloadType", edited(&fresh, |v| { v.as_object_mut().expect("obj").remove("payloadType"); }), 400, "invalid_envelope"),
         // Duplicate keys at the envelope level.
-        case(
-            "duplicate payloadType",
-            replaced(
-                &fresh,
-                "\"payloadType\":",
-                b"\"payloadType\":\"application/json\",\"payloadType\":",
-            ),
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "duplicate payload",
-            dup_payload_key,
-            400,
-            "invalid_envelope",
-        ),
-        case(
-            "duplicate keyid",
-            replaced(
-                &fresh,
-                "\"keyid\":",
-                format!("\"keyid\":\"{authority_keyid}\",\"keyid\":").as_bytes(),
-            ),
-            400,
-            "invalid_envelope",
-        ),
+        case("duplicate payloadType", replaced(&fresh, "\"payloadType\":", b"\"payloadType\":\"application/json\",\"payloadType\":"), 400, "invalid_envelope"),
+        case("duplicate payload", dup_payload_key, 400, "invalid_envelope"),
+        case("duplicate keyid", replaced(&fresh, "\"keyid\":", format!("\"keyid\":\"{authority_keyid}\",\"keyid\":").as_bytes()), 400, "invalid_envelope"),
         // Base64.
-        at(
-            "bad base64 payload",
-            edited(&fresh, |v| v["payload"] = json!("!!")),
-            400,
-            "invalid_envelope",
-            "payload",
-        ),
-        at(
-            "unpadded base64 payload",
-            unpadded_payload,
-            400,
-            "invalid_envelope",
-            "payload",
-        ),
-        at(
-            "non-canonical base64 payload",
-            edited(&fresh, |v| v["payload"] = json!("e31=")),
-            400,
-            "invalid_envelope",
-            "payload",
-        ),
-        at(
-            "base64 payload with a newline",
-            edited(&fresh, |v| {
-                v["payload"] = json!(format!("{}\n{}", &payload_b64[..4], &payload_b64[4..]))
-            }),
-            400,
-            "invalid_envelope",
-            "payload",
-        ),
-        at(
-            "url-safe base64 payload",
-            url_safe_payload,
-            400,
-            "invalid_envelope",
-            "payload",
-        ),
-        at(
-            "bad base64 sig",
-            edited(&fresh, |v| v["signatures"][0]["sig"] = json!("%%%%")),
-            400,
-            "invalid_envelope",
-            "signatures[0].sig",
-        ),
-        at(
-            "63-byte sig",
-            edited(&fresh, |v| {
-                v["signatures"][0]["sig"] = json!(STANDARD.encode([1u8; 63]))
-            }),
-            400,
-            "invalid_envelope",
-            "signatures[0].sig",
-        ),
-        at(
-            "upper-case keyid",
-            edited(&fresh, |v| {
-                v["signatures"][0]["keyid"] = json!(keyid.to_uppercase())
-            }),
-            400,
-            "invalid_envelope",
-            "signatures[0].keyid",
-        ),
-        at(
-            "short keyid",
-            edited(&fresh, |v| {
-                v["signatures"][0]["keyid"] = json!(&keyid[..63])
-            }),
-            400,
-            "invalid_envelope",
-            "signatures[0].keyid",
-        ),
+        at("bad base64 payload", edited(&fresh, |v| v["payload"] = json!("!!")), 400, "invalid_envelope", "payload"),
+        at("unpadded base64 payload", unpadded_payload, 400, "invalid_envelope", "payload"),
+        at("non-canonical base64 payload", edited(&fresh, |v| v["payload"] = json!("e31=")), 400, "invalid_envelope", "payload"),
+        at("base64 payload with a newline", edited(&fresh, |v| v["payload"] = json!(format!("{}\n{}", &payload_b64[..4], &payload_b64[4..]))), 400, "invalid_envelope", "payload"),
+        at("url-safe base64 payload", url_safe_payload, 400, "invalid_envelope", "payload"),
+        at("bad base64 sig", edited(&fresh, |v| v["signatures"][0]["sig"] = json!("%%%%")), 400, "invalid_envelope", "signatures[0].sig"),
+        at("63-byte sig", edited(&fresh, |v| v["signatures"][0]["sig"] = json!(STANDARD.encode([1u8; 63]))), 400, "invalid_envelope", "signatures[0].sig"),
+        at("upper-case keyid", edited(&fresh, |v| v["signatures"][0]["keyid"] = json!(keyid.to_uppercase())), 400, "invalid_envelope", "signatures[0].keyid"),
+        at("short keyid", edited(&fresh, |v| v["signatures"][0]["keyid"] = json!(&keyid[..63])), 400, "invalid_envelope", "signatures[0].keyid"),
         // Payload type.
-        at(
-            "wrong payloadType",
-            edited(&fresh, |v| v["payloadType"] = json!("application/json")),
-            400,
-            "invalid_envelope",
-            "payloadType",
-        ),
-        at(
-            "payloadType in other case",
-            edited(&fresh, |v| {
-                v["payloadType"] = json!("application/vnd.lineage.EVENT.v1+json")
-            }),
-            400,
-            "invalid_envelope",
-            "payloadType",
-        ),
-        at(
-            "in-toto payloadType",
-            edited(&fresh, |v| {
-                v["payloadType"] = json!("application/vnd.in-toto+json")
-            }),
-            400,
-            "invalid_envelope",
-            "payloadType",
-        ),
+        at("wrong payloadType", edited(&fresh, |v| v["payloadType"] = json!("application/json")), 400, "invalid_envelope", "payloadType"),
+        at("payloadType in other case", edited(&fresh, |v| v["payloadType"] = json!("application/vnd.lineage.EVENT.v1+json")), 400, "invalid_envelope", "payloadType"),
+        at("in-toto payloadType", edited(&fresh, |v| v["payloadType"] = json!("application/vnd.in-toto+json")), 400, "invalid_envelope", "payloadType"),
         // Signature count.
-        at(
-            "no signatures",
-            edited(&fresh, |v| v["signatures"] = json!([])),
-            400,
-            "invalid_envelope",
-            "signatures",
-        ),
-        case(
-            "missing signatures",
-            edited(&fresh, |v| {
-                v.as_object_mut().expect("obj").remove("signatures");
-            }),
-            400,
-            "invalid_envelope",
-        ),
-        at(
-            "two identical signatures",
-            edited(&fresh, |v| {
-                let s = v["signatures"][0].clone();
-                v["signatures"] = json!([s.clone(), s]);
-            }),
-            400,
-            "invalid_envelope",
-            "signatures",
-        ),
-        at(
-            "a second signature by a stranger",
-            edited(&fresh, |v| {
-                let other = sign_event(
-                    &event_payload("agent/a", "fresh", 0, None, &[], "x"),
-                    &stranger,
-                );
-                v["signatures"]
-                    .as_array_mut()
-                    .expect("arr")
-                    .push(wire(&other)["signatures"][0].clone());
-            }),
-            400,
-            "invalid_envelope",
-            "signatures",
-        ),
+        at("no signatures", edited(&fresh, |v| v["signatures"] = json!([])), 400, "invalid_envelope", "signatures"),
+        case("missing signatures", edited(&fresh, |v| { v.as_object_mut().expect("obj").remove("signatures"); }), 400, "invalid_envelope"),
+        at("two identical signatures", edited(&fresh, |v| { let s = v["signatures"][0].clone(); v["signatures"] = json!([s.clone(), s]); }), 400, "invalid_envelope", "signatures"),
+        at("a second signature by a stranger", edited(&fresh, |v| {
+            let other = sign_event(&event_payload("agent/a", "fresh", 0, None, &[], "x"), &stranger);
+            v["signatures"].as_array_mut().expect("arr").push(wire(&other)["signatures"][0].clone());
+        }), 400, "invalid_envelope", "signatures"),
         // Keys and signatures.
-        at(
-            "right key, different payload",
-            body(&bad_sig),
-            401,
-            "bad_signature",
-            "signatures[0].keyid",
-        ),
-        at(
-            "another workload under the old signature",
-            body(&retargeted),
-            401,
-            "bad_signature",
-            "signatures[0].keyid",
-        ),
-        at(
-            "signed as governance, sent as event",
-            body(&type_confused),
-            401,
-            "bad_signature",
-            "signatures[0].keyid",
-        ),
-        at(
-            "all-zero signature",
-            edited(&fresh, |v| {
-                v["signatures"][0]["sig"] = json!(STANDARD.encode([0u8; 64]))
-            }),
-            401,
-            "bad_signature",
-            "signatures[0].keyid",
-        ),
-        at(
-            "unknown key",
-            body(&sign_event(
-                &event_payload("agent/a", "w-unknown", 0, None, &[], "x"),
-                &stranger,
-            )),
-            403,
-            "unknown_key",
-            "signatures[0].keyid",
-        ),
-        at(
-            "event signed by an authority key",
-            body(&sign_event(
-                &event_payload("agent/a", "w-auth", 0, None, &[], "x"),
-                &authority,
-            )),
-            403,
-            "unknown_key",
-            "signatures[0].keyid",
-        ),
-        at(
-            "grant signed by a runtime key",
-            body(&governance("grant", "agent/a", &stranger, &rk)),
-            403,
-            "unknown_key",
-            "signatures[0].keyid",
-        ),
-        at(
-            "grant naming the authority keyid, signed by a runtime key",
-            body(&forged_authority_keyid),
-            401,
-            "bad_signature",
-            "signatures[0].keyid",
-        ),
-        at(
-            "event payload under the governance type",
-            body(&SignedEnvelope::sign(
-                PayloadType::Governance,
-                serde_json::to_vec(&event_payload("agent/a", "w-gov", 0, None, &[], "x"))
-                    .expect("json"),
-                &rk,
-            )),
-            403,
-            "unknown_key",
-            "signatures[0].keyid",
-        ),
-        at(
-            "revoked key",
-            body(&sign_event(
-                &event_payload("agent/a", "w-revoked", 0, None, &[], "x"),
-                &revoked,
-            )),
-            403,
-            "revoked_key",
-            "signatures[0].keyid",
-        ),
-        at(
-            "grant of an authority key",
-            body(&governance("grant", "agent/a", &authority, &authority)),
-            409,
-            "key_conflict",
-            "public_key",
-        ),
-        at(
-            "re-grant of a revoked key",
-            body(&governance("grant", "agent/a", &revoked, &authority)),
-            409,
-            "key_conflict",
-            "public_key",
-        ),
-        at(
-            "revoke naming another runtime",
-            body(&governance("revoke", "agent/b", &rk, &authority)),
-            409,
-            "key_conflict",
-            "public_key",
-        ),
-        at(
-            "grant of a weak key",
-            {
-                let p = json!({"action": "grant", "runtime": "agent/a", "public_key": STANDARD.encode([0u8; 32]), "at": rfc3339(now())});
-                body(&SignedEnvelope::sign(
-                    PayloadType::Governance,
-                    serde_json::to_vec(&p).expect("json"),
-                    &authority,
-                ))
-            },
-            400,
-            "invalid_payload",
-            "public_key",
-        ),
-        case(
-            "same event re-signed by another key of the runtime",
-            body(&SignedEnvelope::sign(
-                PayloadType::Event,
-                start.payload.clone(),
-                &rk2,
-            )),
-            409,
-            "duplicate_event",
-        ),
-        at(
-            "another runtime re-signs the event",
-            body(&SignedEnvelope::sign(
-                PayloadType::Event,
-                start.payload.clone(),
-                &rb,
-            )),
-            403,
-            "runtime_mismatch",
-            "runtime",
-        ),
+        at("right key, different payload", body(&bad_sig), 401, "bad_signature", "signatures[0].keyid"),
+        at("another workload under the old signature", body(&retargeted), 401, "bad_signature", "signatures[0].keyid"),
+        at("signed as governance, sent as event", body(&type_confused), 401, "bad_signature", "signatures[0].keyid"),
+        at("all-zero signature", edited(&fresh, |v| v["signatures"][0]["sig"] = json!(STANDARD.encode([0u8; 64]))), 401, "bad_signature", "signatures[0].keyid"),
+        at("unknown key", body(&sign_event(&event_payload("agent/a", "w-unknown", 0, None, &[], "x"), &stranger)), 403, "unknown_key", "signatures[0].keyid"),
+        at("event signed by an authority key", body(&sign_event(&event_payload("agent/a", "w-auth", 0, None, &[], "x"), &authority)), 403, "unknown_key", "signatures[0].keyid"),
+        at("grant signed by a runtime key", body(&governance("grant", "agent/a", &stranger, &rk)), 403, "unknown_key", "signatures[0].keyid"),
+        at("grant naming the authority keyid, signed by a runtime key", body(&forged_authority_keyid), 401, "bad_signature", "signatures[0].keyid"),
+        at("event payload under the governance type", body(&SignedEnvelope::sign(PayloadType::Governance, serde_json::to_vec(&event_payload("agent/a", "w-gov", 0, None, &[], "x")).expect("json"), &rk)), 403, "unknown_key", "signatures[0].keyid"),
+        at("revoked key", body(&sign_event(&event_payload("agent/a", "w-revoked", 0, None, &[], "x"), &revoked)), 403, "revoked_key", "signatures[0].keyid"),
+        at("grant of an authority key", body(&governance("grant", "agent/a", &authority, &authority)), 409, "key_conflict", "public_key"),
+        at("re-grant of a revoked key", body(&governance("grant", "agent/a", &revoked, &authority)), 409, "key_conflict", "public_key"),
+        at("revoke naming another runtime", body(&governance("revoke", "agent/b", &rk, &authority)), 409, "key_conflict", "public_key"),
+        at("grant of a weak key", {
+            let p = json!({"action": "grant", "runtime": "agent/a", "public_key": STANDARD.encode([0u8; 32]), "at": rfc3339(now())});
+            body(&SignedEnvelope::sign(PayloadType::Governance, serde_json::to_vec(&p).expect("json"), &authority))
+        }, 400, "invalid_payload", "public_key"),
+        case("same event re-signed by another key of the runtime", body(&SignedEnvelope::sign(PayloadType::Event, start.payload.clone(), &rk2)), 409, "duplicate_event"),
+        at("another runtime re-signs the event", body(&SignedEnvelope::sign(PayloadType::Event, start.payload.clone(), &rb)), 403, "runtime_mismatch", "runtime"),
         // Payload bytes and JSON.
-        case(
-            "payload is not utf-8",
-            body(&raw_event(
-                b"{\"runtime\":\"agent/a\",\"workload\":\"\xff\"}",
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-        ),
-        case(
-            "payload is not json",
-            body(&raw_event(b"runtime=agent/a", &rk)),
-            400,
-            "invalid_payload",
-        ),
-        case(
-            "payload is empty",
-            body(&raw_event(b"", &rk)),
-            400,
-            "invalid_payload",
-        ),
-        case(
-            "payload is an array",
-            body(&raw_event(b"[]", &rk)),
-            400,
-            "invalid_payload",
-        ),
-        case(
-            "payload with trailing bytes",
-            body(&raw_event(
-                &[event_text("trail", None), b" {}".to_vec()].concat(),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-        ),
-        at(
-            "duplicate payload key",
-            body(&raw_event(
-                &String::from_utf8(event_text("dup", None))
-                    .expect("utf8")
-                    .replacen("\"seq\":0", "\"seq\":0,\"seq\":1", 1)
-                    .into_bytes(),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "seq",
-        ),
-        at(
-            "duplicate key inside attrs",
-            body(&raw_event(
-                &event_text("dup-attrs", Some(r#"{"a":{"b":1,"b":2}}"#)),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "attrs.a.b",
-        ),
-        case(
-            "seq 1e400",
-            body(&raw_event(
-                String::from_utf8(event_text("huge", None))
-                    .expect("utf8")
-                    .replacen("\"seq\":0", "\"seq\":1e400", 1)
-                    .as_bytes(),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-        ),
-        at(
-            "seq 2^64",
-            body(&raw_event(
-                String::from_utf8(event_text("huge", None))
-                    .expect("utf8")
-                    .replacen("\"seq\":0", "\"seq\":18446744073709551616", 1)
-                    .as_bytes(),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "seq",
-        ),
-        at(
-            "seq -1",
-            body(&sign_event(
-                &payload_with("neg", 0, None, |p| p["seq"] = json!(-1)),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "seq",
-        ),
-        at(
-            "seq 1.0",
-            body(&raw_event(
-                String::from_utf8(event_text("frac", None))
-                    .expect("utf8")
-                    .replacen("\"seq\":0", "\"seq\":0.0", 1)
-                    .as_bytes(),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "seq",
-        ),
-        at(
-            "seq as a string",
-            body(&sign_event(
-                &payload_with("str", 0, None, |p| p["seq"] = json!("0")),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "seq",
-        ),
-        at(
-            "runtime is a number",
-            body(&sign_event(
-                &payload_with("num", 0, None, |p| p["runtime"] = json!(1)),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "runtime",
-        ),
-        at(
-            "attrs is null",
-            body(&sign_event(
-                &payload_with("null-attrs", 0, None, |p| p["attrs"] = Value::Null),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "attrs",
-        ),
-        at(
-            "attrs is an array",
-            body(&sign_event(
-                &payload_with("arr-attrs", 0, None, |p| p["attrs"] = json!([1])),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "attrs",
-        ),
-        at(
-            "unknown payload field",
-            body(&sign_event(
-                &payload_with("extra", 0, None, |p| p["extra"] = json!(1)),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "extra",
-        ),
-        at(
-            "kind with upper case",
-            body(&sign_event(
-                &payload_with("kind", 0, None, |p| p["kind"] = json!("Start")),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "kind",
-        ),
-        at(
-            "workload with a space",
-            body(&sign_event(&payload_with("a b", 0, None, |_| {}), &rk)),
-            400,
-            "invalid_payload",
-            "workload",
-        ),
-        at(
-            "at with an offset",
-            body(&sign_event(
-                &payload_with("tz", 0, None, |p| {
-                    p["at"] = json!("2026-01-01T00:00:00+00:00")
-                }),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "at",
-        ),
-        at(
-            "17 parents",
-            body(&sign_event(
-                &payload_with("parents", 0, None, |p| {
-                    p["parents"] = json!(seventeen_parents)
-                }),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "parents",
-        ),
-        at(
-            "duplicate parents",
-            body(&sign_event(
-                &payload_with("dup-parents", 0, None, |p| {
-                    p["parents"] = json!([start_id, start_id])
-                }),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "parents[1]",
-        ),
-        at(
-            "prev missing at seq 1",
-            body(&sign_event(
-                &event_payload("agent/a", "wl", 1, None, &[], "x"),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "prev",
-        ),
-        at(
-            "prev present at seq 0",
-            body(&sign_event(
-                &event_payload("agent/a", "w-prev0", 0, Some(&start_id), &[], "x"),
-                &rk,
-            )),
-            400,
-            "invalid_payload",
-            "prev",
-        ),
+        case("payload is not utf-8", body(&raw_event(b"{\"runtime\":\"agent/a\",\"workload\":\"\xff\"}", &rk)), 400, "invalid_payload"),
+        case("payload is not json", body(&raw_event(b"runtime=agent/a", &rk)), 400, "invalid_payload"),
+        case("payload is empty", body(&raw_event(b"", &rk)), 400, "invalid_payload"),
+        case("payload is an array", body(&raw_event(b"[]", &rk)), 400, "invalid_payload"),
+        case("payload with trailing bytes", body(&raw_event(&[event_text("trail", None), b" {}".to_vec()].concat(), &rk)), 400, "invalid_payload"),
+        at("duplicate payload key", body(&raw_event(&String::from_utf8(event_text("dup", None)).expect("utf8").replacen("\"seq\":0", "\"seq\":0,\"seq\":1", 1).into_bytes(), &rk)), 400, "invalid_payload", "seq"),
+        at("duplicate key inside attrs", body(&raw_event(&event_text("dup-attrs", Some(r#"{"a":{"b":1,"b":2}}"#)), &rk)), 400, "invalid_payload", "attrs.a.b"),
+        case("seq 1e400", body(&raw_event(String::from_utf8(event_text("huge", None)).expect("utf8").replacen("\"seq\":0", "\"seq\":1e400", 1).as_bytes(), &rk)), 400, "invalid_payload"),
+        at("seq 2^64", body(&raw_event(String::from_utf8(event_text("huge", None)).expect("utf8").replacen("\"seq\":0", "\"seq\":18446744073709551616", 1).as_bytes(), &rk)), 400, "invalid_payload", "seq"),
+        at("seq -1", body(&sign_event(&payload_with("neg", 0, None, |p| p["seq"] = json!(-1)), &rk)), 400, "invalid_payload", "seq"),
+        at("seq 1.0", body(&raw_event(String::from_utf8(event_text("frac", None)).expect("utf8").replacen("\"seq\":0", "\"seq\":0.0", 1).as_bytes(), &rk)), 400, "invalid_payload", "seq"),
+        at("seq as a string", body(&sign_event(&payload_with("str", 0, None, |p| p["seq"] = json!("0")), &rk)), 400, "invalid_payload", "seq"),
+        at("runtime is a number", body(&sign_event(&payload_with("num", 0, None, |p| p["runtime"] = json!(1)), &rk)), 400, "invalid_payload", "runtime"),
+        at("attrs is null", body(&sign_event(&payload_with("null-attrs", 0, None, |p| p["attrs"] = Value::Null), &rk)), 400, "invalid_payload", "attrs"),
+        at("attrs is an array", body(&sign_event(&payload_with("arr-attrs", 0, None, |p| p["attrs"] = json!([1])), &rk)), 400, "invalid_payload", "attrs"),
+        at("unknown payload field", body(&sign_event(&payload_with("extra", 0, None, |p| p["extra"] = json!(1)), &rk)), 400, "invalid_payload", "extra"),
+        at("kind with upper case", body(&sign_event(&payload_with("kind", 0, None, |p| p["kind"] = json!("Start")), &rk)), 400, "invalid_payload", "kind"),
+        at("workload with a space", body(&sign_event(&payload_with("a b", 0, None, |_| {}), &rk)), 400, "invalid_payload", "workload"),
+        at("at with an offset", body(&sign_event(&payload_with("tz", 0, None, |p| p["at"] = json!("2026-01-01T00:00:00+00:00")), &rk)), 400, "invalid_payload", "at"),
+        at("17 parents", body(&sign_event(&payload_with("parents", 0, None, |p| p["parents"] = json!(seventeen_parents)), &rk)), 400, "invalid_payload", "parents"),
+        at("duplicate parents", body(&sign_event(&payload_with("dup-parents", 0, None, |p| p["parents"] = json!([start_id, start_id])), &rk)), 400, "invalid_payload", "parents[1]"),
+        at("prev missing at seq 1", body(&sign_event(&event_payload("agent/a", "wl", 1, None, &[], "x"), &rk)), 400, "invalid_payload", "prev"),
+        at("prev present at seq 0", body(&sign_event(&event_payload("agent/a", "w-prev0", 0, Some(&start_id), &[], "x"), &rk)), 400, "invalid_payload", "prev"),
         case("16,000-deep attrs", deep_attrs, 400, "invalid_payload"),
         // Sizes.
-        case(
-            "oversized attrs",
-            body(&sign_event(
-                &payload_with("big-attrs", 0, None, |p| {
-                    p["attrs"] = json!({"blob": "a".repeat(40 * 1024)})
-                }),
-                &rk,
-            )),
-            413,
-            "payload_too_large",
-        ),
-        case(
-            "payload one byte over the limit",
-            big_payload(lineage_ledger::event::MAX_PAYLOAD_BYTES + 1),
-            413,
-            "payload_too_large",
-        ),
-        case(
-            "100,000-deep attrs",
-            very_deep_attrs,
-            413,
-            "payload_too_large",
-        ),
-        case(
-            "20,000-deep object in an envelope",
-            very_deep_object_body,
-            413,
-            "payload_too_large",
-        ),
-        case(
-            "body over the limit",
-            vec![b' '; BODY_LIMIT + 1],
-            413,
-            "payload_too_large",
-        ),
-        case(
-            "array over the batch limit",
-            serde_json::to_vec(&vec![wire(&fresh); BATCH_LIMIT + 1]).expect("json"),
-            413,
-            "payload_too_large",
-        ),
-        case(
-            "array that is not json",
-            b"[1,".to_vec(),
-            400,
-            "invalid_request",
-        ),
+        case("oversized attrs", body(&sign_event(&payload_with("big-attrs", 0, None, |p| p["attrs"] = json!({"blob": "a".repeat(40 * 1024)})), &rk)), 413, "payload_too_large"),
+        case("payload one byte over the limit", big_payload(lineage_ledger::event::MAX_PAYLOAD_BYTES + 1), 413, "payload_too_large"),
+        case("100,000-deep attrs", very_deep_attrs, 413, "payload_too_large"),
+        case("20,000-deep object in an envelope", very_deep_object_body, 413, "payload_too_large"),
+        case("body over the limit", vec![b' '; BODY_LIMIT + 1], 413, "payload_too_large"),
+        case("array over the batch limit", serde_json::to_vec(&vec![wire(&fresh); BATCH_LIMIT + 1]).expect("json"), 413, "payload_too_large"),
+        case("array that is not json", b"[1,".to_vec(), 400, "invalid_request"),
         // Lineage rules.
-        at(
-            "runtime of another key",
-            body(&sign_event(
-                &event_payload("agent/b", "w-b", 0, None, &[], "x"),
-                &rk,
-            )),
-            403,
-            "runtime_mismatch",
-            "runtime",
-        ),
-        at(
-            "workload of another runtime",
-            body(&sign_event(
-                &event_payload("agent/b", "wl", 1, Some(&start_id), &[], "x"),
-                &rb,
-            )),
-            403,
-            "runtime_mismatch",
-            "runtime",
-        ),
-        at(
-            "an hour in the past",
-            body(&sign_event(
-                &payload_with("past", 0, None, |p| {
-                    p["at"] = json!(rfc3339(now() - time::Duration::hours(1)))
-                }),
-                &rk,
-            )),
-            422,
-            "clock_skew",
-            "at",
-        ),
-        at(
-            "an hour in the future",
-            body(&sign_event(
-                &payload_with("future", 0, None, |p| {
-                    p["at"] = json!(rfc3339(now() + time::Duration::hours(1)))
-                }),
-                &rk,
-            )),
-            422,
-            "clock_skew",
-            "at",
-        ),
-        at(
-            "equivocation",
-            body(&sign_event(
-                &event_payload("agent/a", "wl", 0, None, &[], "other.start"),
-                &rk,
-            )),
-            409,
-            "equivocation",
-            "seq",
-        ),
-        at(
-            "sequence gap",
-            body(&sign_event(
-                &event_payload("agent/a", "wl", 2, Some(&start_id), &[], "x"),
-                &rk,
-            )),
-            422,
-            "sequence_gap",
-            "seq",
-        ),
-        at(
-            "seq u64::MAX",
-            body(&sign_event(
-                &event_payload("agent/a", "wl", u64::MAX, Some(&start_id), &[], "x"),
-                &rk,
-            )),
-            422,
-            "sequence_gap",
-            "seq",
-        ),
-        at(
-            "first event at seq 1",
-            body(&sign_event(
-                &event_payload("agent/a", "w-new", 1, Some(&start_id), &[], "x"),
-                &rk,
-            )),
-            422,
-            "sequence_gap",
-            "seq",
-        ),
-        at(
-            "prev mismatch",
-            body(&sign_event(
-                &event_payload("agent/a", "wl", 1, Some(&ghost), &[], "x"),
-                &rk,
-            )),
-            422,
-            "prev_mismatch",
-            "prev",
-        ),
-        at(
-            "unknown parent",
-            body(&sign_event(
-                &event_payload("agent/a", "w-orphan", 0, None, &[&ghost], "x"),
-                &rk,
-            )),
-            422,
-            "unknown_parent",
-            "parents[0]",
-        ),
-        at(
-            "second parent unknown",
-            body(&sign_event(
-                &event_payload("agent/a", "w-orphan2", 0, None, &[&start_id, &ghost], "x"),
-                &rk,
-            )),
-            422,
-            "unknown_parent",
-            "parents[1]",
-        ),
+        at("runtime of another key", body(&sign_event(&event_payload("agent/b", "w-b", 0, None, &[], "x"), &rk)), 403, "runtime_mismatch", "runtime"),
+        at("workload of another runtime", body(&sign_event(&event_payload("agent/b", "wl", 1, Some(&start_id), &[], "x"), &rb)), 403, "runtime_mismatch", "runtime"),
+        at("an hour in the past", body(&sign_event(&payload_with("past", 0, None, |p| p["at"] = json!(rfc3339(now() - time::Duration::hours(1)))), &rk)), 422, "clock_skew", "at"),
+        at("an hour in the future", body(&sign_event(&payload_with("future", 0, None, |p| p["at"] = json!(rfc3339(now() + time::Duration::hours(1)))), &rk)), 422, "clock_skew", "at"),
+        at("equivocation", body(&sign_event(&event_payload("agent/a", "wl", 0, None, &[], "other.start"), &rk)), 409, "equivocation", "seq"),
+        at("sequence gap", body(&sign_event(&event_payload("agent/a", "wl", 2, Some(&start_id), &[], "x"), &rk)), 422, "sequence_gap", "seq"),
+        at("seq u64::MAX", body(&sign_event(&event_payload("agent/a", "wl", u64::MAX, Some(&start_id), &[], "x"), &rk)), 422, "sequence_gap", "seq"),
+        at("first event at seq 1", body(&sign_event(&event_payload("agent/a", "w-new", 1, Some(&start_id), &[], "x"), &rk)), 422, "sequence_gap", "seq"),
+        at("prev mismatch", body(&sign_event(&event_payload("agent/a", "wl", 1, Some(&ghost), &[], "x"), &rk)), 422, "prev_mismatch", "prev"),
+        at("unknown parent", body(&sign_event(&event_payload("agent/a", "w-orphan", 0, None, &[&ghost], "x"), &rk)), 422, "unknown_parent", "parents[0]"),
+        at("second parent unknown", body(&sign_event(&event_payload("agent/a", "w-orphan2", 0, None, &[&start_id, &ghost], "x"), &rk)), 422, "unknown_parent", "parents[1]"),
     ];
     let count = cases.len();
     for c in cases {
@@ -1192,6 +463,11 @@ async fn hostile_corpus_gets_its_status_and_code_and_appends_only_valid_entries(
             &rk,
         ))
         .to_string(),
+        // A valid envelope in serde's sequence form of a struct: refused.
+        {
+            let w = wire(&sign_event(&payload_with("w-seq", 0, None, |_| {}), &rk));
+            json!([w["payloadType"], w["payload"], w["signatures"]]).to_string()
+        },
     ];
     let (s, v) = l
         .post_raw(format!("[{}]", items.join(",")).into_bytes())
@@ -1212,6 +488,7 @@ async fn hostile_corpus_gets_its_status_and_code_and_appends_only_valid_entries(
             (None, Some("invalid_envelope")),
             (start_receipt["index"].as_u64(), None),
             (None, Some("invalid_payload")),
+            (None, Some("invalid_envelope")),
         ],
         "{v}"
     );
@@ -1327,6 +604,7 @@ async fn slow_ledger(dir: &std::path::Path) -> TestLedger {
 
 #[track_caller]
 fn assert_cut_off(what: &str, ending: &Ending) {
+    println!("{what}: {ending:?}");
     match ending {
         Ending::Answered(line, t) => {
             assert!(
@@ -1387,6 +665,96 @@ async fn slow_headers_are_cut_off_by_the_request_timeout() {
     l.stop().await;
 }
 
+/// Sends `head`, then only reads (whatever the server sends is ignored)
+/// until the server closes the connection: when it did, or `None` if it was
+/// still open at `give_up`.
+fn closed_after(addr: &str, head: &[u8], give_up: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    if stream.write_all(head).is_err() {
+        return Some(started.elapsed());
+    }
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < give_up {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+/// A connection that never sends a byte holds a socket and a task: it must
+/// be closed like a slow one, or idle connections exhaust file descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_within_the_request_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = slow_ledger(dir.path()).await;
+    let addr = l.url.trim_start_matches("http://").to_owned();
+    let closed =
+        tokio::task::spawn_blocking(move || closed_after(&addr, b"", SLOW_TIMEOUT + SLACK))
+            .await
+            .expect("idle client");
+    assert!(
+        closed.is_some(),
+        "a connection that sent nothing was still open {:?} after a request timeout of {SLOW_TIMEOUT:?}",
+        SLOW_TIMEOUT + SLACK
+    );
+    l.stop().await;
+}
+
+/// A kept-alive connection that goes quiet after a complete request is an
+/// idle connection too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_within_the_request_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = slow_ledger(dir.path()).await;
+    let addr = l.url.trim_start_matches("http://").to_owned();
+    let closed = tokio::task::spawn_blocking(move || {
+        closed_after(
+            &addr,
+            b"GET /healthz HTTP/1.1\r\nHost: ledger\r\n\r\n",
+            SLOW_TIMEOUT + SLACK,
+        )
+    })
+    .await
+    .expect("idle client");
+    assert!(
+        closed.is_some(),
+        "a quiet keep-alive connection was still open {:?} after a request timeout of {SLOW_TIMEOUT:?}",
+        SLOW_TIMEOUT + SLACK
+    );
+    l.stop().await;
+}
+
+/// The same over cleartext HTTP/2: a client that sends the connection
+/// preface and then no request must not hold the connection forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_within_the_request_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = slow_ledger(dir.path()).await;
+    let addr = l.url.trim_start_matches("http://").to_owned();
+    let closed = tokio::task::spawn_blocking(move || {
+        // The preface and an empty SETTINGS frame.
+        let mut head = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        head.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        closed_after(&addr, &head, SLOW_TIMEOUT + SLACK)
+    })
+    .await
+    .expect("idle client");
+    assert!(
+        closed.is_some(),
+        "an HTTP/2 connection without requests was still open {:?} after a request timeout of {SLOW_TIMEOUT:?}",
+        SLOW_TIMEOUT + SLACK
+    );
+    l.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_body_over_the_limit_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1426,6 +794,84 @@ async fn a_chunked_body_over_the_limit_is_refused() {
         "{answer}"
     );
     assert_eq!(l.size().await, 0);
+    l.stop().await;
+}
+
+/// Posts a body; status, `Retry-After` and the JSON answer.
+async fn post_with_retry_after(l: &TestLedger, body: Vec<u8>) -> (u16, Option<String>, Value) {
+    let r = l
+        .client
+        .post(format!("{}/v1/entries", l.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, retry, r.json().await.expect("json answer"))
+}
+
+/// A flood against a one-slot sequencer queue: what does not fit is refused
+/// at once with `503 overloaded` and `Retry-After` (memory does not grow),
+/// and only acknowledged entries land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_refused_with_503_overloaded_and_only_receipts_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = TestLedger::start_with_limits(
+        dir.path(),
+        LogConfig {
+            queue_depth: 1,
+            ..LogConfig::default()
+        },
+        HttpLimits::default(),
+    )
+    .await;
+    let rk = key("runtime-a");
+    l.grant("agent/a", &rk).await;
+    let mut landed = 1;
+    let mut overloaded = 0;
+    // The sequencer drains its queue while it lingers, so a refusal needs
+    // requests to arrive while it commits a large batch: a few rounds of
+    // one 500-envelope array racing 32 single envelopes make that certain.
+    for round in 0..20 {
+        let event = |w: String| sign_event(&event_payload("agent/a", &w, 0, None, &[], "x"), &rk);
+        let big: Vec<Value> = (0..500)
+            .map(|i| wire(&event(format!("big-{round}-{i}"))))
+            .collect();
+        let singles: Vec<Vec<u8>> = (0..32)
+            .map(|i| body(&event(format!("one-{round}-{i}"))))
+            .collect();
+        let (big, singles) = tokio::join!(
+            post_with_retry_after(&l, serde_json::to_vec(&big).expect("json")),
+            futures::future::join_all(singles.into_iter().map(|b| post_with_retry_after(&l, b))),
+        );
+        for (status, retry, v) in std::iter::once(big).chain(singles) {
+            match status {
+                503 => {
+                    check_problem("flood", status, &v, 503, "overloaded");
+                    assert_eq!(retry.as_deref(), Some("1"), "{v}");
+                    overloaded += 1;
+                }
+                201 => landed += 1,
+                200 => landed += v.as_array().map_or(0, Vec::len) as u64,
+                _ => panic!("{status}: {v}"),
+            }
+        }
+        if overloaded > 0 {
+            break;
+        }
+    }
+    println!("flood: {overloaded} requests refused, {landed} entries landed");
+    assert!(
+        overloaded > 0,
+        "20 rounds of flooding never filled the queue"
+    );
+    assert_eq!(l.size().await, landed);
     l.stop().await;
 }
 

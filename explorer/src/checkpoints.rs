@@ -15,12 +15,12 @@ use axum::response::{IntoResponse, Response};
 use crate::page::PageError;
 use crate::reader;
 use crate::view::{Digest, Layout, When, count};
-use crate::{Explorer, blocking, index};
+use crate::{Explorer, blocking};
 
 /// Checkpoints per page.
 const PAGE: usize = 25;
 /// Most sizes probed per page beyond the index.
-const PROBE_BUDGET: u64 = 20_000;
+const PROBE_BUDGET: u64 = 2_000;
 
 pub(crate) struct CpRow {
     pub size: u64,
@@ -60,18 +60,19 @@ pub(crate) async fn page(
     let idx = ex.index.clone();
     let head_size = head.size;
     let (cps, probed_to, more) = blocking(&ex, move |core| {
-        idx.advance(core, index::PAGE_BUDGET)?;
+        let caught_up = idx.top_up(core)?;
         let limit = before.unwrap_or(head_size + 1).min(head_size + 1);
-        let (mut sizes, complete) = idx.checkpoints_before(limit, PAGE + 1);
+        // While the index is still catching up it lacks the newest
+        // checkpoints: probe from the top instead.
+        let (mut sizes, complete) = if caught_up {
+            idx.checkpoints_before(limit, PAGE + 1)
+        } else {
+            (Vec::new(), false)
+        };
         let mut probed_to = None;
         if sizes.len() <= PAGE && !complete {
-            // Below what the index remembers: probe the store.
-            let mut s = sizes
-                .last()
-                .copied()
-                .or(idx.oldest_checkpoint())
-                .unwrap_or(limit)
-                .min(limit);
+            // Below what the index remembers (or all of it): probe the store.
+            let mut s = sizes.last().copied().unwrap_or(limit);
             let mut probes = 0;
             while s > 0 && sizes.len() <= PAGE && probes < PROBE_BUDGET {
                 s -= 1;

@@ -9,7 +9,7 @@ use lineage_api::clock::unix_ms;
 use crate::entries::Row;
 use crate::page::PageError;
 use crate::view::{Digest, Layout, When, count};
-use crate::{Explorer, blocking, index, reader, sparkline};
+use crate::{Explorer, blocking, reader, sparkline};
 
 /// Sparkline buckets and their width.
 const BUCKETS: u64 = 30;
@@ -63,7 +63,7 @@ pub(crate) async fn page(State(ex): State<Explorer>) -> Result<Response, PageErr
     let head = ex.core().head();
     let size = head.size;
     let data = blocking(&ex, move |core| {
-        let caught_up = idx.advance(core, index::PAGE_BUDGET)?;
+        let caught_up = idx.top_up(core)?;
         let snap = idx.snapshot();
         let now = core.clock.now();
         let now_ms = unix_ms(now);

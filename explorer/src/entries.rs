@@ -13,6 +13,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use lineage_ledger::entry::{EntryType, LogEntry};
 use lineage_ledger::keys::{EventId, KeyId};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,7 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::page::PageError;
 use crate::reader::{self, Body, Decoded};
 use crate::view::{Digest, Layout, When, count, enc, kind_class};
-use crate::{Explorer, blocking, index};
+use crate::{Explorer, blocking};
 
 /// Rows per page.
 pub(crate) const PAGE: usize = 50;
@@ -129,6 +130,39 @@ impl Filter {
         s
     }
 
+    /// [`Filter::matches`] on the stored bytes, reading only the fields it
+    /// needs (scans run this on thousands of entries; only matches are
+    /// decoded in full).
+    fn matches_raw(&self, bytes: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Light<'a> {
+            #[serde(borrow)]
+            runtime: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            workload: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            action: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Ok(entry) = LogEntry::decode(bytes) else {
+            return false;
+        };
+        let Ok(l) = serde_json::from_slice::<Light<'_>>(&entry.payload) else {
+            return false;
+        };
+        let kind = match (entry.entry_type, &l.kind, &l.action) {
+            (EntryType::Event, Some(k), _) => k.to_string(),
+            (EntryType::Governance, _, Some(a)) => format!("governance.{a}"),
+            _ => String::new(),
+        };
+        (self.runtime.is_empty() || l.runtime.as_deref() == Some(self.runtime.as_str()))
+            && (self.kind.is_empty() || kind == self.kind)
+            && (self.workload.is_empty()
+                || (entry.entry_type == EntryType::Event
+                    && l.workload.as_deref() == Some(self.workload.as_str())))
+    }
+
     fn matches(&self, d: &Decoded) -> bool {
         (self.runtime.is_empty() || d.runtime() == Some(self.runtime.as_str()))
             && (self.kind.is_empty() || d.kind() == self.kind)
@@ -216,7 +250,7 @@ pub(crate) async fn page(
     let f = filter.clone();
     let idx = ex.index.clone();
     let (listing, kinds) = blocking(&ex, move |core| {
-        idx.advance(core, index::PAGE_BUDGET)?;
+        idx.top_up(core)?;
         let kinds: Vec<String> = idx.snapshot().kinds.into_keys().collect();
         let mut hi = before.unwrap_or(head).min(head);
         if let Some(u) = until_ms {
@@ -287,14 +321,15 @@ fn scan(
             });
         }
         let start = end.saturating_sub(CHUNK).max(lo);
-        let chunk = reader::range(core, start, end)?;
+        let chunk = core.store.entries(start, end)?;
         read += end - start;
         let mut taken_to = start;
-        for d in chunk.iter().rev() {
-            if f.matches(d) {
-                rows.push(d.clone());
+        for (i, bytes) in chunk.iter().enumerate().rev() {
+            let i = start + i as u64;
+            if f.matches_raw(bytes) {
+                rows.push(Decoded::decode(i, bytes)?);
                 if rows.len() == PAGE {
-                    taken_to = d.index;
+                    taken_to = i;
                     break;
                 }
             }
@@ -449,7 +484,7 @@ pub(crate) async fn search(
         if !core.runtime_keys(&q).is_empty() || core.runtime_count(&q) > 0 {
             return Ok(Some(format!("/runtimes/{}", enc(&q))));
         }
-        idx.advance(core, index::PAGE_BUDGET)?;
+        idx.top_up(core)?;
         if idx.snapshot().kinds.contains_key(&q) {
             return Ok(Some(format!("/entries?kind={}", enc(&q))));
         }

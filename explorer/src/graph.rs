@@ -129,6 +129,22 @@ const NODE_W: f64 = 128.0;
 const NODE_H: f64 = 40.0;
 const LANE_H: f64 = 66.0;
 const PAD: f64 = 14.0;
+/// The drawing shrinks to fit its box down to this scale, then scrolls.
+const FIT: f64 = 0.74;
+
+/// Keeps both ends of a long identifier: `task-d943…/research/exec`.
+fn truncate_middle(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    let tail = (max - 1) * 2 / 3;
+    let head = max - 1 - tail;
+    let mut t: String = s.chars().take(head).collect();
+    t.push('…');
+    t.extend(s.chars().skip(n - tail));
+    t
+}
 
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -161,13 +177,15 @@ pub fn render(nodes: &[Node], focus: Option<&str>) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg class=\"lineage\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
-         viewBox=\"0 0 {width:.0} {height:.0}\" role=\"img\" aria-label=\"Lineage graph of {} events in {} workloads\">\
+        "<svg class=\"lineage\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width:.0} {height:.0}\" \
+         style=\"width:100%;height:auto;min-width:{:.0}px;max-width:{width:.0}px\" \
+         role=\"img\" aria-label=\"Lineage graph of {} events in {} workloads\">\
          <defs>\
          <marker id=\"arr\" viewBox=\"0 0 8 8\" refX=\"7\" refY=\"4\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\">\
          <path d=\"M0,0 L8,4 L0,8 z\" class=\"arrow\"/></marker>\
          <marker id=\"arr-x\" viewBox=\"0 0 8 8\" refX=\"7\" refY=\"4\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\">\
          <path d=\"M0,0 L8,4 L0,8 z\" class=\"arrow-x\"/></marker></defs>",
+        width * FIT,
         nodes.len(),
         p.lanes.len()
     );
@@ -182,10 +200,10 @@ pub fn render(nodes: &[Node], focus: Option<&str>) -> String {
             if l % 2 == 1 { " alt" } else { "" },
             escape(&enc(workload)),
             y + LANE_H / 2.0 - 3.0,
-            escape(&truncate(workload, 24)),
+            escape(&truncate_middle(workload, 25)),
             escape(workload),
             y + LANE_H / 2.0 + 13.0,
-            escape(&truncate(runtime, 28)),
+            escape(&truncate_middle(runtime, 28)),
         );
     }
     // Edges first, so nodes sit on top.

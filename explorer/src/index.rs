@@ -28,8 +28,8 @@ pub(crate) const MAX_KINDS: usize = 256;
 pub(crate) const MAX_CHECKPOINTS: usize = 10_000;
 /// Entries read per step (one lock hold).
 const CHUNK: u64 = 512;
-/// Entries a page may index itself before it reads the index.
-pub(crate) const PAGE_BUDGET: u64 = 4096;
+/// Most entries a page indexes itself before it reads the index.
+pub(crate) const PAGE_BUDGET: u64 = 2048;
 
 /// What the index knows, up to `next`.
 #[derive(Debug, Default, Clone)]
@@ -122,6 +122,21 @@ impl Index {
         }
     }
 
+    /// What a page calls before reading the index: indexes what is left if
+    /// that is at most [`PAGE_BUDGET`] entries (a small log, or the last few
+    /// commits), and otherwise leaves the catch-up to the follower, so a
+    /// page never pays for it. Returns true when the index is at the head.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn top_up(&self, core: &Core) -> Result<bool, PageError> {
+        let behind = core.head().size.saturating_sub(self.lock().snap.next);
+        if behind > PAGE_BUDGET {
+            return Ok(false);
+        }
+        self.advance(core, PAGE_BUDGET)
+    }
+
     /// The counters and kinds.
     pub fn snapshot(&self) -> Snapshot {
         self.lock().snap.clone()
@@ -140,11 +155,6 @@ impl Index {
             .take(limit)
             .collect();
         (sizes, st.checkpoints.front() == Some(&0))
-    }
-
-    /// The oldest remembered checkpoint size.
-    pub fn oldest_checkpoint(&self) -> Option<u64> {
-        self.lock().checkpoints.front().copied()
     }
 }
 

@@ -159,8 +159,9 @@ pub fn inclusion_svg(index: u64, entry_len: usize, leaf: &str, steps: &[Inclusio
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg class=\"merkle\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
-         viewBox=\"0 0 {width:.0} {height:.0}\" role=\"img\" aria-label=\"Merkle audit path\">"
+        "<svg class=\"merkle\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width:.0} {height:.0}\" \
+         style=\"width:100%;height:auto;min-width:{:.0}px;max-width:{width:.0}px\" role=\"img\" aria-label=\"Merkle audit path\">",
+        width * 0.7
     );
     let bx = |x: f64, y: f64, id: &str, class: &str, label: &str, hash: &str| {
         format!(

@@ -226,7 +226,12 @@ pub(crate) fn count(n: u64) -> String {
 /// A short category of an event kind, for colour in lists and the graph.
 pub(crate) fn kind_class(kind: &str) -> &'static str {
     let k = kind.to_ascii_lowercase();
-    if k.contains("deny") || k.contains("denied") || k.contains("fail") || k.contains("error") {
+    if k.contains("deny")
+        || k.contains("denied")
+        || k.contains("revoke")
+        || k.contains("fail")
+        || k.contains("error")
+    {
         "k-deny"
     } else if k.contains("grant") || k.contains("allow") || k.contains("approve") {
         "k-grant"

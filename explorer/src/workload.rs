@@ -201,7 +201,8 @@ pub(crate) async fn page(
 /// `key=value` pairs of the top-level attributes, short, for the timeline.
 fn summarize(attrs: &serde_json::Map<String, serde_json::Value>) -> String {
     let mut parts = Vec::new();
-    for (k, v) in attrs.iter().take(4) {
+    let shown: Vec<_> = attrs.iter().filter(|(k, _)| *k != "trust_domain").collect();
+    for (k, v) in shown.iter().take(4) {
         let v = match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -217,8 +218,8 @@ fn summarize(attrs: &serde_json::Map<String, serde_json::Value>) -> String {
             escape(&v)
         ));
     }
-    if attrs.len() > 4 {
-        parts.push(format!("<span class=\"muted\">+{}</span>", attrs.len() - 4));
+    if shown.len() > 4 {
+        parts.push(format!("<span class=\"muted\">+{}</span>", shown.len() - 4));
     }
     parts.join(" ")
 }
