@@ -250,7 +250,13 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
                 shutdown_signal().await;
                 h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
             });
-            axum_server::from_tcp_rustls(listener, tls)?
+            let mut server = axum_server::from_tcp_rustls(listener, tls)?;
+            // axum-server turns hyper's header timer off by default.
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(cfg.request_timeout);
+            server
                 .handle(handle)
                 .serve(router.into_make_service())
                 .await?;

@@ -170,15 +170,24 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(router.clone());
-        let mut builder = Builder::new(TokioExecutor::new());
+        // HTTP/1.1 only on cleartext: HTTP/2 without TLS (h2c) is not needed by
+        // clients, and an idle h2c connection has no header timer to close it.
+        let mut builder = Builder::new(TokioExecutor::new()).http1_only();
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header timer starts at the first byte: a client that
+            // connects and sends nothing is dropped here instead.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
