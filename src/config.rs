@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Time allowed for a whole request, seconds. Default: 30.
     #[arg(long, env = "LINEAGE_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Requests handled at once; more are answered 503 `overloaded`. Default: 1024.
+    #[arg(long, env = "LINEAGE_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
     /// Per-runtime ingest limit, events per second (0: no limit). Default: 0.
     #[arg(long, env = "LINEAGE_RATE_LIMIT_PER_RUNTIME")]
     pub rate_limit_per_runtime: Option<u32>,
@@ -86,6 +89,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_batch: Option<usize>,
     request_timeout_secs: Option<u64>,
+    max_in_flight: Option<usize>,
     rate_limit_per_runtime: Option<u32>,
     rate_limit_burst: Option<u32>,
     read_token: Option<String>,
@@ -108,6 +112,7 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub request_timeout: Duration,
+    pub max_in_flight: usize,
     /// (events per second, burst), when limited.
     pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
     pub read_token: Option<String>,
@@ -189,6 +194,10 @@ impl ServeArgs {
                     .or(file.request_timeout_secs)
                     .unwrap_or(30),
             ),
+            max_in_flight: positive(
+                "max_in_flight",
+                self.max_in_flight.or(file.max_in_flight).unwrap_or(1024),
+            )?,
             rate_limit: None,
             read_token: self
                 .read_token

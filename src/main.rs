@@ -219,6 +219,7 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
             max_body_bytes: cfg.max_body_bytes,
             max_batch: cfg.max_batch,
             request_timeout: cfg.request_timeout,
+            max_in_flight: cfg.max_in_flight,
         },
         runtime_limiter: cfg
             .rate_limit

@@ -2,55 +2,11 @@
 //! ephemeral port, keygen, grant, submit, read back; then a restart with
 //! another origin is refused and changes nothing.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lineage");
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn lineage serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if let Some(u) = line.strip_prefix("lineage: listening on ") {
-            url = Some(u.to_owned());
-            break;
-        }
-    }
-    Server {
-        child,
-        url: url.expect("the server printed its address"),
-    }
-}
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN).args(args).output().expect("run lineage");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
+use common::binary::{BIN, run, serve};
 
 #[test]
 fn readme_walkthrough_works_against_the_real_binary() {

@@ -1,53 +1,16 @@
 //! The exposure options of the real binary: a read token, per-runtime rate
 //! limits, and TLS served directly.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use ed25519_dalek::SigningKey;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
 use lineage_ledger::keys::public_key_base64;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lineage");
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn lineage serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("lineage: listening on ").map(str::to_owned))
-        .expect("the server printed its address");
-    Server { child, url }
-}
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN).args(args).output().expect("run lineage");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
+use common::binary::{run, serve};
 
 fn keygen(path: &Path) -> String {
     let (ok, out) = run(&["keygen", "--out", path.to_str().expect("utf8")]);

@@ -43,6 +43,9 @@ pub struct HttpLimits {
     pub max_batch: usize,
     /// Time allowed for a whole request, body included (defeats slow bodies).
     pub request_timeout: Duration,
+    /// Requests handled at once; beyond it requests are shed with `503
+    /// overloaded` instead of queueing without bound.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpLimits {
@@ -51,6 +54,7 @@ impl Default for HttpLimits {
             max_body_bytes: 64 * 1024 * 1024,
             max_batch: 1000,
             request_timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
         }
     }
 }
@@ -109,6 +113,18 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(read::metrics))
         .fallback(read::not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async { problem::ApiError::Overloaded },
+                ))
+                .load_shed()
+                // One semaphore for every route (the per-service limit would
+                // be per route).
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    limits.max_in_flight.max(1),
+                )),
+        )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

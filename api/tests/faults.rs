@@ -138,3 +138,52 @@ async fn a_write_that_landed_despite_an_error_is_found_by_resubmission() {
     assert_eq!(log.head().size, 3);
     log.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_are_shed_with_503() {
+    let (_store, log, _) = setup().await;
+    let app = lineage_api::router(AppState {
+        log: log.clone(),
+        limits: HttpLimits {
+            max_in_flight: 1,
+            ..HttpLimits::default()
+        },
+        runtime_limiter: None,
+    });
+    // A request whose body never ends holds the only slot.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+    let body =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let slow = Request::post("/v1/entries")
+        .body(Body::from_stream(body))
+        .expect("request");
+    let held = tokio::spawn(app.clone().oneshot(slow));
+    let health = || {
+        Request::get("/healthz")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let mut shed = None;
+    for _ in 0..10_000 {
+        tokio::task::yield_now().await;
+        let r = app.clone().oneshot(health()).await.expect("response");
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed = Some(r);
+            break;
+        }
+    }
+    let shed = shed.expect("a second request is shed while the first holds the slot");
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(shed.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    let problem: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(problem["code"], "overloaded");
+    // Once the first request ends, the slot is free again.
+    drop(tx);
+    let first = held.await.expect("task").expect("response");
+    assert_eq!(first.status(), StatusCode::BAD_REQUEST);
+    let r = app.clone().oneshot(health()).await.expect("response");
+    assert_eq!(r.status(), StatusCode::OK);
+    log.shutdown().await;
+}

@@ -24,6 +24,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 
+pub mod binary;
+
 pub const ORIGIN: &str = "test.lineage/log";
 
 /// A deterministic key from a label.
@@ -53,44 +55,7 @@ impl TestLedger {
     }
 
     pub async fn start_with(dir: &Path, config: LogConfig) -> TestLedger {
-        let store = RocksStore::open(dir).expect("open store");
-        let signer = NoteSigner::new(ORIGIN, key("log")).expect("signer");
-        let log = LogService::start(
-            Arc::new(store),
-            signer,
-            Authorities::new([key("authority").verifying_key()]),
-            LogConfig {
-                origin: ORIGIN.into(),
-                ..config
-            },
-            Clock::System,
-        )
-        .expect("start log");
-        let log = Arc::new(log);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = oneshot::channel::<()>();
-        let router = lineage_api::router(AppState {
-            log: log.clone(),
-            limits: HttpLimits::default(),
-            runtime_limiter: None,
-        });
-        let server = tokio::spawn(async move {
-            lineage_api::serve(listener, router, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("serve");
-        });
-        TestLedger {
-            url,
-            log,
-            client: reqwest::Client::new(),
-            shutdown: Some(tx),
-            server: Some(server),
-        }
+        TestLedger::start_with_limits(dir, config, HttpLimits::default()).await
     }
 
     /// Stops the server and the sequencer, releasing the store.
