@@ -799,14 +799,7 @@ async fn a_chunked_body_over_the_limit_is_refused() {
 
 /// Posts a body; status, `Retry-After` and the JSON answer.
 async fn post_with_retry_after(l: &TestLedger, body: Vec<u8>) -> (u16, Option<String>, Value) {
-    let r = l
-        .client
-        .post(format!("{}/v1/entries", l.url))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("post");
+    let r = l.send(body).await;
     let status = r.status().as_u16();
     let retry = r
         .headers()

@@ -73,15 +73,19 @@ impl TestLedger {
         NoteVerifier::from_vkey(&self.log.vkey).expect("vkey")
     }
 
-    pub async fn post_raw(&self, body: Vec<u8>) -> (u16, Value) {
-        let r = self
-            .client
+    /// POSTs `body` to `/v1/entries` as JSON.
+    pub async fn send(&self, body: Vec<u8>) -> reqwest::Response {
+        self.client
             .post(format!("{}/v1/entries", self.url))
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
-            .expect("post");
+            .expect("post")
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        let r = self.send(body).await;
         let status = r.status().as_u16();
         let ct = r
             .headers()
