@@ -10,9 +10,11 @@
 //! [`PayloadType`].
 //!
 //! Signatures are accepted exactly when ed25519-dalek's `verify_strict` accepts
-//! them ([`verify_signature`]): non-canonical `S`, small-order `R` and
-//! small-order public keys are all refused. The ledger and the offline verifier
-//! both call [`verify_signature`], so they cannot disagree.
+//! them: non-canonical `S`, small-order `R` and small-order public keys are
+//! all refused. [`verify_signature`] takes raw key bytes,
+//! [`SignedEnvelope::verify`] an already decoded key; both are `verify_strict`
+//! and nothing else, and the ledger and the offline verifier share them, so
+//! they cannot disagree.
 //!
 //! Parsing checks shape only: it does not verify the signature, look at the
 //! payload, or bound its size (callers apply
@@ -241,7 +243,7 @@ impl SignedEnvelope {
     }
 
     /// Checks that `key` is the key the envelope names and that the signature
-    /// verifies under it ([`verify_signature`] over [`pae`]).
+    /// verifies under it (`verify_strict` over [`pae`]).
     ///
     /// # Errors
     /// [`SignatureError::KeyIdMismatch`] when `key` is not the envelope's key;
@@ -254,11 +256,11 @@ impl SignedEnvelope {
                 given,
             });
         }
-        verify_signature(
-            key.as_bytes(),
-            &self.signed_bytes(),
-            &self.signature.to_bytes(),
-        )
+        // The key is already decompressed: verifying through the raw-bytes
+        // path would decompress it again (a field square root, about a
+        // quarter of the cost of a verification) for the same point.
+        key.verify_strict(&self.signed_bytes(), &self.signature)
+            .map_err(|_| SignatureError::Invalid)
     }
 }
 
