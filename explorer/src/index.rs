@@ -98,13 +98,13 @@ impl Index {
             }
             let end = head.min(start + CHUNK).min(start + (budget - done));
             let entries = core.store.entries(start, end)?;
-            let mut found = Vec::new();
-            for i in start..start + entries.len() as u64 {
-                // A checkpoint is signed for the size after each batch.
-                if core.store.checkpoint(i + 1)?.is_some() {
-                    found.push(i + 1);
-                }
-            }
+            // A checkpoint is signed for the size after each batch.
+            let found = if entries.is_empty() {
+                Vec::new()
+            } else {
+                core.store
+                    .checkpoint_sizes(start + 1, start + entries.len() as u64)?
+            };
             for bytes in &entries {
                 st.snap.count(bytes);
             }

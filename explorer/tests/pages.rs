@@ -94,6 +94,9 @@ impl Store for Counting {
     fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.inner.checkpoint(size)
     }
+    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+        self.inner.checkpoint_sizes(from, to)
+    }
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         self.inner.keys()
     }

@@ -875,7 +875,11 @@ impl TileWrite {
 
     /// The tile's bytes as C2SP tlog-tiles serves them: the hashes, concatenated.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.hashes.iter().flat_map(|h| h.0).collect()
+        let mut out = Vec::with_capacity(self.hashes.len() * HASH_SIZE);
+        for h in &self.hashes {
+            out.extend_from_slice(&h.0);
+        }
+        out
     }
 }
 

@@ -199,15 +199,6 @@ pub(crate) fn key_record_from_bytes(b: &[u8]) -> Result<KeyRecord, StoreError> {
     })
 }
 
-/// Encodes the tile hashes as stored bytes.
-pub(crate) fn tile_bytes(hashes: &[crate::Hash]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hashes.len() * 32);
-    for h in hashes {
-        out.extend_from_slice(&h.0);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

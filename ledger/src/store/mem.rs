@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use super::codec::{child_key, tile_bytes, workload_key, workload_prefix};
+use super::codec::{child_key, workload_key, workload_prefix};
 use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint};
 use crate::keys::{EventId, KeyId};
 use crate::rules::KeyRecord;
@@ -70,7 +70,7 @@ fn apply(s: &mut State, b: &CommitBatch) {
         s.entries.insert(b.first_index + i as u64, e.clone());
     }
     for t in &b.tiles {
-        s.tiles.insert((t.level, t.index), tile_bytes(&t.hashes));
+        s.tiles.insert((t.level, t.index), t.to_bytes());
     }
     for (id, index) in &b.events {
         s.events.insert(*id, *index);
@@ -183,6 +183,18 @@ impl Store for MemStore {
 
     fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         Ok(self.lock().checkpoints.get(&size).cloned())
+    }
+
+    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .checkpoints
+            .range(from..=to)
+            .map(|(s, _)| *s)
+            .collect())
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -16,12 +16,12 @@
 use std::path::Path;
 
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options,
-    WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::codec::{
-    child_key, key_record_bytes, key_record_from_bytes, tile_bytes, tile_key, u64_be, workload_key,
+    child_key, key_record_bytes, key_record_from_bytes, tile_key, u64_be, workload_key,
     workload_prefix,
 };
 use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint};
@@ -60,6 +60,60 @@ impl From<rocksdb::Error> for StoreError {
     }
 }
 
+/// Block cache shared by every column family: data blocks, and also index
+/// and filter blocks, so the server's memory stays flat as the log grows.
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// All memtables together; past it the largest is flushed.
+const WRITE_BUFFER_BYTES: usize = 64 << 20;
+
+/// Memory and lookup tuning, the same for read-write and read-only opens.
+struct Tuning {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl Tuning {
+    fn new() -> Tuning {
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        // Memtable memory is charged to the same cache: one memory budget.
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            WRITE_BUFFER_BYTES,
+            false,
+            cache.clone(),
+        );
+        Tuning {
+            cache,
+            write_buffers,
+        }
+    }
+
+    fn descriptors(&self) -> Vec<ColumnFamilyDescriptor> {
+        ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, self.cf_options(name)))
+            .collect()
+    }
+
+    fn cf_options(&self, name: &str) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let mut o = Options::default();
+        o.set_compression_type(DBCompressionType::Lz4);
+        // Point lookups that mostly miss (is this event ID new? is this
+        // workload position free?) are answered by a bloom filter, in the
+        // memtable and in every table file, instead of a search.
+        if [CF_EVENTS, CF_WORKLOADS, CF_CHECKPOINTS].contains(&name) {
+            table.set_bloom_filter(10.0, false);
+            o.set_memtable_prefix_bloom_ratio(0.02);
+            o.set_memtable_whole_key_filtering(true);
+        }
+        o.set_block_based_table_factory(&table);
+        o
+    }
+}
+
 /// The RocksDB store.
 pub struct RocksStore {
     db: DB,
@@ -85,15 +139,11 @@ impl RocksStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_compression_type(DBCompressionType::Lz4);
         opts.increase_parallelism(2);
         opts.set_keep_log_file_num(4);
-        let cfs = ALL_CFS.iter().map(|name| {
-            let mut o = Options::default();
-            o.set_compression_type(DBCompressionType::Lz4);
-            ColumnFamilyDescriptor::new(*name, o)
-        });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let tuning = Tuning::new();
+        opts.set_write_buffer_manager(&tuning.write_buffers);
+        let db = DB::open_cf_descriptors(&opts, path, tuning.descriptors())?;
         Ok(RocksStore {
             db,
             commit_lock: std::sync::Mutex::new(()),
@@ -107,12 +157,8 @@ impl RocksStore {
     /// RocksDB errors (no store there, among others).
     pub fn open_read_only(path: &Path) -> Result<RocksStore, StoreError> {
         let opts = Options::default();
-        let cfs = ALL_CFS.iter().map(|name| {
-            let mut o = Options::default();
-            o.set_compression_type(DBCompressionType::Lz4);
-            ColumnFamilyDescriptor::new(*name, o)
-        });
-        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)?;
+        let tuning = Tuning::new();
+        let db = DB::open_cf_descriptors_read_only(&opts, path, tuning.descriptors(), false)?;
         Ok(RocksStore {
             db,
             commit_lock: std::sync::Mutex::new(()),
@@ -326,6 +372,26 @@ impl Store for RocksStore {
             .transpose()
     }
 
+    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        let start = from.to_be_bytes();
+        for item in self.db.iterator_cf(
+            self.cf(CF_CHECKPOINTS)?,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            let size = suffix_u64(CF_CHECKPOINTS, &k)?;
+            if size > to {
+                break;
+            }
+            out.push(size);
+        }
+        Ok(out)
+    }
+
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_KEYS)?, IteratorMode::Start) {
@@ -367,7 +433,7 @@ impl Store for RocksStore {
         }
         let tiles = self.cf(CF_TILES)?;
         for t in &batch.tiles {
-            b.put_cf(tiles, tile_key(t.level, t.index), tile_bytes(&t.hashes));
+            b.put_cf(tiles, tile_key(t.level, t.index), t.to_bytes());
         }
         let events = self.cf(CF_EVENTS)?;
         for (id, index) in &batch.events {
