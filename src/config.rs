@@ -37,7 +37,8 @@ pub struct ServeArgs {
     /// Most entries per synced commit. Default: 4096.
     #[arg(long, env = "LINEAGE_BATCH_MAX_ENTRIES")]
     pub batch_max_entries: Option<usize>,
-    /// Sequencer linger after the first request of a batch, milliseconds. Default: 2.
+    /// Sequencer linger after the first request of a batch, milliseconds. Default: 0
+    /// (a batch is what queued while the previous one was being committed).
     #[arg(long, env = "LINEAGE_BATCH_LINGER_MS")]
     pub batch_linger_ms: Option<u64>,
     /// Requests waiting for the sequencer before ingest answers 503. Default: 4096.
@@ -173,7 +174,7 @@ impl ServeArgs {
                     .unwrap_or(4096),
             )?,
             batch_linger: Duration::from_millis(
-                self.batch_linger_ms.or(file.batch_linger_ms).unwrap_or(2),
+                self.batch_linger_ms.or(file.batch_linger_ms).unwrap_or(0),
             ),
             queue_depth: positive(
                 "queue_depth",

@@ -27,8 +27,10 @@ pub struct Metrics {
     pub rejections: Family<CodeLabel, Counter>,
     /// Entries per committed batch.
     pub batch_entries: Histogram,
-    /// Seconds per synced commit.
+    /// Seconds per sequencer batch: rules, tree, checkpoint and the synced write.
     pub commit_seconds: Histogram,
+    /// Seconds of the synced store write alone.
+    pub store_write_seconds: Histogram,
     /// Current tree size.
     pub tree_size: Gauge,
     /// Failed commits.
@@ -53,6 +55,7 @@ impl Metrics {
         let rejections = Family::<CodeLabel, Counter>::default();
         let batch_entries = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let commit_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        let store_write_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         let tree_size = Gauge::default();
         let commit_failures = Counter::default();
         registry.register("entries", "Entries appended", entries.clone());
@@ -73,8 +76,13 @@ impl Metrics {
         );
         registry.register(
             "commit_seconds",
-            "Duration of a synced batch commit",
+            "Duration of a sequencer batch: rules, tree, checkpoint and the synced write",
             commit_seconds.clone(),
+        );
+        registry.register(
+            "store_write_seconds",
+            "Duration of a batch's synced store write",
+            store_write_seconds.clone(),
         );
         registry.register("tree_size", "Current tree size", tree_size.clone());
         registry.register(
@@ -89,6 +97,7 @@ impl Metrics {
             rejections,
             batch_entries,
             commit_seconds,
+            store_write_seconds,
             tree_size,
             commit_failures,
             recent_rejections: RecentRejections::default(),

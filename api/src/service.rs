@@ -41,7 +41,9 @@ pub struct LogConfig {
     pub max_skew: time::Duration,
     /// Most entries per sequencer batch (one synced write).
     pub batch_max_entries: usize,
-    /// How long the sequencer waits for more work after the first job of a batch.
+    /// How long the sequencer waits for more work after the first job of a
+    /// batch. Zero by default: group commit needs no wait, because requests
+    /// queue while the previous batch is being written and synced.
     pub batch_linger: Duration,
     /// Requests that may wait for the sequencer; beyond it ingest answers 503 `overloaded`.
     pub queue_depth: usize,
@@ -53,7 +55,7 @@ impl Default for LogConfig {
             origin: "lineage.local/log".into(),
             max_skew: time::Duration::minutes(5),
             batch_max_entries: 4096,
-            batch_linger: Duration::from_millis(2),
+            batch_linger: Duration::ZERO,
             queue_depth: 4096,
         }
     }
@@ -129,6 +131,15 @@ pub struct Core {
     runtime_counts: RwLock<HashMap<String, u64>>,
     /// The latest checkpoint.
     head: RwLock<Arc<StoredCheckpoint>>,
+    /// The newest version of the tiles on the tree's right edge, as last
+    /// committed: receipts for fresh entries are built from these without
+    /// store reads. Tile rows only ever grow, so a newer version serves
+    /// proofs against any older checkpoint.
+    hot_tiles: RwLock<HashMap<(u8, u64), SharedTile>>,
+    /// Interior nodes computed for proofs, shared by all requests: a node of
+    /// a complete subtree never changes, and consecutive receipts near the
+    /// right edge need almost the same ones.
+    node_memo: Mutex<Generations<(u8, u64), Hash>>,
     /// False while the sequencer cannot trust its in-memory state.
     healthy: std::sync::atomic::AtomicBool,
     /// Metrics.
@@ -220,6 +231,8 @@ impl LogService {
             keys: RwLock::new(HashMap::new()),
             runtime_counts: RwLock::new(HashMap::new()),
             head: RwLock::new(Arc::new(StoredCheckpoint::default())),
+            hot_tiles: RwLock::new(HashMap::new()),
+            node_memo: Mutex::new(Generations::new(NODE_MEMO_NODES)),
             healthy: std::sync::atomic::AtomicBool::new(true),
             metrics: Metrics::new(),
             config,
@@ -315,6 +328,7 @@ impl Core {
         if let Some(key) = key {
             c.precheck_signature(&key);
         }
+        c.preparse();
     }
 
     /// Reloads everything the sequencer keeps in memory from the store.
@@ -328,6 +342,8 @@ impl Core {
         })?;
         let keys = self.store.keys()?;
         let counts = self.store.runtime_counts()?;
+        write(&self.hot_tiles).clear();
+        lock(&self.node_memo).clear();
         *write(&self.keys) = keys.into_iter().map(|k| (k.key_id, k)).collect();
         *write(&self.runtime_counts) = counts.into_iter().collect();
         self.metrics.tree_size.set(head.size as i64);
@@ -377,7 +393,31 @@ impl Core {
             return Err(ReadError::NotFound);
         }
         let entry = self.store.entry(index)?.ok_or(ReadError::NotFound)?;
-        self.bundle(index, &entry, &head, &ProofNodes::new(self.store.as_ref()))
+        self.bundle(index, &entry, &head, &self.proof_nodes())
+    }
+
+    /// A node source for proofs: the hot right-edge tiles, then the store.
+    pub fn proof_nodes(&self) -> ProofNodes<'_> {
+        ProofNodes {
+            store: self.store.as_ref(),
+            hot: Some(&self.hot_tiles),
+            tiles: Mutex::new(HashMap::new()),
+            memo: Memo::Shared(&self.node_memo),
+        }
+    }
+
+    /// Publishes the tiles of a durable commit; keeps, per level, only the
+    /// tile at the new right edge and the one before it (bounded memory).
+    fn publish_tiles(&self, tiles: &[lineage_ledger::tree::TileWrite], size: u64) {
+        let mut hot = write(&self.hot_tiles);
+        for t in tiles {
+            hot.insert((t.level, t.index), Arc::new(t.to_bytes()));
+        }
+        hot.retain(|(level, index), _| {
+            let shift = 8 * (u32::from(*level) + 1);
+            let edge = size.checked_shr(shift).unwrap_or(0);
+            *index + 1 >= edge
+        });
     }
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size`.
@@ -389,7 +429,7 @@ impl Core {
         if size > current || index >= size {
             return Err(ReadError::OutOfRange);
         }
-        prove_inclusion(index, size, &ProofNodes::new(self.store.as_ref()))
+        prove_inclusion(index, size, &self.proof_nodes())
             .map_err(|e| ReadError::Tree(e.to_string()))
     }
 
@@ -402,7 +442,7 @@ impl Core {
         if first > second || second > current {
             return Err(ReadError::OutOfRange);
         }
-        prove_consistency(first, second, &ProofNodes::new(self.store.as_ref()))
+        prove_consistency(first, second, &self.proof_nodes())
             .map_err(|e| ReadError::Tree(e.to_string()))
     }
 }
@@ -433,8 +473,35 @@ type SharedTile = Arc<Vec<u8>>;
 /// hash per distinct node instead of up to 255 per node.
 pub struct ProofNodes<'a> {
     store: &'a dyn Store,
+    hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
     tiles: Mutex<HashMap<(u8, u64), SharedTile>>,
-    memo: Mutex<HashMap<(u8, u64), Hash>>,
+    memo: Memo<'a>,
+}
+
+/// Where computed nodes are remembered.
+enum Memo<'a> {
+    /// For this node source only.
+    Local(Mutex<HashMap<(u8, u64), Hash>>),
+    /// Shared by every request (bounded).
+    Shared(&'a Mutex<Generations<(u8, u64), Hash>>),
+}
+
+impl Memo<'_> {
+    fn get(&self, key: (u8, u64)) -> Option<Hash> {
+        match self {
+            Memo::Local(m) => lock(m).get(&key).copied(),
+            Memo::Shared(m) => lock(m).get(&key).copied(),
+        }
+    }
+
+    fn insert(&self, key: (u8, u64), h: Hash) {
+        match self {
+            Memo::Local(m) => {
+                lock(m).insert(key, h);
+            }
+            Memo::Shared(m) => lock(m).insert(key, h),
+        }
+    }
 }
 
 impl std::fmt::Debug for ProofNodes<'_> {
@@ -466,8 +533,9 @@ impl<'a> ProofNodes<'a> {
     pub fn new(store: &'a dyn Store) -> ProofNodes<'a> {
         ProofNodes {
             store,
+            hot: None,
             tiles: Mutex::new(HashMap::new()),
-            memo: Mutex::new(HashMap::new()),
+            memo: Memo::Local(Mutex::new(HashMap::new())),
         }
     }
 
@@ -476,7 +544,11 @@ impl<'a> ProofNodes<'a> {
         let tile_index = index / lineage_ledger::TILE_WIDTH;
         let offset = index % lineage_ledger::TILE_WIDTH;
         let cached = lock(&self.tiles).get(&(tile_level, tile_index)).cloned();
-        let tile = match cached {
+        let hot = || {
+            self.hot
+                .and_then(|h| read(h).get(&(tile_level, tile_index)).cloned())
+        };
+        let tile = match cached.or_else(hot) {
             Some(t) => t,
             None => {
                 let t = Arc::new(self.store.tile(tile_level, tile_index)?.unwrap_or_default());
@@ -506,13 +578,13 @@ impl NodeSource for ProofNodes<'_> {
         if level.is_multiple_of(lineage_ledger::TILE_HEIGHT) {
             return self.row_hash(level / lineage_ledger::TILE_HEIGHT, index);
         }
-        if let Some(h) = lock(&self.memo).get(&(level, index)) {
-            return Ok(*h);
+        if let Some(h) = self.memo.get((level, index)) {
+            return Ok(h);
         }
         let left = self.node(level - 1, 2 * index)?;
         let right = self.node(level - 1, 2 * index + 1)?;
         let h = node_hash(&left, &right);
-        lock(&self.memo).insert((level, index), h);
+        self.memo.insert((level, index), h);
         Ok(h)
     }
 }
@@ -522,6 +594,7 @@ impl NodeSource for ProofNodes<'_> {
 
 async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<Job>) {
     let mut needs_reload = false;
+    let mut heads = HeadCache::new(HEAD_CACHE_WORKLOADS);
     while let Some(first) = rx.recv().await {
         let mut count = first.items.len();
         let mut jobs = vec![first];
@@ -546,10 +619,13 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
         }
         let c = core.clone();
         let edge_in = std::mem::take(&mut edge);
+        let heads_in = std::mem::take(&mut heads);
         let result = tokio::task::spawn_blocking(move || {
             let mut edge = edge_in;
+            let mut heads = heads_in;
             let mut needs_reload = needs_reload;
             if needs_reload {
+                heads.clear();
                 match c.reload() {
                     Ok(e) => {
                         edge = e;
@@ -558,13 +634,14 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
                     Err(e) => tracing::error!(error = %e, "reloading state after a failed commit"),
                 }
             }
-            let ok = !needs_reload && process(&c, &mut edge, jobs.as_mut_slice());
-            (edge, !ok, jobs)
+            let ok = !needs_reload && process(&c, &mut edge, &mut heads, jobs.as_mut_slice());
+            (edge, heads, !ok, jobs)
         })
         .await;
         match result {
-            Ok((e, failed, jobs)) => {
+            Ok((e, h, failed, jobs)) => {
                 edge = e;
+                heads = h;
                 needs_reload = failed;
                 if failed {
                     core.healthy
@@ -578,6 +655,7 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
                 core.healthy
                     .store(false, std::sync::atomic::Ordering::Relaxed);
                 needs_reload = true;
+                heads = HeadCache::new(HEAD_CACHE_WORKLOADS);
                 match core.reload() {
                     Ok(e) => {
                         edge = e;
@@ -606,7 +684,7 @@ fn fail_jobs(core: &Core, jobs: Vec<Job>) {
 
 /// Validates and commits one batch. Returns false when the store failed
 /// (the jobs are then still unanswered).
-fn process(core: &Core, edge: &mut TreeEdge, jobs: &mut [Job]) -> bool {
+fn process(core: &Core, edge: &mut TreeEdge, heads: &mut HeadCache, jobs: &mut [Job]) -> bool {
     let started = Instant::now();
     let now = core.clock.now();
     let ctx = RuleContext {
@@ -614,7 +692,7 @@ fn process(core: &Core, edge: &mut TreeEdge, jobs: &mut [Job]) -> bool {
         now,
         max_skew: core.config.max_skew,
     };
-    let mut batch = Batch::new(core.store.as_ref(), &core.keys, edge.size());
+    let mut batch = Batch::new(core.store.as_ref(), &core.keys, heads, edge.size());
     let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(jobs.len());
     let integrated_at_ms = unix_ms(now);
     for job in jobs.iter() {
@@ -630,11 +708,15 @@ fn process(core: &Core, edge: &mut TreeEdge, jobs: &mut [Job]) -> bool {
         }
         outcomes.push(out);
     }
+    let new_heads = std::mem::take(&mut batch.heads);
     let checkpoint = if batch.entries.is_empty() {
         core.head()
     } else {
         match commit(core, edge, batch, now) {
-            Ok(cp) => cp,
+            Ok(cp) => {
+                heads.absorb(new_heads);
+                cp
+            }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; nothing of the batch is acknowledged");
                 core.metrics.commit_failures.inc();
@@ -713,8 +795,13 @@ fn commit(
             .collect(),
         checkpoint: checkpoint.clone(),
     };
+    let write_started = Instant::now();
     core.store.commit(&commit)?;
+    core.metrics
+        .store_write_seconds
+        .observe(write_started.elapsed().as_secs_f64());
     // Durable: publish the new state.
+    core.publish_tiles(&commit.tiles, commit.checkpoint.size);
     *edge = plan.edge;
     {
         let mut keys = write(&core.keys);
@@ -744,6 +831,11 @@ enum CommitError {
 struct Batch<'a> {
     store: &'a dyn Store,
     keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+    /// Committed workload heads recently seen (a cache of the store).
+    committed_heads: &'a HeadCache,
+    /// The last event-ID lookup in the store: the identical-resubmission
+    /// check and the duplicate check ask for the same ID one after another.
+    last_lookup: std::cell::Cell<Option<(EventId, Option<u64>)>>,
     next_index: u64,
     new_keys: HashMap<KeyId, KeyRecord>,
     pending: HashMap<EventId, (u64, SignedEnvelope)>,
@@ -760,11 +852,14 @@ impl<'a> Batch<'a> {
     fn new(
         store: &'a dyn Store,
         keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+        committed_heads: &'a HeadCache,
         size: u64,
     ) -> Batch<'a> {
         Batch {
             store,
             keys,
+            committed_heads,
+            last_lookup: std::cell::Cell::new(None),
             next_index: size,
             new_keys: HashMap::new(),
             pending: HashMap::new(),
@@ -851,6 +946,17 @@ impl<'a> Batch<'a> {
         Ok(Outcome::Appended { index, entry })
     }
 
+    fn stored_event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
+        if let Some((last, found)) = self.last_lookup.get()
+            && last == *id
+        {
+            return Ok(found);
+        }
+        let found = self.store.event_index(id)?;
+        self.last_lookup.set(Some((*id, found)));
+        Ok(found)
+    }
+
     fn key_record(&self, id: &KeyId) -> Option<KeyRecord> {
         match self.new_keys.get(id) {
             Some(k) => Some(k.clone()),
@@ -870,20 +976,28 @@ impl LedgerView for Batch<'_> {
         if let Some((i, _)) = self.pending.get(id) {
             return Ok(Some(*i));
         }
-        self.store.event_index(id)
+        self.stored_event_index(id)
     }
 
     fn event_envelope(&self, id: &EventId) -> Result<Option<(u64, SignedEnvelope)>, StoreError> {
         if let Some((i, e)) = self.pending.get(id) {
             return Ok(Some((*i, e.clone())));
         }
-        match self.store.event_index(id)? {
+        match self.stored_event_index(id)? {
             None => Ok(None),
             Some(i) => Ok(Some((i, self.stored_entry(i)?.to_envelope()))),
         }
     }
 
     fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, StoreError> {
+        // A workload's positions are 0..=head.seq with no gap (the sequence
+        // rule), so the head answers the common cases without a store read.
+        match self.workload_head(w)? {
+            None => return Ok(None),
+            Some(head) if seq > head.seq => return Ok(None),
+            Some(head) if seq == head.seq => return Ok(Some(head.event_id)),
+            Some(_) => {}
+        }
         if let Some(id) = self.positions.get(&(w.as_str().to_owned(), seq)) {
             return Ok(Some(*id));
         }
@@ -895,6 +1009,9 @@ impl LedgerView for Batch<'_> {
 
     fn workload_head(&self, w: &WorkloadId) -> Result<Option<WorkloadHead>, StoreError> {
         if let Some(h) = self.heads.get(w.as_str()) {
+            return Ok(Some(h.clone()));
+        }
+        if let Some(h) = self.committed_heads.get(w.as_str()) {
             return Ok(Some(h.clone()));
         }
         let Some((seq, index)) = self.store.workload_last(w.as_str())? else {
@@ -910,5 +1027,109 @@ impl LedgerView for Batch<'_> {
             event_id: entry.event_id(),
             runtime: event.runtime,
         }))
+    }
+}
+
+/// How many committed workload heads the sequencer remembers.
+const HEAD_CACHE_WORKLOADS: usize = 65_536;
+
+/// How many computed proof nodes are shared between requests (~6 MiB).
+const NODE_MEMO_NODES: usize = 131_072;
+
+/// A bounded map: two generations, the older dropped whole when the newer
+/// fills (an approximate LRU without per-hit bookkeeping).
+#[derive(Debug)]
+pub(crate) struct Generations<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
+    generation: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V> Default for Generations<K, V> {
+    fn default() -> Self {
+        Generations::new(2)
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Generations<K, V> {
+    /// Holds at most `capacity` entries (at least 2).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Generations {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            generation: (capacity / 2).max(1),
+        }
+    }
+
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.young.get(key).or_else(|| self.old.get(key))
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if self.young.len() >= self.generation {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.old.remove(&key);
+        self.young.insert(key, value);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+    }
+}
+
+/// Committed workload heads the sequencer remembers (a cache of the store;
+/// only the sequencer touches it, and a miss falls back to the store).
+type HeadCache = Generations<String, WorkloadHead>;
+
+impl HeadCache {
+    /// Records the heads of a durable batch.
+    fn absorb(&mut self, heads: HashMap<String, WorkloadHead>) {
+        for (w, h) in heads {
+            self.insert(w, h);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lineage_ledger::event::RuntimeId;
+
+    fn head(seq: u64) -> WorkloadHead {
+        WorkloadHead {
+            seq,
+            event_id: EventId::of_payload(&seq.to_be_bytes()),
+            runtime: "agent/a".parse::<RuntimeId>().expect("runtime"),
+        }
+    }
+
+    fn batch(names: &[&str], seq: u64) -> HashMap<String, WorkloadHead> {
+        names.iter().map(|n| ((*n).to_owned(), head(seq))).collect()
+    }
+
+    #[test]
+    fn head_cache_keeps_the_newest_heads_within_its_bound() {
+        let mut c = HeadCache::new(4);
+        c.absorb(batch(&["a", "b"], 1));
+        assert_eq!(c.get("a"), Some(&head(1)));
+        // A newer head replaces the older one in either generation.
+        c.absorb(batch(&["c", "a"], 2));
+        assert_eq!(c.get("a"), Some(&head(2)));
+        c.absorb(batch(&["d", "e", "f"], 3));
+        let held = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .filter(|w| c.get(**w).is_some())
+            .count();
+        assert!(held <= 4, "{held} heads held, bound 4");
+        assert_eq!(c.get("f"), Some(&head(3)), "the newest is always held");
+        assert_eq!(c.get("zzz"), None);
+        c.clear();
+        assert_eq!(c.get("f"), None);
     }
 }

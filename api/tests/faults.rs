@@ -1,6 +1,8 @@
-//! In-process router tests with the failing store: a commit that fails is
-//! never acknowledged, the log recovers without forking, and an entry whose
-//! write landed despite the error is found again by its resubmission.
+//! In-process router tests over the memory store: a commit that fails is
+//! never acknowledged, the log recovers without forking, an entry whose
+//! write landed despite the error is found again by its resubmission, and
+//! the lineage rules give the same verdicts whether the sequencer's
+//! workload heads are cached or read back from the store.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use axum::http::{Request, StatusCode};
 use ed25519_dalek::SigningKey;
 use lineage_api::{AppState, Clock, HttpLimits, LogConfig, LogService};
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
-use lineage_ledger::keys::public_key_base64;
+use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::Authorities;
 use lineage_ledger::store::{Fault, MemStore};
@@ -63,8 +65,29 @@ async fn post(app: &axum::Router, env: &SignedEnvelope) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&body).expect("json"))
 }
 
+fn step(
+    workload: &str,
+    seq: u64,
+    prev: Option<EventId>,
+    kind: &str,
+    k: &SigningKey,
+) -> SignedEnvelope {
+    let mut p = json!({"runtime": "agent/a", "workload": workload, "seq": seq,
+        "kind": kind, "at": at()});
+    if let Some(prev) = prev {
+        p["prev"] = json!(prev.to_string());
+    }
+    SignedEnvelope::sign(PayloadType::Event, serde_json::to_vec(&p).expect("json"), k)
+}
+
 async fn setup() -> (Arc<MemStore>, Arc<LogService>, axum::Router) {
     let store = Arc::new(MemStore::new());
+    let (log, app) = open(&store);
+    (store, log, app)
+}
+
+/// Starts a log service over `store` (fresh in-memory state) and its router.
+fn open(store: &Arc<MemStore>) -> (Arc<LogService>, axum::Router) {
     let log = Arc::new(
         LogService::start(
             store.clone(),
@@ -83,7 +106,7 @@ async fn setup() -> (Arc<MemStore>, Arc<LogService>, axum::Router) {
         limits: HttpLimits::default(),
         runtime_limiter: None,
     });
-    (store, log, app)
+    (log, app)
 }
 
 #[tokio::test]
@@ -185,5 +208,77 @@ async fn requests_beyond_the_in_flight_limit_are_shed_with_503() {
     assert_eq!(first.status(), StatusCode::BAD_REQUEST);
     let r = app.clone().oneshot(health()).await.expect("response");
     assert_eq!(r.status(), StatusCode::OK);
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn workload_rules_give_the_same_verdicts_from_cache_and_from_store() {
+    let (store, log, app) = setup().await;
+    let rk = key("runtime");
+    assert_eq!(
+        post(&app, &grant("agent/a", &rk)).await.0,
+        StatusCode::CREATED
+    );
+    // Four events of one workload, one batch each.
+    let mut ids: Vec<EventId> = Vec::new();
+    for seq in 0..4 {
+        let env = step("wl", seq, ids.last().copied(), "step", &rk);
+        let (s, v) = post(&app, &env).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.push(env.event_id());
+    }
+    let ghost = step("other", 0, None, "ghost", &rk).event_id();
+    let cases = [
+        // Below the head: the position is read from the store.
+        (
+            step("wl", 1, Some(ids[0]), "again", &rk),
+            "equivocation",
+            Some(ids[1]),
+        ),
+        // At the head.
+        (
+            step("wl", 3, Some(ids[2]), "again", &rk),
+            "equivocation",
+            Some(ids[3]),
+        ),
+        (
+            step("wl", 5, Some(ids[3]), "skip", &rk),
+            "sequence_gap",
+            None,
+        ),
+        (
+            step("wl", 4, Some(ghost), "fork", &rk),
+            "prev_mismatch",
+            None,
+        ),
+    ];
+    let verdicts = |app: axum::Router| {
+        let cases = cases.clone();
+        async move {
+            let mut out = Vec::new();
+            for (env, code, existing) in cases {
+                let (s, v) = post(&app, &env).await;
+                assert!(s.is_client_error(), "{v}");
+                assert_eq!(v["code"], code, "{v}");
+                if let Some(existing) = existing {
+                    assert!(v.to_string().contains(&existing.to_string()), "{v}");
+                }
+                out.push(v["code"].clone());
+            }
+            out
+        }
+    };
+    let cached = verdicts(app.clone()).await;
+    log.shutdown().await;
+
+    // A restart starts with no cached heads: everything comes from the store.
+    let (log, app) = open(&store);
+    assert_eq!(log.head().size, 5);
+    assert_eq!(cached, verdicts(app.clone()).await);
+    // The workload goes on after all those refusals.
+    let next = step("wl", 4, Some(ids[3]), "step", &rk);
+    let (s, v) = post(&app, &next).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["index"], 5);
     log.shutdown().await;
 }

@@ -116,6 +116,10 @@ pub struct Candidate {
     pub event_id: EventId,
     /// `Some(verdict)` when the signature was already checked against the key named by the envelope.
     pub signature_checked: Option<bool>,
+    /// The event payload parsed early (see [`Candidate::preparse`]): the rules
+    /// use this verdict instead of parsing again. `parse_event` is a pure
+    /// function of the payload, so the verdict cannot differ.
+    parsed: Option<Box<Result<Event, PayloadError>>>,
 }
 
 impl Candidate {
@@ -126,6 +130,23 @@ impl Candidate {
             envelope,
             event_id,
             signature_checked: None,
+            parsed: None,
+        }
+    }
+
+    /// Parses an event payload now, so the sequencer does not: call this off
+    /// the sequencer, in parallel, like [`Candidate::precheck_signature`].
+    /// Governance payloads are rare and are parsed by the rules.
+    pub fn preparse(&mut self) {
+        if self.envelope.payload_type == PayloadType::Event && self.parsed.is_none() {
+            self.parsed = Some(Box::new(parse_event(&self.envelope.payload)));
+        }
+    }
+
+    fn parsed_event(&self) -> Result<Event, PayloadError> {
+        match &self.parsed {
+            Some(verdict) => (**verdict).clone(),
+            None => parse_event(&self.envelope.payload),
         }
     }
 
@@ -370,7 +391,7 @@ fn admit_event<V: LedgerView>(
         }));
     }
     // Payload schema.
-    let event = match parse_event(&c.envelope.payload) {
+    let event = match c.parsed_event() {
         Ok(e) => e,
         Err(e) => return Ok(Err(e.into())),
     };
@@ -609,10 +630,15 @@ mod tests {
             now: NOW,
             max_skew: Duration::minutes(5),
         };
-        let got = match admit(c, view, &ctx) {
+        let verdict = |c: &Candidate| match admit(c, view, &ctx) {
             Ok(r) => r,
             Err(never) => match never {},
         };
+        let got = verdict(c);
+        // Parsing the payload early (off the sequencer) changes nothing.
+        let mut early = c.clone();
+        early.preparse();
+        assert_eq!(verdict(&early), got, "pre-parsed candidate");
         let got = got.map(|_| ()).map_err(|r| rejection_name(&r));
         assert_eq!(got, want.map_err(str::to_owned));
     }
