@@ -1,31 +1,42 @@
 //! `lineage-bench`: the load generator.
 //!
 //! ```sh
-//! cargo bench --bench load -- [--events N] [--connections C] [--batch B] [--json PATH]
+//! cargo bench --bench load -- [--events N] [--connections C] [--batch B]
+//!     [--prefill N] [--proofs M] [--restart] [--data-dir DIR]
+//!     [--serve-arg ARG]... [--json PATH]
 //! ```
 //!
 //! In one run it:
-//! 1. measures the yardstick: ed25519-dalek `verify_strict` per second on all cores;
-//! 2. pre-signs N realistic events (several runtimes, many workloads with prev
-//!    chains and parents) before the timed window;
-//! 3. starts the real `lineage serve` binary on a fresh temporary data dir
-//!    (or targets `--server URL` with `--authority-key FILE`), grants the keys,
-//!    and drives it over HTTP with C connections, in single-event requests
-//!    (`--batch 1`) or arrays of B envelopes;
-//! 4. prints events/s, latency percentiles, CPU of server and client, the
-//!    yardstick and the ratio, and writes the same as JSON.
+//! 1. measures the yardstick: ed25519-dalek `verify_strict` per second on all
+//!    cores, from a default build of the crate (`benches/yardstick`, built
+//!    without this project's rustflags), and the same figure for this build;
+//! 2. starts the real `lineage serve` binary on a fresh temporary data dir
+//!    (or `--data-dir DIR`, kept and reusable; or targets `--server URL` with
+//!    `--authority-key FILE`) and grants the runtime keys;
+//! 3. optionally grows the log by `--prefill N` events first (signed in
+//!    chunks while the previous chunk is sent, arrays of 1,000, untimed
+//!    except for its own rate);
+//! 4. pre-signs N realistic events (several runtimes, many workloads with
+//!    prev chains and parents) before the timed window, then drives them over
+//!    HTTP with C connections, in single-event requests (`--batch 1`) or
+//!    arrays of B envelopes;
+//! 5. optionally asks for M inclusion proofs of random entries (`--proofs M`);
+//! 6. reads the server's memory and the data directory's size, and with
+//!    `--restart` stops the server and times a restart until `/readyz`;
+//! 7. prints one table and writes the same as JSON.
 //!
 //! No timed assertion anywhere: this is a measurement, not a test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
+use lineage_ledger::entry::LogEntry;
 use lineage_ledger::keys::{EventId, public_key_base64};
 use rayon::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 struct Args {
@@ -34,6 +45,12 @@ struct Args {
     batch: usize,
     runtimes: usize,
     chain: usize,
+    prefill: usize,
+    proofs: usize,
+    restart: bool,
+    default_yardstick: bool,
+    data_dir: Option<PathBuf>,
+    serve_args: Vec<String>,
     server: Option<String>,
     authority_key: Option<PathBuf>,
     json: PathBuf,
@@ -46,6 +63,12 @@ fn parse_args() -> Args {
         batch: 500,
         runtimes: 4,
         chain: 10,
+        prefill: 0,
+        proofs: 0,
+        restart: false,
+        default_yardstick: true,
+        data_dir: None,
+        serve_args: Vec::new(),
         server: None,
         authority_key: None,
         json: PathBuf::from("target/lineage-bench.json"),
@@ -59,6 +82,12 @@ fn parse_args() -> Args {
             "--batch" => a.batch = value().parse().expect("--batch"),
             "--runtimes" => a.runtimes = value().parse().expect("--runtimes"),
             "--chain" => a.chain = value().parse().expect("--chain"),
+            "--prefill" => a.prefill = value().parse().expect("--prefill"),
+            "--proofs" => a.proofs = value().parse().expect("--proofs"),
+            "--restart" => a.restart = true,
+            "--no-default-yardstick" => a.default_yardstick = false,
+            "--data-dir" => a.data_dir = Some(PathBuf::from(value())),
+            "--serve-arg" => a.serve_args.push(value()),
             "--server" => a.server = Some(value()),
             "--authority-key" => a.authority_key = Some(PathBuf::from(value())),
             "--json" => a.json = PathBuf::from(value()),
@@ -68,11 +97,16 @@ fn parse_args() -> Args {
         }
     }
     assert!(a.batch >= 1 && a.batch <= 1000, "--batch must be 1..=1000");
+    assert!(a.connections >= 1, "--connections must be at least 1");
+    assert!(
+        !(a.restart && a.server.is_some()),
+        "--restart needs a server this run started"
+    );
     a
 }
 
-/// Raw `verify_strict` rate on all cores, over about `secs` seconds.
-fn yardstick(secs: f64) -> f64 {
+/// Raw `verify_strict` rate of this build on all cores, over about `secs` seconds.
+fn yardstick_this_build(secs: f64) -> f64 {
     let key = SigningKey::from_bytes(&[42; 32]);
     let public = key.verifying_key();
     let msgs: Vec<(Vec<u8>, ed25519_dalek::Signature)> = (0..1024u32)
@@ -94,6 +128,37 @@ fn yardstick(secs: f64) -> f64 {
     done as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The same rate from a default build of ed25519-dalek: `benches/yardstick`
+/// built by cargo with no rustflags at all (so none of this project's).
+fn yardstick_default_build(secs: f64) -> Result<f64, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/yardstick");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            PathBuf::from,
+        )
+        .join("yardstick-default");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["run", "--release", "--quiet", "--", "--secs"])
+        .arg(secs.to_string())
+        .current_dir(&dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", "")
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_TARGET_DIR", &target)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("the yardstick build failed: {}", out.status));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("verify_strict_per_second "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no rate in the yardstick's output".to_owned())
+}
+
 /// CPU seconds (user + system) of a process, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -104,10 +169,36 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// A `VmRSS`-style field of /proc/PID/status, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 struct Server {
     child: Option<Child>,
     url: String,
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<PathBuf>,
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -119,9 +210,8 @@ impl Drop for Server {
     }
 }
 
-fn start_server(authority: &SigningKey) -> Server {
+fn spawn_server(authority: &SigningKey, dir: &Path, extra: &[String]) -> (Child, String) {
     use std::io::BufRead as _;
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lineage"))
         .args([
             "serve",
@@ -131,34 +221,68 @@ fn start_server(authority: &SigningKey) -> Server {
             "3600",
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(dir)
         .arg("--authority")
         .arg(public_key_base64(&authority.verifying_key()))
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn lineage serve");
     let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
     let mut url = None;
-    for line in std::io::BufReader::new(out).lines() {
+    for line in lines.by_ref() {
         let line = line.expect("line");
         if let Some(u) = line.strip_prefix("lineage: listening on ") {
             url = Some(u.to_owned());
             break;
         }
     }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url.expect("server address"))
+}
+
+fn start_server(authority: &SigningKey, dir: Option<&Path>, extra: &[String]) -> Server {
+    let (temp, path) = match dir {
+        Some(d) => (None, d.to_path_buf()),
+        None => {
+            let t = tempfile::tempdir().expect("tempdir");
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let (child, url) = spawn_server(authority, &path, extra);
     Server {
         child: Some(child),
-        url: url.expect("server address"),
-        _dir: Some(dir),
+        url,
+        dir: Some(path),
+        _temp: temp,
     }
 }
 
-/// Pre-signed work for one connection: requests in order.
+/// Requests for one connection, in order.
 type Work = Vec<Vec<u8>>;
 
-fn presign(a: &Args, keys: &[SigningKey]) -> (Vec<Work>, usize) {
+/// Signed events ready to send, and the bytes their log entries will take.
+struct Signed {
+    works: Vec<Work>,
+    events: usize,
+    entry_bytes: u64,
+}
+
+/// Signs `total` events spread over `conns` connections as requests of `batch`
+/// envelopes. Workload names start with `prefix` (unique per run and chunk).
+fn sign_events(
+    prefix: &str,
+    total: usize,
+    conns: usize,
+    batch: usize,
+    chain: usize,
+    keys: &[SigningKey],
+) -> Signed {
     let at = time::OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .expect("time");
@@ -170,23 +294,29 @@ fn presign(a: &Args, keys: &[SigningKey]) -> (Vec<Work>, usize) {
         "authz.deny",
         "tool.invoke",
     ];
-    let per_conn = a.events.div_ceil(a.connections);
-    let works: Vec<Work> = (0..a.connections)
+    let per_conn = total.div_ceil(conns);
+    let parts: Vec<(Work, usize, u64)> = (0..conns)
         .into_par_iter()
         .map(|c| {
-            let mut envs: Vec<serde_json::Value> = Vec::with_capacity(per_conn);
+            let mut envs: Vec<Value> = Vec::with_capacity(per_conn);
+            let mut entry_bytes = 0u64;
             let mut last_start: Option<String> = None;
             let mut w = 0usize;
-            while envs.len() < per_conn {
+            let want = per_conn.min(total.saturating_sub(c * per_conn));
+            while envs.len() < want {
                 let r = (c + w) % keys.len();
                 let runtime = format!("runtime-{r}");
-                let workload = format!("c{c}-w{w}");
+                let workload = format!("{prefix}c{c}-w{w}");
                 let mut prev: Option<String> = None;
-                for seq in 0..a.chain {
-                    if envs.len() >= per_conn {
+                for seq in 0..chain {
+                    if envs.len() >= want {
                         break;
                     }
-                    let kind = if seq + 1 == a.chain { "workload.end" } else { kinds[seq % kinds.len()] };
+                    let kind = if seq + 1 == chain {
+                        "workload.end"
+                    } else {
+                        kinds[seq % kinds.len()]
+                    };
                     let mut p = json!({
                         "runtime": runtime, "workload": workload, "seq": seq, "kind": kind, "at": at,
                         "attrs": {"tool": "search", "tokens": seq * 17, "model": "planner-v2"},
@@ -206,23 +336,244 @@ fn presign(a: &Args, keys: &[SigningKey]) -> (Vec<Work>, usize) {
                     }
                     prev = Some(id);
                     let env = SignedEnvelope::sign(PayloadType::Event, bytes, &keys[r]);
+                    entry_bytes += LogEntry::from_envelope(&env, 0).encode().len() as u64;
                     envs.push(serde_json::to_value(env.to_wire()).expect("wire"));
                 }
                 w += 1;
             }
-            envs.chunks(a.batch)
+            let n = envs.len();
+            let work = envs
+                .chunks(batch)
                 .map(|chunk| {
-                    if a.batch == 1 {
+                    if batch == 1 {
                         serde_json::to_vec(&chunk[0]).expect("json")
                     } else {
                         serde_json::to_vec(chunk).expect("json")
                     }
                 })
-                .collect()
+                .collect();
+            (work, n, entry_bytes)
         })
         .collect();
-    let total = works.iter().map(|w| w.len()).sum::<usize>();
-    (works, total)
+    Signed {
+        events: parts.iter().map(|p| p.1).sum(),
+        entry_bytes: parts.iter().map(|p| p.2).sum(),
+        works: parts.into_iter().map(|p| p.0).collect(),
+    }
+}
+
+/// What one phase of requests gave.
+#[derive(Default)]
+struct Driven {
+    latencies: Vec<Duration>,
+    ok: usize,
+    bad: usize,
+    wall: f64,
+}
+
+impl Driven {
+    fn percentiles(&mut self) -> Value {
+        self.latencies.sort();
+        let p = |q: f64| percentile(&self.latencies, q);
+        json!({"p50": p(0.50), "p95": p(0.95), "p99": p(0.99), "max": p(1.0)})
+    }
+}
+
+/// Posts every connection's requests in order, the connections concurrently.
+async fn drive(client: &reqwest::Client, url: &str, works: Vec<Work>) -> Driven {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for work in works {
+        let client = client.clone();
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut d = Driven {
+                latencies: Vec::with_capacity(work.len()),
+                ..Driven::default()
+            };
+            for body in work {
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let Ok(resp) = r else {
+                    d.bad += 1;
+                    continue;
+                };
+                let status = resp.status().as_u16();
+                let text = resp.bytes().await.unwrap_or_default();
+                d.latencies.push(t.elapsed());
+                match status {
+                    201 => d.ok += 1,
+                    200 => {
+                        let v: Value = serde_json::from_slice(&text).unwrap_or_default();
+                        let items = v.as_array().map_or(0, Vec::len);
+                        let good = v
+                            .as_array()
+                            .map_or(0, |a| a.iter().filter(|i| i.get("index").is_some()).count());
+                        d.ok += good;
+                        d.bad += items - good;
+                    }
+                    _ => d.bad += 1,
+                }
+            }
+            d
+        }));
+    }
+    let mut all = Driven::default();
+    for t in tasks {
+        let d = t.await.expect("task");
+        all.latencies.extend(d.latencies);
+        all.ok += d.ok;
+        all.bad += d.bad;
+    }
+    all.wall = start.elapsed().as_secs_f64();
+    all
+}
+
+/// `count` inclusion-proof requests for random entries of a tree of `size`.
+async fn prove(
+    client: &reqwest::Client,
+    base: &str,
+    size: u64,
+    count: usize,
+    conns: usize,
+) -> Driven {
+    let start = Instant::now();
+    let per_conn = count.div_ceil(conns);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let client = client.clone();
+        let base = base.to_owned();
+        let n = per_conn.min(count.saturating_sub(c * per_conn));
+        tasks.push(tokio::spawn(async move {
+            let mut d = Driven::default();
+            let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (c as u64 + 1);
+            for _ in 0..n {
+                // xorshift64: uniform enough for picking leaves.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let index = x % size;
+                let t = Instant::now();
+                let r = client
+                    .get(format!(
+                        "{base}/v1/proofs/inclusion?index={index}&tree_size={size}"
+                    ))
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        let body = resp.bytes().await.unwrap_or_default();
+                        d.latencies.push(t.elapsed());
+                        if body.is_empty() {
+                            d.bad += 1;
+                        } else {
+                            d.ok += 1;
+                        }
+                    }
+                    _ => d.bad += 1,
+                }
+            }
+            d
+        }));
+    }
+    let mut all = Driven::default();
+    for t in tasks {
+        let d = t.await.expect("task");
+        all.latencies.extend(d.latencies);
+        all.ok += d.ok;
+        all.bad += d.bad;
+    }
+    all.wall = start.elapsed().as_secs_f64();
+    all
+}
+
+/// Sums and counts of the server's sequencer histograms (OpenMetrics text).
+#[derive(Clone, Copy, Default)]
+struct Sequencer {
+    batches: f64,
+    entries: f64,
+    busy_seconds: f64,
+    write_seconds: f64,
+}
+
+async fn sequencer_metrics(client: &reqwest::Client, base: &str) -> Sequencer {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Sequencer {
+        batches: value("lineage_batch_entries_count"),
+        entries: value("lineage_batch_entries_sum"),
+        busy_seconds: value("lineage_commit_seconds_sum"),
+        write_seconds: value("lineage_store_write_seconds_sum"),
+    }
+}
+
+impl Sequencer {
+    fn since(self, before: Sequencer, wall: f64) -> Value {
+        let batches = self.batches - before.batches;
+        let entries = self.entries - before.entries;
+        json!({"batches": batches,
+            "mean_batch_entries": if batches > 0.0 { entries / batches } else { 0.0 },
+            "busy_fraction": (self.busy_seconds - before.busy_seconds) / wall,
+            "store_write_fraction": (self.write_seconds - before.write_seconds) / wall})
+    }
+}
+
+async fn tree_size(client: &reqwest::Client, base: &str) -> u64 {
+    let note = client
+        .get(format!("{base}/checkpoint"))
+        .send()
+        .await
+        .expect("checkpoint")
+        .text()
+        .await
+        .expect("checkpoint text");
+    note.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .expect("checkpoint size line")
+}
+
+async fn grant_keys(
+    client: &reqwest::Client,
+    url: &str,
+    keys: &[SigningKey],
+    authority: &SigningKey,
+) {
+    for (i, k) in keys.iter().enumerate() {
+        let p = json!({"action": "grant", "runtime": format!("runtime-{i}"),
+            "public_key": public_key_base64(&k.verifying_key()),
+            "at": time::OffsetDateTime::now_utc().format(&Rfc3339).expect("time")});
+        let env = SignedEnvelope::sign(
+            PayloadType::Governance,
+            serde_json::to_vec(&p).expect("json"),
+            authority,
+        );
+        let r = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&env.to_wire()).expect("json"))
+            .send()
+            .await
+            .expect("grant");
+        // 409: granted by an earlier run on the same data dir.
+        assert!(
+            r.status().is_success() || r.status().as_u16() == 409,
+            "grant: {}",
+            r.status()
+        );
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -233,31 +584,100 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// Grows the log by `total` events: chunks are signed on a thread while the
+/// previous chunk is being sent. Returns (events accepted, failed, entry bytes, seconds).
+fn prefill(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    a: &Args,
+    keys: &[SigningKey],
+    run: &str,
+) -> (usize, usize, u64, f64) {
+    const CHUNK: usize = 100_000;
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Signed>(1);
+    let chunks = a.prefill.div_ceil(CHUNK);
+    let (total, conns, chain) = (a.prefill, a.connections, a.chain);
+    let keys_owned = keys.to_vec();
+    let run = run.to_owned();
+    let signer = std::thread::spawn(move || {
+        for k in 0..chunks {
+            let n = CHUNK.min(total - k * CHUNK);
+            let s = sign_events(
+                &format!("fill{run}-{k}-"),
+                n,
+                conns,
+                1000,
+                chain,
+                &keys_owned,
+            );
+            if tx.send(s).is_err() {
+                return;
+            }
+        }
+    });
+    let (mut ok, mut bad, mut bytes) = (0, 0, 0);
+    for (k, signed) in rx.into_iter().enumerate() {
+        bytes += signed.entry_bytes;
+        let d = rt.block_on(drive(client, url, signed.works));
+        ok += d.ok;
+        bad += d.bad;
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "prefill: chunk {}/{chunks}, {ok} accepted, {bad} failed, {:.0} events/s",
+            k + 1,
+            ok as f64 / secs
+        );
+    }
+    signer.join().expect("signer thread");
+    (ok, bad, bytes, start.elapsed().as_secs_f64())
+}
+
 fn main() {
     let a = parse_args();
-    println!(
-        "measuring the yardstick (verify_strict on {} threads)...",
+    let run = format!(
+        "r{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    let yard_default = if a.default_yardstick {
+        eprintln!("measuring the yardstick (default build of ed25519-dalek)...");
+        match yardstick_default_build(3.0) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("no default-build yardstick: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    eprintln!(
+        "measuring verify_strict of this build on {} threads...",
         rayon::current_num_threads()
     );
-    let yard = yardstick(3.0);
+    let yard_this = yardstick_this_build(3.0);
+    let yard = yard_default.unwrap_or(yard_this);
     let keys: Vec<SigningKey> = (0..a.runtimes)
         .map(|i| {
             SigningKey::from_bytes(blake3::hash(format!("bench runtime {i}").as_bytes()).as_bytes())
         })
         .collect();
-    println!("pre-signing {} events...", a.events);
-    let (works, requests) = presign(&a, &keys);
     let authority = match &a.authority_key {
         Some(p) => lineage_ledger::keys::read_key_file(p).expect("authority key"),
         None => SigningKey::from_bytes(&[9; 32]),
     };
-    let server = match &a.server {
+    let mut server = match &a.server {
         Some(url) => Server {
             child: None,
             url: url.clone(),
-            _dir: None,
+            dir: None,
+            _temp: None,
         },
-        None => start_server(&authority),
+        None => start_server(&authority, a.data_dir.as_deref(), &a.serve_args),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -268,117 +688,121 @@ fn main() {
         .build()
         .expect("client");
     let url = format!("{}/v1/entries", server.url);
-    rt.block_on(async {
-        for (i, k) in keys.iter().enumerate() {
-            let p = json!({"action": "grant", "runtime": format!("runtime-{i}"),
-                "public_key": public_key_base64(&k.verifying_key()),
-                "at": time::OffsetDateTime::now_utc().format(&Rfc3339).expect("time")});
-            let env = SignedEnvelope::sign(
-                PayloadType::Governance,
-                serde_json::to_vec(&p).expect("json"),
-                &authority,
-            );
-            let r = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&env.to_wire()).expect("json"))
-                .send()
-                .await
-                .expect("grant");
-            assert!(
-                r.status().is_success() || r.status().as_u16() == 409,
-                "grant: {}",
-                r.status()
-            );
-        }
-    });
-    let server_pid = server.child.as_ref().map(std::process::Child::id);
-    let server_cpu0 = server_pid.map_or(0.0, cpu_seconds);
-    let client_cpu0 = cpu_seconds(std::process::id());
-    let start = Instant::now();
-    let (latencies, accepted, failed) = rt.block_on(async {
-        let mut tasks = Vec::new();
-        for work in works {
-            let client = client.clone();
-            let url = url.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(work.len());
-                let (mut ok, mut bad) = (0usize, 0usize);
-                for body in work {
-                    let t = Instant::now();
-                    let r = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
-                    match r {
-                        Ok(resp) => {
-                            let status = resp.status();
-                            let text = resp.bytes().await.unwrap_or_default();
-                            lat.push(t.elapsed());
-                            if status.as_u16() == 201 {
-                                ok += 1;
-                            } else if status.as_u16() == 200 {
-                                let v: serde_json::Value =
-                                    serde_json::from_slice(&text).unwrap_or_default();
-                                let items = v.as_array().map_or(0, Vec::len);
-                                let good = v.as_array().map_or(0, |a| {
-                                    a.iter().filter(|i| i.get("index").is_some()).count()
-                                });
-                                ok += good;
-                                bad += items - good;
-                            } else {
-                                bad += 1;
-                            }
-                        }
-                        Err(_) => bad += 1,
-                    }
-                }
-                (lat, ok, bad)
-            }));
-        }
-        let mut all = Vec::new();
-        let (mut ok, mut bad) = (0, 0);
-        for t in tasks {
-            let (l, o, b) = t.await.expect("task");
-            all.extend(l);
-            ok += o;
-            bad += b;
-        }
-        (all, ok, bad)
-    });
-    let wall = start.elapsed().as_secs_f64();
-    let server_cpu = server_pid.map_or(0.0, cpu_seconds) - server_cpu0;
-    let client_cpu = cpu_seconds(std::process::id()) - client_cpu0;
-    let mut sorted = latencies;
-    sorted.sort();
-    let rate = accepted as f64 / wall;
-    let report = json!({
-        "events": a.events, "accepted": accepted, "failed": failed, "requests": requests,
-        "connections": a.connections, "batch": a.batch, "wall_seconds": wall,
-        "events_per_second": rate,
-        "latency_ms": {"p50": percentile(&sorted, 0.50), "p95": percentile(&sorted, 0.95),
-                        "p99": percentile(&sorted, 0.99), "max": percentile(&sorted, 1.0)},
-        "server_cpu_seconds": server_cpu, "client_cpu_seconds": client_cpu,
-        "yardstick_verify_per_second": yard, "ratio_to_yardstick": rate / yard,
+    rt.block_on(grant_keys(&client, &url, &keys, &authority));
+    let pid = || server.child.as_ref().map(std::process::Child::id);
+    let mut report = json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "yardstick": {"default_build_verify_per_second": yard_default,
+                       "this_build_verify_per_second": yard_this},
     });
-    println!();
-    println!("| metric | value |\n|---|---|");
-    println!("| events accepted / failed | {accepted} / {failed} |");
-    println!("| connections x batch | {} x {} |", a.connections, a.batch);
-    println!("| events/s | {rate:.0} |");
-    println!(
-        "| request latency p50 / p95 / p99 / max (ms) | {:.2} / {:.2} / {:.2} / {:.2} |",
-        percentile(&sorted, 0.5),
-        percentile(&sorted, 0.95),
-        percentile(&sorted, 0.99),
-        percentile(&sorted, 1.0)
-    );
-    println!("| CPU seconds server / client | {server_cpu:.2} / {client_cpu:.2} |");
-    println!("| yardstick verify_strict/s (all cores) | {yard:.0} |");
-    println!("| ratio events/s / yardstick | {:.3} |", rate / yard);
+    let mut entry_bytes = 0u64;
+    let mut generated = 0usize;
+
+    if a.prefill > 0 {
+        let cpu0 = pid().map_or(0.0, cpu_seconds);
+        let (ok, bad, bytes, secs) = prefill(&rt, &client, &url, &a, &keys, &run);
+        entry_bytes += bytes;
+        generated += ok;
+        report["prefill"] = json!({"events": a.prefill, "accepted": ok, "failed": bad,
+            "seconds": secs, "events_per_second": ok as f64 / secs,
+            "server_cpu_seconds": pid().map_or(0.0, cpu_seconds) - cpu0});
+    }
+
+    if a.events > 0 {
+        eprintln!("pre-signing {} events...", a.events);
+        let signed = sign_events(
+            &format!("{run}-"),
+            a.events,
+            a.connections,
+            a.batch,
+            a.chain,
+            &keys,
+        );
+        entry_bytes += signed.entry_bytes;
+        let requests: usize = signed.works.iter().map(Vec::len).sum();
+        let seq0 = rt.block_on(sequencer_metrics(&client, &server.url));
+        let server_cpu0 = pid().map_or(0.0, cpu_seconds);
+        let client_cpu0 = cpu_seconds(std::process::id());
+        let mut d = rt.block_on(drive(&client, &url, signed.works));
+        let seq1 = rt.block_on(sequencer_metrics(&client, &server.url));
+        generated += d.ok;
+        let ingest_rate = d.ok as f64 / d.wall;
+        report["ingest"] = json!({
+            "events": signed.events, "accepted": d.ok, "failed": d.bad, "requests": requests,
+            "connections": a.connections, "batch": a.batch, "wall_seconds": d.wall,
+            "events_per_second": ingest_rate, "latency_ms": d.percentiles(),
+            "server_cpu_seconds": pid().map_or(0.0, cpu_seconds) - server_cpu0,
+            "client_cpu_seconds": cpu_seconds(std::process::id()) - client_cpu0,
+            "ratio_to_yardstick": ingest_rate / yard,
+            "ratio_to_this_build_verify": ingest_rate / yard_this,
+            "sequencer": seq1.since(seq0, d.wall),
+        });
+    }
+
+    let size = rt.block_on(tree_size(&client, &server.url));
+    report["tree_size"] = json!(size);
+    if a.proofs > 0 && size > 0 {
+        let cpu0 = pid().map_or(0.0, cpu_seconds);
+        let mut d = rt.block_on(prove(&client, &server.url, size, a.proofs, a.connections));
+        report["proofs"] = json!({"requests": a.proofs, "ok": d.ok, "failed": d.bad,
+            "connections": a.connections, "per_second": d.ok as f64 / d.wall,
+            "latency_ms": d.percentiles(),
+            "server_cpu_seconds": pid().map_or(0.0, cpu_seconds) - cpu0});
+    }
+
+    if let Some(p) = pid() {
+        report["server_memory_kib"] =
+            json!({"rss": status_kib(p, "VmRSS"), "peak": status_kib(p, "VmHWM")});
+    }
+    if let Some(dir) = &server.dir {
+        let disk = dir_bytes(dir);
+        let raw_per_entry = if generated > 0 {
+            entry_bytes as f64 / generated as f64
+        } else {
+            0.0
+        };
+        let per_entry = if size > 0 {
+            disk as f64 / size as f64
+        } else {
+            0.0
+        };
+        report["disk"] = json!({"bytes": disk, "bytes_per_entry": per_entry,
+            "raw_entry_bytes_per_entry": raw_per_entry,
+            "allowance_per_entry": 1.3 * raw_per_entry + 80.0});
+    }
+
+    if a.restart {
+        let dir = server.dir.clone().expect("data dir");
+        let mut child = server.child.take().expect("server child");
+        let stop = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        let stopped = stop.elapsed().as_secs_f64();
+        let disk_after_stop = dir_bytes(&dir);
+        let start = Instant::now();
+        let (child, new_url) = spawn_server(&authority, &dir, &a.serve_args);
+        let listening = start.elapsed().as_secs_f64();
+        let ready = rt.block_on(async {
+            loop {
+                if let Ok(r) = client.get(format!("{new_url}/readyz")).send().await
+                    && r.status().is_success()
+                {
+                    return start.elapsed().as_secs_f64();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let size_after = rt.block_on(tree_size(&client, &new_url));
+        server.child = Some(child);
+        server.url = new_url;
+        report["restart"] = json!({"stop_seconds": stopped, "listening_seconds": listening,
+            "ready_seconds": ready, "tree_size_after": size_after,
+            "disk_bytes_after_stop": disk_after_stop});
+    }
+
+    print_table(&report);
     if let Some(dir) = a.json.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -389,4 +813,111 @@ fn main() {
     .expect("write json");
     println!("\nwritten to {}", a.json.display());
     drop(server);
+}
+
+fn print_table(r: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    println!("\n| metric | value |\n|---|---|");
+    let y = &r["yardstick"];
+    match y["default_build_verify_per_second"].as_f64() {
+        Some(d) => println!(
+            "| yardstick: verify_strict/s, default ed25519-dalek build, all cores | {d:.0} |"
+        ),
+        None => println!("| yardstick: default build | not measured |"),
+    }
+    println!(
+        "| verify_strict/s of this build, all cores | {:.0} |",
+        f(&y["this_build_verify_per_second"])
+    );
+    if let Some(p) = r.get("prefill") {
+        println!(
+            "| prefill: events accepted / failed, events/s | {} / {}, {:.0} |",
+            p["accepted"],
+            p["failed"],
+            f(&p["events_per_second"])
+        );
+    }
+    if let Some(i) = r.get("ingest") {
+        let l = &i["latency_ms"];
+        println!(
+            "| events accepted / failed | {} / {} |",
+            i["accepted"], i["failed"]
+        );
+        println!(
+            "| connections x batch | {} x {} |",
+            i["connections"], i["batch"]
+        );
+        println!("| events/s | {:.0} |", f(&i["events_per_second"]));
+        println!(
+            "| request latency p50 / p95 / p99 / max (ms) | {:.2} / {:.2} / {:.2} / {:.2} |",
+            f(&l["p50"]),
+            f(&l["p95"]),
+            f(&l["p99"]),
+            f(&l["max"])
+        );
+        let q = &i["sequencer"];
+        println!(
+            "| batches, mean entries per batch | {}, {:.1} |",
+            q["batches"],
+            f(&q["mean_batch_entries"])
+        );
+        println!(
+            "| sequencer busy / in synced writes (fraction of wall time) | {:.2} / {:.2} |",
+            f(&q["busy_fraction"]),
+            f(&q["store_write_fraction"])
+        );
+        println!(
+            "| CPU seconds server / client | {:.2} / {:.2} |",
+            f(&i["server_cpu_seconds"]),
+            f(&i["client_cpu_seconds"])
+        );
+        println!(
+            "| ratio events/s / yardstick | {:.3} |",
+            f(&i["ratio_to_yardstick"])
+        );
+        println!(
+            "| ratio events/s / this build's verify_strict/s | {:.3} |",
+            f(&i["ratio_to_this_build_verify"])
+        );
+    }
+    println!("| tree size | {} |", r["tree_size"]);
+    if let Some(p) = r.get("proofs") {
+        let l = &p["latency_ms"];
+        println!(
+            "| inclusion proofs/s ({} connections), ok / failed | {:.0}, {} / {} |",
+            p["connections"],
+            f(&p["per_second"]),
+            p["ok"],
+            p["failed"]
+        );
+        println!(
+            "| proof latency p50 / p99 / max (ms) | {:.2} / {:.2} / {:.2} |",
+            f(&l["p50"]),
+            f(&l["p99"]),
+            f(&l["max"])
+        );
+    }
+    if let Some(m) = r.get("server_memory_kib") {
+        println!(
+            "| server RSS / peak (MiB) | {:.1} / {:.1} |",
+            f(&m["rss"]) / 1024.0,
+            f(&m["peak"]) / 1024.0
+        );
+    }
+    if let Some(d) = r.get("disk") {
+        println!(
+            "| disk bytes per entry / raw entry bytes / allowance (1.3 x raw + 80) | {:.0} / {:.0} / {:.0} |",
+            f(&d["bytes_per_entry"]),
+            f(&d["raw_entry_bytes_per_entry"]),
+            f(&d["allowance_per_entry"])
+        );
+    }
+    if let Some(x) = r.get("restart") {
+        println!(
+            "| restart: stop / listening / ready (s) | {:.2} / {:.2} / {:.2} |",
+            f(&x["stop_seconds"]),
+            f(&x["listening_seconds"]),
+            f(&x["ready_seconds"])
+        );
+    }
 }
