@@ -539,31 +539,47 @@ impl<'a> ProofNodes<'a> {
         }
     }
 
-    /// A stored row hash: tree level `8 * tile_level`, position `index`.
-    fn row_hash(&self, tile_level: u8, index: u64) -> Result<Hash, NodeError> {
-        let tile_index = index / lineage_ledger::TILE_WIDTH;
-        let offset = index % lineage_ledger::TILE_WIDTH;
-        let cached = lock(&self.tiles).get(&(tile_level, tile_index)).cloned();
-        let hot = || {
-            self.hot
-                .and_then(|h| read(h).get(&(tile_level, tile_index)).cloned())
+    /// The stored tile row (tile level, tile index): hot tiles first, then
+    /// this source's own reads, then the store.
+    fn tile(&self, tile_level: u8, tile_index: u64) -> Result<SharedTile, NodeError> {
+        let key = (tile_level, tile_index);
+        if let Some(t) = lock(&self.tiles).get(&key) {
+            return Ok(t.clone());
+        }
+        if let Some(t) = self.hot.and_then(|h| read(h).get(&key).cloned()) {
+            return Ok(t);
+        }
+        let t = Arc::new(self.store.tile(tile_level, tile_index)?.unwrap_or_default());
+        lock(&self.tiles).insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// Hashes `count` consecutive row hashes of tile level `tile_level`,
+    /// starting at `first` (all in one tile: `count` is a power of two of
+    /// at most 128 and `first` a multiple of it), up to their subtree root.
+    fn subtree(&self, tile_level: u8, first: u64, count: usize) -> Result<Hash, NodeError> {
+        let tile_index = first / lineage_ledger::TILE_WIDTH;
+        let offset = first % lineage_ledger::TILE_WIDTH;
+        let missing = || NodeError::Missing {
+            tile_level,
+            tile_index,
+            offset,
         };
-        let tile = match cached.or_else(hot) {
-            Some(t) => t,
-            None => {
-                let t = Arc::new(self.store.tile(tile_level, tile_index)?.unwrap_or_default());
-                lock(&self.tiles).insert((tile_level, tile_index), t.clone());
-                t
-            }
-        };
+        let tile = self.tile(tile_level, tile_index)?;
         let at = offset as usize * 32;
-        tile.get(at..at + 32)
-            .and_then(Hash::from_slice)
-            .ok_or(NodeError::Missing {
-                tile_level,
-                tile_index,
-                offset,
-            })
+        let row = tile.get(at..at + count * 32).ok_or_else(missing)?;
+        let mut level: Vec<Hash> = row
+            .chunks_exact(32)
+            .map(|c| Hash::from_slice(c).ok_or_else(missing))
+            .collect::<Result<_, _>>()?;
+        while level.len() > 1 {
+            let half = level.len() / 2;
+            for i in 0..half {
+                level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
+            }
+            level.truncate(half);
+        }
+        level.pop().ok_or_else(missing)
     }
 }
 
@@ -575,19 +591,24 @@ impl NodeSource for ProofNodes<'_> {
     type Error = NodeError;
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
-        if level.is_multiple_of(lineage_ledger::TILE_HEIGHT) {
-            return self.row_hash(level / lineage_ledger::TILE_HEIGHT, index);
-        }
-        if let Some(h) = self.memo.get((level, index)) {
+        let height = level % lineage_ledger::TILE_HEIGHT;
+        let tile_level = level / lineage_ledger::TILE_HEIGHT;
+        // Subtrees of 16 or more row hashes are worth remembering; smaller
+        // ones cost fewer hashes than the bookkeeping would.
+        let remember = height >= MEMO_MIN_HEIGHT;
+        if remember && let Some(h) = self.memo.get((level, index)) {
             return Ok(h);
         }
-        let left = self.node(level - 1, 2 * index)?;
-        let right = self.node(level - 1, 2 * index + 1)?;
-        let h = node_hash(&left, &right);
-        self.memo.insert((level, index), h);
+        let h = self.subtree(tile_level, index << height, 1 << height)?;
+        if remember {
+            self.memo.insert((level, index), h);
+        }
         Ok(h)
     }
 }
+
+/// Interior proof nodes of at least this height within their tile are memoised.
+const MEMO_MIN_HEIGHT: u8 = 4;
 
 // ---------------------------------------------------------------------------
 // The sequencer.
@@ -1013,6 +1034,11 @@ impl LedgerView for Batch<'_> {
         }
         if let Some(h) = self.committed_heads.get(w.as_str()) {
             return Ok(Some(h.clone()));
+        }
+        // Most uncached workloads are new ones: a point lookup of position 0
+        // (answered by a bloom filter) says so without a store iterator.
+        if self.store.workload_index(w.as_str(), 0)?.is_none() {
+            return Ok(None);
         }
         let Some((seq, index)) = self.store.workload_last(w.as_str())? else {
             return Ok(None);

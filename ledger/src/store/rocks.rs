@@ -16,8 +16,9 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
-    Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
+    DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager,
+    WriteOptions,
 };
 
 use super::codec::{
@@ -74,16 +75,11 @@ struct Tuning {
 
 impl Tuning {
     fn new() -> Tuning {
-        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        // Memtable memory is charged to the same cache: one memory budget.
-        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
-            WRITE_BUFFER_BYTES,
-            false,
-            cache.clone(),
-        );
         Tuning {
-            cache,
-            write_buffers,
+            cache: Cache::new_lru_cache(BLOCK_CACHE_BYTES),
+            // Not charged to the block cache: ingest reads recent index and
+            // data blocks, and must not lose them to memtable reservations.
+            write_buffers: WriteBufferManager::new_write_buffer_manager(WRITE_BUFFER_BYTES, false),
         }
     }
 
@@ -97,10 +93,23 @@ impl Tuning {
     fn cf_options(&self, name: &str) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
+        // Index and filter blocks live in the cache, partitioned into small
+        // blocks: a whole-file filter (1 MiB or more at a million keys) was
+        // larger than a cache shard, so it was read from disk and checksummed
+        // again on every lookup.
         table.set_cache_index_and_filter_blocks(true);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
+        table.set_pin_top_level_index_and_filter(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut o = Options::default();
-        o.set_compression_type(DBCompressionType::Lz4);
+        // Tile rows are hashes: they do not compress, and are read whole.
+        o.set_compression_type(if name == CF_TILES {
+            DBCompressionType::None
+        } else {
+            DBCompressionType::Lz4
+        });
         // Point lookups that mostly miss (is this event ID new? is this
         // workload position free?) are answered by a bloom filter, in the
         // memtable and in every table file, instead of a search.
