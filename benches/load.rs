@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo bench --bench load -- [--events N] [--connections C] [--batch B]
 //!     [--prefill N] [--proofs M] [--restart] [--data-dir DIR]
-//!     [--serve-arg ARG]... [--json PATH]
+//!     [--serve-arg ARG]... [--settle SECS] [--json PATH]
 //! ```
 //!
 //! In one run it:
@@ -48,6 +48,7 @@ struct Args {
     prefill: usize,
     proofs: usize,
     restart: bool,
+    settle: u64,
     default_yardstick: bool,
     data_dir: Option<PathBuf>,
     serve_args: Vec<String>,
@@ -66,6 +67,7 @@ fn parse_args() -> Args {
         prefill: 0,
         proofs: 0,
         restart: false,
+        settle: 0,
         default_yardstick: true,
         data_dir: None,
         serve_args: Vec::new(),
@@ -85,6 +87,7 @@ fn parse_args() -> Args {
             "--prefill" => a.prefill = value().parse().expect("--prefill"),
             "--proofs" => a.proofs = value().parse().expect("--proofs"),
             "--restart" => a.restart = true,
+            "--settle" => a.settle = value().parse().expect("--settle"),
             "--no-default-yardstick" => a.default_yardstick = false,
             "--data-dir" => a.data_dir = Some(PathBuf::from(value())),
             "--serve-arg" => a.serve_args.push(value()),
@@ -689,6 +692,12 @@ fn main() {
         .expect("client");
     let url = format!("{}/v1/entries", server.url);
     rt.block_on(grant_keys(&client, &url, &keys, &authority));
+    if a.settle > 0 {
+        // A server started on a big existing store indexes it for the
+        // explorer in the background first; let that finish.
+        eprintln!("letting the server settle for {} s...", a.settle);
+        std::thread::sleep(Duration::from_secs(a.settle));
+    }
     let pid = || server.child.as_ref().map(std::process::Child::id);
     let mut report = json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
