@@ -66,8 +66,6 @@ impl From<rocksdb::Error> for StoreError {
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// All memtables together; past it the largest is flushed.
 const WRITE_BUFFER_BYTES: usize = 64 << 20;
-/// Write-ahead log kept before memtables are flushed.
-const WAL_BYTES: u64 = 16 << 20;
 
 /// Memory and lookup tuning, the same for read-write and read-only opens.
 struct Tuning {
@@ -152,9 +150,6 @@ impl RocksStore {
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
         opts.set_keep_log_file_num(4);
-        // Past this much write-ahead log the oldest memtables are flushed,
-        // so a young log is not mostly uncompressed WAL on disk.
-        opts.set_max_total_wal_size(WAL_BYTES);
         let tuning = Tuning::new();
         opts.set_write_buffer_manager(&tuning.write_buffers);
         let db = DB::open_cf_descriptors(&opts, path, tuning.descriptors())?;
