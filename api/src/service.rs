@@ -467,10 +467,12 @@ pub enum ReadError {
 /// A stored tile row, shared between the nodes read from it.
 type SharedTile = Arc<Vec<u8>>;
 
-/// A [`NodeSource`] over the store for one request: each tile is read once,
-/// and every node computed is remembered, so the receipts of a batch of
-/// consecutive entries (whose audit paths share most nodes) cost about one
-/// hash per distinct node instead of up to 255 per node.
+/// A [`NodeSource`] over the store for one request: each tile is read once
+/// (from the hot right-edge tiles when it is one of them). A node inside a
+/// tile is hashed straight from the tile's row; subtrees of 16 or more rows
+/// are remembered (per request, or across requests for
+/// [`Core::proof_nodes`]), so receipts of neighbouring entries, whose audit
+/// paths share their larger siblings, do not hash those again.
 pub struct ProofNodes<'a> {
     store: &'a dyn Store,
     hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
