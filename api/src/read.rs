@@ -212,11 +212,11 @@ pub(crate) async fn get_inclusion(
     let q = query(q)?;
     let index = required(&q, "index")?;
     let tree_size = required(&q, "tree_size")?;
-    let proof = blocking(
-        &app,
-        move |core| Ok(core.inclusion_proof(index, tree_size)?),
-    )
-    .await?;
+    // Computed on the async worker: at most three tile reads (block cache or
+    // OS page cache) and a few hundred hashes, ~50 us. A blocking-pool hop
+    // per request cost more than that in thread switches: at 10M entries
+    // 11.8k proofs/s with it, 15.5k/s without (docs/PERFORMANCE.md).
+    let proof = app.log.core().inclusion_proof(index, tree_size)?;
     Ok(json_response(
         StatusCode::OK,
         &InclusionProofResponse {
