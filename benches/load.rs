@@ -9,7 +9,8 @@
 //! In one run it:
 //! 1. measures the yardstick: ed25519-dalek `verify_strict` per second on all
 //!    cores, from a default build of the crate (`benches/yardstick`, built
-//!    without this project's rustflags), and the same figure for this build;
+//!    without this project's rustflags), and the same crate built with them,
+//!    as the server is;
 //! 2. starts the real `lineage serve` binary on a fresh temporary data dir
 //!    (or `--data-dir DIR`, kept and reusable; or targets `--server URL` with
 //!    `--authority-key FILE`) and grants the runtime keys;
@@ -108,50 +109,44 @@ fn parse_args() -> Args {
     a
 }
 
-/// Raw `verify_strict` rate of this build on all cores, over about `secs` seconds.
-fn yardstick_this_build(secs: f64) -> f64 {
-    let key = SigningKey::from_bytes(&[42; 32]);
-    let public = key.verifying_key();
-    let msgs: Vec<(Vec<u8>, ed25519_dalek::Signature)> = (0..1024u32)
-        .map(|i| {
-            let m = format!("yardstick message {i} with some realistic length padding ......")
-                .into_bytes();
-            let s = ed25519_dalek::Signer::sign(&key, &m);
-            (m, s)
-        })
-        .collect();
-    let start = Instant::now();
-    let mut done = 0usize;
-    while start.elapsed().as_secs_f64() < secs {
-        done += msgs
-            .par_iter()
-            .filter(|(m, s)| public.verify_strict(m, s).is_ok())
-            .count();
-    }
-    done as f64 / start.elapsed().as_secs_f64()
+/// Which build of `benches/yardstick` to measure.
+#[derive(Clone, Copy)]
+enum Build {
+    /// No rustflags at all: plain ed25519-dalek, the yardstick.
+    Default,
+    /// This project's rustflags (`.cargo/config.toml`), as the server is built.
+    Project,
 }
 
-/// The same rate from a default build of ed25519-dalek: `benches/yardstick`
-/// built by cargo with no rustflags at all (so none of this project's).
-fn yardstick_default_build(secs: f64) -> Result<f64, String> {
+/// Raw `verify_strict` per second on all cores over about `secs` seconds:
+/// `benches/yardstick` built by cargo as `build` says (each build in a
+/// target directory of its own) and run.
+fn yardstick(build: Build, secs: f64) -> Result<f64, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/yardstick");
+    let (name, flags) = match build {
+        Build::Default => ("yardstick-default", Some("")),
+        // Unset, so cargo reads .cargo/config.toml above the crate.
+        Build::Project => ("yardstick-project", None),
+    };
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(
             || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
             PathBuf::from,
         )
-        .join("yardstick-default");
+        .join(name);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["run", "--release", "--quiet", "--", "--secs"])
+    let mut cmd = Command::new(cargo);
+    cmd.args(["run", "--release", "--quiet", "--", "--secs"])
         .arg(secs.to_string())
         .current_dir(&dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", "")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env("CARGO_TARGET_DIR", &target)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
+        .stderr(Stdio::inherit());
+    if let Some(flags) = flags {
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags);
+    }
+    let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!("the yardstick build failed: {}", out.status));
     }
@@ -426,6 +421,11 @@ async fn drive(client: &reqwest::Client, url: &str, works: Vec<Work>) -> Driven 
             d
         }));
     }
+    gather(tasks, start).await
+}
+
+/// Waits for every connection's task and adds their results up.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Driven>>, start: Instant) -> Driven {
     let mut all = Driven::default();
     for t in tasks {
         let d = t.await.expect("task");
@@ -484,15 +484,7 @@ async fn prove(
             d
         }));
     }
-    let mut all = Driven::default();
-    for t in tasks {
-        let d = t.await.expect("task");
-        all.latencies.extend(d.latencies);
-        all.ok += d.ok;
-        all.bad += d.bad;
-    }
-    all.wall = start.elapsed().as_secs_f64();
-    all
+    gather(tasks, start).await
 }
 
 /// Sums and counts of the server's sequencer histograms (OpenMetrics text).
@@ -648,7 +640,7 @@ fn main() {
     );
     let yard_default = if a.default_yardstick {
         eprintln!("measuring the yardstick (default build of ed25519-dalek)...");
-        match yardstick_default_build(3.0) {
+        match yardstick(Build::Default, 3.0) {
             Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("no default-build yardstick: {e}");
@@ -658,11 +650,8 @@ fn main() {
     } else {
         None
     };
-    eprintln!(
-        "measuring verify_strict of this build on {} threads...",
-        rayon::current_num_threads()
-    );
-    let yard_this = yardstick_this_build(3.0);
+    eprintln!("measuring verify_strict as this project builds it...");
+    let yard_this = yardstick(Build::Project, 3.0).unwrap_or_else(|e| panic!("{e}"));
     let yard = yard_default.unwrap_or(yard_this);
     let keys: Vec<SigningKey> = (0..a.runtimes)
         .map(|i| {
