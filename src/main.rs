@@ -151,10 +151,62 @@ fn load_or_create_key(path: &Path, what: &str) -> anyhow::Result<ed25519_dalek::
 /// Called once the listener is bound, with the base URL (`lineage demo`).
 type OnListening = Box<dyn FnOnce(&str) + Send>;
 
+/// What a data directory holds before `serve` opens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataDir {
+    /// Missing, empty, or only the key files an interrupted first start
+    /// left: a new log is created, on purpose and loudly.
+    New,
+    /// A ledger (`db/` holds a RocksDB store).
+    Ledger,
+}
+
+/// Files `serve` itself writes into a data directory before the store.
+const OWN_KEY_FILES: [&str; 2] = ["log.key", "authority.key"];
+
+/// Decides whether `dir` is an existing ledger, a place for a new one, or
+/// something else, which is refused: a mistyped `--data-dir` must never
+/// start a brand-new log next to unrelated files.
+fn inspect_data_dir(dir: &Path) -> anyhow::Result<DataDir> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DataDir::New),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading data directory {}", dir.display()));
+        }
+    };
+    if dir.join("db").join("CURRENT").is_file() {
+        return Ok(DataDir::Ledger);
+    }
+    let mut foreign: Vec<String> = Vec::new();
+    for entry in entries {
+        let name = entry
+            .with_context(|| format!("reading data directory {}", dir.display()))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if !OWN_KEY_FILES.contains(&name.as_str()) {
+            foreign.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(DataDir::New);
+    }
+    foreign.sort();
+    foreign.truncate(5);
+    bail!(
+        "the data directory {} is not empty and holds no ledger (no db/CURRENT; it holds {}).          Refusing to create a new log there. Pass the --data-dir of an existing ledger, or a          new or empty directory to create one. Nothing was changed.",
+        dir.display(),
+        foreign.join(", ")
+    )
+}
+
 async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> anyhow::Result<()> {
+    let kind = inspect_data_dir(&cfg.data_dir)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let log_key = load_or_create_key(&cfg.log_key, "log key")?;
+    let log_key_id = lineage_ledger::keys::KeyId::from_public_key(&log_key.verifying_key());
     let signer = NoteSigner::new(&cfg.origin, log_key).context("origin is not a valid key name")?;
     let mut authority_keys = Vec::new();
     for (i, b64) in cfg.authority.iter().enumerate() {
@@ -206,6 +258,16 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    if kind == DataDir::New {
+        let key_id = log_key_id;
+        let path = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+        tracing::warn!(origin = %cfg.origin, %key_id, path = %path.display(), "created a new log");
+        eprintln!(
+            "lineage: CREATED A NEW LOG: origin {}, log key ID {key_id}, in {}",
+            cfg.origin,
+            path.display()
+        );
+    }
     println!("lineage: origin {}", cfg.origin);
     println!("lineage: vkey {}", log.vkey);
     println!("lineage: tree size {}", log.head().size);
@@ -225,10 +287,7 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
             .rate_limit
             .map(|(rate, burst)| Arc::new(lineage_api::access::RuntimeLimiter::new(rate, burst))),
     };
-    let mut router = lineage_api::router(state.clone()).merge(lineage_explorer::router(state));
-    if let Some(token) = &cfg.read_token {
-        router = lineage_api::with_read_token(router, token);
-    }
+    let router = lineage::app(state, cfg.read_token.as_deref());
     match &cfg.tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listener)?;

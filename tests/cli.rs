@@ -131,3 +131,63 @@ fn a_log_key_readable_by_others_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
 }
+
+/// A new log is created only on purpose: in a missing or empty directory,
+/// and then loudly (origin, log key ID, path); a directory that holds
+/// anything else and no ledger is refused and left untouched.
+#[test]
+fn a_data_dir_that_is_not_a_ledger_is_refused_and_a_new_log_is_announced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |data: &std::path::Path| {
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .output()
+            .expect("run")
+    };
+    // Somebody's files, no ledger: refused, nothing written.
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).expect("mkdir");
+    std::fs::write(photos.join("cat.jpg"), b"not a ledger").expect("write");
+    let out = start(&photos);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds no ledger") && err.contains("cat.jpg"),
+        "{err}"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(&photos)
+        .expect("read")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("cat.jpg")],
+        "nothing written"
+    );
+    // A new directory: created, and said so.
+    let data = dir.path().join("fresh");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find(|l| l.contains("CREATED A NEW LOG"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("a new log is announced");
+    assert!(
+        line.contains("origin ") && line.contains("log key ID "),
+        "{line}"
+    );
+    assert!(line.contains("fresh"), "{line}");
+    // The same directory again is the ledger, not a new one.
+    let server = serve(&data, &[]);
+    drop(server);
+}

@@ -1105,3 +1105,68 @@ async fn post_any(l: &TestLedger, b: Vec<u8>) -> (u16, Value) {
     );
     (status, v)
 }
+
+/// Every route sits behind the same guards, the explorer's pages included:
+/// with `max_in_flight` 1 and a slow POST holding the only slot, pages are
+/// shed with `503 overloaded` like the API, and serve again once it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explorer_pages_are_shed_like_the_api_when_the_in_flight_cap_is_reached() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = TestLedger::start_with_limits(
+        dir.path(),
+        LogConfig::default(),
+        HttpLimits {
+            max_in_flight: 1,
+            ..corpus_limits()
+        },
+    )
+    .await;
+    let pages = ["/v1/log", "/", "/entries", "/checkpoints"];
+    for path in pages {
+        assert_eq!(l.get(path).await.0, 200, "{path} before the slot is held");
+    }
+    let addr = l.url.trim_start_matches("http://").to_owned();
+    let mut hold = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    hold.write_all(
+        b"POST /v1/entries HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 1000\r\n\r\n{\"payload",
+    )
+    .await
+    .expect("write");
+    // The slow POST holds the slot once its headers are read.
+    let mut held = false;
+    for _ in 0..500 {
+        if l.get("/v1/log").await.0 == 503 {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(held, "the slow POST never took the in-flight slot");
+    for path in pages {
+        let (status, body) = l.get(path).await;
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (503, Some("overloaded")),
+            "{path} while the only slot is held"
+        );
+    }
+    drop(hold);
+    let mut served = false;
+    for _ in 0..500 {
+        if l.get("/entries").await.0 == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        served,
+        "pages did not serve again after the slot was released"
+    );
+    l.stop().await;
+}

@@ -379,3 +379,96 @@ async fn a_restart_keeps_everything_and_stays_consistent() {
     assert_eq!(s, 400);
     l.stop().await;
 }
+
+/// A workload belongs to the runtime that started it, and another runtime
+/// learns nothing of it from a refusal: posting into it at any position is
+/// `403 runtime_mismatch` before its events or head are read (no
+/// `equivocation` naming the owner's event, no `sequence_gap` revealing its
+/// head), and the refusal is recorded under the sender, never shown on the
+/// owner's workload page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_runtimes_workload_reveals_nothing_and_records_refusals_under_the_sender() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = TestLedger::start(dir.path()).await;
+    let (owner, intruder) = (key("owner-b"), key("intruder-a"));
+    l.grant("agent/b", &owner).await;
+    l.grant("agent/a", &intruder).await;
+    let start = sign_event(
+        &event_payload("agent/b", "secret-job", 0, None, &[], "workload.start"),
+        &owner,
+    );
+    let start_id = event_id(&start);
+    assert_eq!(l.post(&start).await.0, 201);
+    let next = sign_event(
+        &event_payload(
+            "agent/b",
+            "secret-job",
+            1,
+            Some(&start_id),
+            &[],
+            "tool.call",
+        ),
+        &owner,
+    );
+    let next_id = event_id(&next);
+    assert_eq!(l.post(&next).await.0, 201);
+    let size = l.size().await;
+    let ghost = "0".repeat(64);
+    for (seq, prev) in [
+        (0, None),
+        (1, Some(start_id.as_str())),
+        (2, Some(next_id.as_str())),
+        (7, Some(ghost.as_str())),
+    ] {
+        let probe = sign_event(
+            &event_payload("agent/a", "secret-job", seq, prev, &[], "probe"),
+            &intruder,
+        );
+        let (s, v) = l.post(&probe).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (403, Some("runtime_mismatch")),
+            "seq {seq}: {v}"
+        );
+        let text = v.to_string();
+        for secret in [&start_id, &next_id] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "seq {seq} leaks {secret}: {v}"
+            );
+        }
+        assert!(
+            !text.contains("expects seq"),
+            "seq {seq} leaks the head: {v}"
+        );
+    }
+    assert_eq!(l.size().await, size, "nothing appended");
+    // The owner's page shows no refusal; the dashboard lists them under the sender.
+    let (s, page) = l.get("/workloads/secret-job").await;
+    assert_eq!(s, 200);
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        !page.contains("runtime_mismatch"),
+        "refusal shown on the owner's page"
+    );
+    let recent = l.log.metrics.recent_rejections.newest(None, 10);
+    assert_eq!(recent.len(), 4);
+    for r in &recent {
+        assert_eq!(
+            (r.runtime.as_str(), r.workload.as_deref()),
+            ("agent/a", None),
+            "{r:?}"
+        );
+    }
+    assert!(
+        l.log
+            .metrics
+            .recent_rejections
+            .newest(Some("secret-job"), 10)
+            .is_empty()
+    );
+    // Replaying the owner's captured envelope returns its receipt (idempotency).
+    let (s, v) = l.post(&start).await;
+    assert_eq!((s, v["index"].as_u64()), (200, Some(size - 2)), "{v}");
+    l.stop().await;
+}

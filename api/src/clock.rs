@@ -36,7 +36,8 @@ impl Clock {
     }
 }
 
-/// Unix milliseconds of a time (0 before the epoch).
+/// Unix milliseconds of a time, rounded down (0 before the epoch): the
+/// ledger core's [`integration_ms`](lineage_ledger::rules::integration_ms).
 pub fn unix_ms(t: OffsetDateTime) -> u64 {
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+    lineage_ledger::rules::integration_ms(t)
 }

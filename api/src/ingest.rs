@@ -70,22 +70,67 @@ fn prepare_body(core: &Core, body: &[u8], max_batch: usize) -> Result<Body, ApiE
     if first_byte(body) != Some(b'[') {
         return Ok(Body::One(prepare(core, body)));
     }
-    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
-        detail: format!("the body is not a JSON array of envelopes: {e}"),
-        field: None,
-    })?;
-    if items.len() > max_batch {
-        return Err(ApiError::TooManyEnvelopes {
-            count: items.len(),
-            limit: max_batch,
-        });
-    }
+    let items = split_array(body, max_batch)?;
     Ok(Body::Many(
         items
             .par_iter()
             .map(|raw| prepare(core, raw.get().as_bytes()))
             .collect(),
     ))
+}
+
+/// Splits a JSON array into its raw items, refusing it at item
+/// `max_batch + 1`: the items are never all collected first, so an array of
+/// millions of tiny items costs no more memory than `max_batch` of them.
+fn split_array(body: &[u8], max_batch: usize) -> Result<Vec<&RawValue>, ApiError> {
+    use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+
+    struct Items<'f> {
+        max: usize,
+        too_many: &'f std::cell::Cell<bool>,
+    }
+    impl<'de> Visitor<'de> for Items<'_> {
+        type Value = Vec<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON array of envelopes")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+            while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                if items.len() == self.max {
+                    self.too_many.set(true);
+                    return Err(A::Error::custom("too many envelopes"));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Items<'_> {
+        type Value = Vec<&'de RawValue>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    let too_many = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = Items {
+        max: max_batch,
+        too_many: &too_many,
+    }
+    .deserialize(&mut de)
+    .and_then(|items| de.end().map(|()| items));
+    parsed.map_err(|e| {
+        if too_many.get() {
+            ApiError::TooManyEnvelopes { limit: max_batch }
+        } else {
+            ApiError::BadRequest {
+                detail: format!("the body is not a JSON array of envelopes: {e}"),
+                field: None,
+            }
+        }
+    })
 }
 
 /// The handler.
@@ -245,5 +290,47 @@ pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) 
     match serde_json::to_vec(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(_) => ApiError::Internal.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(body: &str, max: usize) -> Result<Vec<String>, String> {
+        split_array(body.as_bytes(), max)
+            .map(|v| v.iter().map(|r| r.get().to_owned()).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_array_splits_into_its_raw_items() {
+        assert_eq!(
+            split(r#" [ {"a":1}, [2], "x" ] "#, 3),
+            Ok(vec![r#"{"a":1}"#.into(), "[2]".into(), r#""x""#.into()])
+        );
+        assert_eq!(split("[]", 3), Ok(vec![]));
+    }
+
+    #[test]
+    fn an_array_is_refused_at_the_item_past_the_limit() {
+        assert_eq!(split("[1,2,3]", 3).map(|v| v.len()), Ok(3));
+        let over = split("[1,2,3,4]", 3).expect_err("over the limit");
+        assert!(over.starts_with("more than 3 envelopes"), "{over}");
+        // What follows the item past the limit is never read: not even a
+        // syntax error there changes the answer.
+        let over = split("[1,2,3,4,5,!!!", 3).expect_err("over the limit");
+        assert!(over.starts_with("more than 3 envelopes"), "{over}");
+        let million = format!("[{}1]", "1,".repeat(1_000_000));
+        let over = split(&million, 1000).expect_err("over the limit");
+        assert!(over.starts_with("more than 1000 envelopes"), "{over}");
+    }
+
+    #[test]
+    fn malformed_arrays_are_bad_requests() {
+        for body in ["[1,2", "[1,]", "[1] x", "[1}"] {
+            let e = split(body, 10).expect_err(body);
+            assert!(e.starts_with("the body is not a JSON array"), "{body}: {e}");
+        }
     }
 }

@@ -81,18 +81,10 @@ impl AppState {
     }
 }
 
-/// Wraps a router so that every read requires `Authorization: Bearer <token>`
-/// (ingest, `/healthz` and `/readyz` stay open).
-pub fn with_read_token(router: Router, token: &str) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        Arc::<str>::from(token),
-        access::require_read_token,
-    ))
-}
-
-/// The API router: ingest, reads, tiles, health and metrics.
-pub fn router(state: AppState) -> Router {
-    let limits = state.limits;
+/// The API routes (ingest, reads, tiles, health and metrics) **without** the
+/// guards: merge other routes (the explorer's pages) into it, then pass the
+/// whole router to [`guard`] once. [`app`] does both.
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/entries", post(ingest::post_entries))
         .route("/v1/entries/{index}", get(read::get_entry))
@@ -112,6 +104,18 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(read::readyz))
         .route("/metrics", get(read::metrics))
         .fallback(read::not_found)
+        .with_state(state)
+}
+
+/// Puts every route of `router` behind the same guards: the body limit, one
+/// in-flight cap for all routes with load shedding (`503 overloaded`), the
+/// request timeout, and, when `read_token` is set, `Authorization: Bearer`
+/// on every read (ingest, `/healthz` and `/readyz` stay open).
+///
+/// **Apply it last, to the whole application:** a route merged in after it
+/// would sit outside every guard.
+pub fn guard(router: Router, limits: HttpLimits, read_token: Option<&str>) -> Router {
+    let router = router
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(
             tower::ServiceBuilder::new()
@@ -128,8 +132,26 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
-        ))
-        .with_state(state)
+        ));
+    match read_token {
+        None => router,
+        Some(token) => router.layer(axum::middleware::from_fn_with_state(
+            Arc::<str>::from(token),
+            access::require_read_token,
+        )),
+    }
+}
+
+/// The whole HTTP application: the API routes and `pages` (the explorer's
+/// router, or `Router::new()`), behind one [`guard`].
+pub fn app(state: AppState, pages: Router, read_token: Option<&str>) -> Router {
+    let limits = state.limits;
+    guard(routes(state).merge(pages), limits, read_token)
+}
+
+/// The API alone behind the guards (for tests and tools that serve no pages).
+pub fn router(state: AppState) -> Router {
+    app(state, Router::new(), None)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes

@@ -23,8 +23,11 @@ pub struct Metrics {
     pub entries: Counter,
     /// Identical resubmissions answered with their original receipt.
     pub duplicates: Counter,
-    /// Envelopes refused, by code.
-    pub rejections: Family<CodeLabel, Counter>,
+    /// Envelopes refused, by code (exported).
+    rejections: Family<CodeLabel, Counter>,
+    /// The same counts, for readers in the process (the explorer): read
+    /// directly, never rendered to text and parsed back.
+    rejection_totals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Entries per committed batch.
     pub batch_entries: Histogram,
     /// Seconds per sequencer batch: rules, tree, checkpoint and the synced write.
@@ -101,16 +104,23 @@ impl Metrics {
             tree_size,
             commit_failures,
             recent_rejections: RecentRejections::default(),
+            rejection_totals: std::sync::Mutex::default(),
         }
     }
 
     /// Counts one rejection.
-    pub fn reject(&self, code: &str) {
+    pub fn reject(&self, code: &'static str) {
         self.rejections
             .get_or_create(&CodeLabel {
                 code: code.to_owned(),
             })
             .inc();
+        *self
+            .rejection_totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(code)
+            .or_insert(0) += 1;
     }
 
     /// The text exposition.
@@ -125,17 +135,22 @@ impl Metrics {
 /// Rejections remembered by [`RecentRejections`].
 pub const RECENT_REJECTIONS: usize = 1024;
 
-/// One rejected event whose signature verified (so its workload and runtime
-/// are the signer's own claim, not anyone's).
+/// One rejected event whose signature verified, recorded under its sender:
+/// the runtime of the key that signed it. It is attributed to a workload
+/// only when the refusal came after the workload-owner check, i.e. the
+/// workload is the sender's own (or new): a refusal never lands on another
+/// runtime's workload page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecentRejection {
     /// When the sequencer decided, Unix milliseconds.
     pub at_ms: u64,
     /// The stable problem code.
     pub code: &'static str,
-    /// The workload named by the payload.
-    pub workload: String,
-    /// The runtime named by the payload.
+    /// The sender's workload named by the payload; `None` when the refusal
+    /// came before ownership was established (revoked key, bad payload,
+    /// runtime mismatch).
+    pub workload: Option<String>,
+    /// The sender: the runtime of the signing key.
     pub runtime: String,
     /// The `seq` named by the payload, if it had one.
     pub seq: Option<u64>,
@@ -151,53 +166,64 @@ pub struct RecentRejections {
 
 impl RecentRejections {
     /// Remembers the rejected events of one sequencer job: `outcomes[i]` is
-    /// the outcome of `items[i]`. Envelopes refused before their signature was
-    /// known good (unknown key, bad signature) are not attributed to a workload.
+    /// the outcome of `items[i]`; `sender` names the runtime of a key.
+    /// Envelopes refused before their signature was known good (unknown key,
+    /// bad signature) are not recorded: their sender is unknown.
     pub fn note(
         &self,
         items: &[lineage_ledger::rules::Candidate],
         outcomes: &[crate::service::Outcome],
         at_ms: u64,
+        sender: impl Fn(&lineage_ledger::keys::KeyId) -> Option<String>,
     ) {
         use lineage_ledger::dsse::PayloadType;
         use lineage_ledger::rules::Rejection;
         #[derive(serde::Deserialize)]
         struct Claim {
             workload: Option<String>,
-            runtime: Option<String>,
             seq: Option<u64>,
         }
         for (c, o) in items.iter().zip(outcomes) {
             let crate::service::Outcome::Rejected(r) = o else {
                 continue;
             };
-            if c.envelope.payload_type != PayloadType::Event
-                || matches!(
-                    r,
-                    Rejection::UnknownKey { .. }
-                        | Rejection::BadSignature { .. }
-                        | Rejection::InvalidEnvelope(_)
-                        | Rejection::PayloadTooLarge { .. }
-                )
-            {
+            if c.envelope.payload_type != PayloadType::Event {
                 continue;
             }
-            let Ok(claim) = serde_json::from_slice::<Claim>(&c.envelope.payload) else {
+            // Is the named workload the sender's own (checked by the rules)?
+            let owned = match r {
+                Rejection::UnknownKey { .. }
+                | Rejection::BadSignature { .. }
+                | Rejection::InvalidEnvelope(_)
+                | Rejection::PayloadTooLarge { .. } => continue,
+                Rejection::RevokedKey { .. }
+                | Rejection::InvalidPayload(_)
+                | Rejection::RuntimeMismatch { .. }
+                | Rejection::KeyConflict { .. } => false,
+                Rejection::ClockSkew { .. }
+                | Rejection::DuplicateEvent { .. }
+                | Rejection::Equivocation { .. }
+                | Rejection::SequenceGap { .. }
+                | Rejection::PrevMismatch { .. }
+                | Rejection::UnknownParent { .. } => true,
+            };
+            let Some(runtime) = sender(&c.envelope.key_id) else {
                 continue;
             };
-            let Some(workload) = claim.workload else {
-                continue;
-            };
+            let claim = serde_json::from_slice::<Claim>(&c.envelope.payload).ok();
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() >= RECENT_REJECTIONS {
                 ring.pop_front();
             }
             ring.push_back(RecentRejection {
                 at_ms,
-                code: crate::problem::classify_rejection(r).1,
-                workload,
-                runtime: claim.runtime.unwrap_or_default(),
-                seq: claim.seq,
+                code: r.code(),
+                workload: claim
+                    .as_ref()
+                    .and_then(|c| c.workload.clone())
+                    .filter(|_| owned),
+                runtime,
+                seq: claim.and_then(|c| c.seq).filter(|_| owned),
                 detail: r.to_string(),
             });
         }
@@ -208,7 +234,7 @@ impl RecentRejections {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         ring.iter()
             .rev()
-            .filter(|r| workload.is_none_or(|w| r.workload == w))
+            .filter(|r| workload.is_none_or(|w| r.workload.as_deref() == Some(w)))
             .take(limit)
             .cloned()
             .collect()
@@ -217,20 +243,15 @@ impl RecentRejections {
 
 impl Metrics {
     /// The rejection counters by code (every code counted so far, largest
-    /// first), read back from the Prometheus family itself.
+    /// first).
     pub fn rejection_counts(&self) -> Vec<(String, u64)> {
-        let mut registry = Registry::default();
-        registry.register("r", "", self.rejections.clone());
-        let mut text = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        let mut out: Vec<(String, u64)> = text
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix("r_total{code=\"")?;
-                let (code, value) = rest.split_once("\"} ")?;
-                Some((code.to_owned(), value.trim().parse().ok()?))
-            })
-            .filter(|(_, n)| *n > 0)
+        let totals = self
+            .rejection_totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, u64)> = totals
+            .iter()
+            .map(|(code, n)| ((*code).to_owned(), *n))
             .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out

@@ -7,7 +7,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lineage_ledger::rules::Rejection;
+use lineage_ledger::rules::{Rejection, RejectionClass};
 use lineage_schemas::Problem;
 
 /// An API failure.
@@ -34,11 +34,9 @@ pub enum ApiError {
         field: Option<String>,
     },
     /// More envelopes in one array than allowed.
-    #[error("{count} envelopes in one request; the limit is {limit}")]
+    #[error("more than {limit} envelopes in one request")]
     TooManyEnvelopes {
-        /// Envelopes sent.
-        count: usize,
-        /// The limit.
+        /// The limit (the array is not read past its item `limit + 1`).
         limit: usize,
     },
     /// The runtime sent more than its configured rate.
@@ -122,60 +120,35 @@ impl ApiError {
     }
 }
 
-/// Status, code and title of each rule failure.
+/// Status, code and title of each rule failure: the code and its class come
+/// from the rules ([`Rejection::code`], [`Rejection::class`]); this maps the
+/// class to an HTTP status and names the title.
 pub fn classify_rejection(r: &Rejection) -> (StatusCode, &'static str, &'static str) {
-    match r {
-        Rejection::PayloadTooLarge { .. } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "Payload too large",
-        ),
-        Rejection::InvalidEnvelope(_) => (
-            StatusCode::BAD_REQUEST,
-            "invalid_envelope",
-            "Invalid envelope",
-        ),
-        Rejection::UnknownKey { .. } => (StatusCode::FORBIDDEN, "unknown_key", "Unknown key"),
-        Rejection::BadSignature { .. } => {
-            (StatusCode::UNAUTHORIZED, "bad_signature", "Bad signature")
-        }
-        Rejection::RevokedKey { .. } => (StatusCode::FORBIDDEN, "revoked_key", "Revoked key"),
-        Rejection::InvalidPayload(_) => (
-            StatusCode::BAD_REQUEST,
-            "invalid_payload",
-            "Invalid payload",
-        ),
-        Rejection::RuntimeMismatch { .. } => (
-            StatusCode::FORBIDDEN,
-            "runtime_mismatch",
-            "Runtime mismatch",
-        ),
-        Rejection::ClockSkew { .. } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "clock_skew",
-            "Timestamp out of range",
-        ),
-        Rejection::KeyConflict { .. } => (StatusCode::CONFLICT, "key_conflict", "Key conflict"),
-        Rejection::DuplicateEvent { .. } => {
-            (StatusCode::CONFLICT, "duplicate_event", "Duplicate event")
-        }
-        Rejection::Equivocation { .. } => (StatusCode::CONFLICT, "equivocation", "Equivocation"),
-        Rejection::SequenceGap { .. } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "sequence_gap",
-            "Sequence gap",
-        ),
-        Rejection::PrevMismatch { .. } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "prev_mismatch",
-            "Prev mismatch",
-        ),
-        Rejection::UnknownParent { .. } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_parent",
-            "Unknown parent",
-        ),
-    }
+    let status = match r.class() {
+        RejectionClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RejectionClass::Malformed => StatusCode::BAD_REQUEST,
+        RejectionClass::Unauthenticated => StatusCode::UNAUTHORIZED,
+        RejectionClass::Forbidden => StatusCode::FORBIDDEN,
+        RejectionClass::Conflict => StatusCode::CONFLICT,
+        RejectionClass::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let title = match r {
+        Rejection::PayloadTooLarge { .. } => "Payload too large",
+        Rejection::InvalidEnvelope(_) => "Invalid envelope",
+        Rejection::UnknownKey { .. } => "Unknown key",
+        Rejection::BadSignature { .. } => "Bad signature",
+        Rejection::RevokedKey { .. } => "Revoked key",
+        Rejection::InvalidPayload(_) => "Invalid payload",
+        Rejection::RuntimeMismatch { .. } => "Runtime mismatch",
+        Rejection::ClockSkew { .. } => "Timestamp out of range",
+        Rejection::KeyConflict { .. } => "Key conflict",
+        Rejection::DuplicateEvent { .. } => "Duplicate event",
+        Rejection::Equivocation { .. } => "Equivocation",
+        Rejection::SequenceGap { .. } => "Sequence gap",
+        Rejection::PrevMismatch { .. } => "Prev mismatch",
+        Rejection::UnknownParent { .. } => "Unknown parent",
+    };
+    (status, r.code(), title)
 }
 
 fn rejection_field(r: &Rejection) -> Option<String> {

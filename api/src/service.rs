@@ -1,6 +1,6 @@
-//! The running log: shared read state, the sequencer task, and receipts.
+//! The running log: shared read state, the sequencer thread, and receipts.
 //!
-//! **Architecture invariant:** exactly one task (the sequencer) appends. It
+//! **Architecture invariant:** exactly one thread (the sequencer) appends. It
 //! takes validated candidates in batches, runs the stateful rules against
 //! committed state plus the batch so far, extends the tree, signs the new
 //! checkpoint, and commits all of it in one synced store write, and only then
@@ -78,6 +78,9 @@ pub enum StartError {
     /// The checkpoint could not be signed.
     #[error("cannot sign checkpoints: {0}")]
     Sign(String),
+    /// The sequencer's thread could not be started.
+    #[error("cannot start the sequencer thread: {0}")]
+    Sequencer(#[source] std::io::Error),
 }
 
 /// The outcome of one submitted envelope.
@@ -163,7 +166,8 @@ impl std::fmt::Debug for Core {
 pub struct LogService {
     core: Arc<Core>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Resolves when the sequencer thread has stopped.
+    stopped: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl std::ops::Deref for LogService {
@@ -192,10 +196,11 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl LogService {
     /// Opens (or initialises) the log in `store` and starts the sequencer on
-    /// the current tokio runtime.
+    /// a thread of its own.
     ///
     /// # Errors
-    /// A store of another log or format, a damaged store, a signing failure.
+    /// A store of another log or format, a damaged store, a signing failure,
+    /// no thread for the sequencer.
     pub fn start(
         store: Arc<dyn Store>,
         signer: NoteSigner,
@@ -240,11 +245,11 @@ impl LogService {
         });
         let edge = core.reload()?;
         let (tx, rx) = mpsc::channel(core.config.queue_depth.max(1));
-        let task = tokio::spawn(sequencer(core.clone(), edge, rx));
+        let stopped = spawn_sequencer(core.clone(), edge, rx).map_err(StartError::Sequencer)?;
         Ok(LogService {
             core,
             tx: Mutex::new(Some(tx)),
-            task: Mutex::new(Some(task)),
+            stopped: Mutex::new(Some(stopped)),
         })
     }
 
@@ -276,9 +281,13 @@ impl LogService {
     /// waits for it (so the store can be reopened in the same process).
     pub async fn shutdown(&self) {
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
+        let stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(stopped) = stopped {
+            let _ = stopped.await;
         }
     }
 }
@@ -615,6 +624,30 @@ const MEMO_MIN_HEIGHT: u8 = 4;
 // ---------------------------------------------------------------------------
 // The sequencer.
 
+/// Starts the sequencer on a thread of its own. Its batches do blocking
+/// store reads and a synced write: on a shared blocking pool, readers (the
+/// explorer's scans, read handlers) could fill the pool and starve ingest.
+/// The thread runs a single-threaded runtime only to wait for jobs and the
+/// linger timer; all batch work runs inline on it. The returned receiver
+/// resolves when the sequencer has stopped.
+fn spawn_sequencer(
+    core: Arc<Core>,
+    edge: TreeEdge,
+    rx: mpsc::Receiver<Job>,
+) -> std::io::Result<oneshot::Receiver<()>> {
+    let (done, stopped) = oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    std::thread::Builder::new()
+        .name("lineage-sequencer".into())
+        .spawn(move || {
+            rt.block_on(sequencer(core, edge, rx));
+            let _ = done.send(());
+        })?;
+    Ok(stopped)
+}
+
 async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<Job>) {
     let mut needs_reload = false;
     let mut heads = HeadCache::new(HEAD_CACHE_WORKLOADS);
@@ -640,16 +673,11 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
                 _ => break,
             }
         }
-        let c = core.clone();
-        let edge_in = std::mem::take(&mut edge);
-        let heads_in = std::mem::take(&mut heads);
-        let result = tokio::task::spawn_blocking(move || {
-            let mut edge = edge_in;
-            let mut heads = heads_in;
-            let mut needs_reload = needs_reload;
+        // The batch runs inline: this thread is the sequencer's alone.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if needs_reload {
                 heads.clear();
-                match c.reload() {
+                match core.reload() {
                     Ok(e) => {
                         edge = e;
                         needs_reload = false;
@@ -657,36 +685,23 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
                     Err(e) => tracing::error!(error = %e, "reloading state after a failed commit"),
                 }
             }
-            let ok = !needs_reload && process(&c, &mut edge, &mut heads, jobs.as_mut_slice());
-            (edge, heads, !ok, jobs)
-        })
-        .await;
-        match result {
-            Ok((e, h, failed, jobs)) => {
-                edge = e;
-                heads = h;
-                needs_reload = failed;
-                if failed {
-                    core.healthy
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
-                    fail_jobs(&core, jobs);
-                }
-            }
-            Err(e) => {
-                // The batch panicked: nothing of it was acknowledged; reload.
-                tracing::error!(error = %e, "sequencer batch panicked");
-                core.healthy
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
-                needs_reload = true;
+            !needs_reload && process(&core, &mut edge, &mut heads, jobs.as_mut_slice())
+        }));
+        let ok = match ran {
+            Ok(ok) => ok,
+            Err(_) => {
+                // The batch panicked: nothing of it is acknowledged; the
+                // in-memory state is reloaded below.
+                tracing::error!("sequencer batch panicked");
                 heads = HeadCache::new(HEAD_CACHE_WORKLOADS);
-                match core.reload() {
-                    Ok(e) => {
-                        edge = e;
-                        needs_reload = false;
-                    }
-                    Err(e) => tracing::error!(error = %e, "reload after panic failed"),
-                }
+                false
             }
+        };
+        needs_reload = !ok;
+        if !ok {
+            core.healthy
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            fail_jobs(&core, jobs);
         }
     }
 }
@@ -709,15 +724,20 @@ fn fail_jobs(core: &Core, jobs: Vec<Job>) {
 /// (the jobs are then still unanswered).
 fn process(core: &Core, edge: &mut TreeEdge, heads: &mut HeadCache, jobs: &mut [Job]) -> bool {
     let started = Instant::now();
-    let now = core.clock.now();
-    let ctx = RuleContext {
-        authorities: &core.authorities,
-        now,
-        max_skew: core.config.max_skew,
+    // The rules judge with the integration millisecond every admitted entry
+    // stores, never with a finer clock: the auditor replays with exactly it.
+    let integrated_at_ms = unix_ms(core.clock.now());
+    let Some(ctx) = RuleContext::at(&core.authorities, integrated_at_ms, core.config.max_skew)
+    else {
+        tracing::error!(
+            integrated_at_ms,
+            "the clock is outside the representable range"
+        );
+        return false;
     };
+    let now = ctx.now();
     let mut batch = Batch::new(core.store.as_ref(), &core.keys, heads, edge.size());
     let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(jobs.len());
-    let integrated_at_ms = unix_ms(now);
     for job in jobs.iter() {
         let mut out = Vec::with_capacity(job.items.len());
         for c in &job.items {
@@ -753,12 +773,12 @@ fn process(core: &Core, edge: &mut TreeEdge, heads: &mut HeadCache, jobs: &mut [
     for (job, outcomes) in jobs.iter_mut().zip(outcomes) {
         core.metrics
             .recent_rejections
-            .note(&job.items, &outcomes, integrated_at_ms);
+            .note(&job.items, &outcomes, integrated_at_ms, |id| {
+                core.key(id).map(|k| k.runtime.as_str().to_owned())
+            });
         for o in &outcomes {
             match o {
-                Outcome::Rejected(r) => {
-                    core.metrics.reject(crate::problem::classify_rejection(r).1)
-                }
+                Outcome::Rejected(r) => core.metrics.reject(r.code()),
                 Outcome::Identical { .. } => {
                     core.metrics.duplicates.inc();
                 }

@@ -282,3 +282,39 @@ async fn workload_rules_give_the_same_verdicts_from_cache_and_from_store() {
     assert_eq!(v["index"], 5);
     log.shutdown().await;
 }
+
+/// The sequencer runs on a thread of its own: readers that fill the blocking
+/// pool (explorer scans, store reads) cannot starve ingest. With a pool of
+/// one thread held busy, an event is still appended and acknowledged.
+#[test]
+fn ingest_is_not_starved_by_a_full_blocking_pool() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (_store, log, app) = setup().await;
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::task::spawn_blocking(move || {
+            let _ = held_tx.send(());
+            let _ = release_rx.recv();
+        });
+        held_rx
+            .await
+            .expect("the blocking pool's only thread is held");
+        let posted = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            post(&app, &grant("agent/a", &key("runtime"))),
+        )
+        .await;
+        let _ = release_tx.send(());
+        blocker.await.expect("blocker");
+        let (status, v) = posted.expect("ingest waited for the blocking pool");
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        assert_eq!(log.head().size, 1);
+        log.shutdown().await;
+    });
+}

@@ -24,7 +24,10 @@ pub(crate) struct RejectionRow {
 
 pub(crate) struct RecentRejectionRow {
     pub code: &'static str,
-    pub workload: String,
+    /// The sender's own workload, when the refusal concerned it.
+    pub workload: Option<String>,
+    /// The sender's runtime.
+    pub runtime: String,
     pub seq: String,
     pub when: When,
     pub detail: String,
@@ -155,6 +158,7 @@ pub(crate) async fn page(State(ex): State<Explorer>) -> Result<Response, PageErr
             .map(|r| RecentRejectionRow {
                 code: r.code,
                 workload: r.workload,
+                runtime: r.runtime,
                 seq: r.seq.map(|s| s.to_string()).unwrap_or_default(),
                 when: When::from_ms(r.at_ms, now),
                 detail: r.detail,

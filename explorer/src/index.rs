@@ -13,7 +13,7 @@
 //! and a workload count, most of this would not be needed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use lineage_api::service::Core;
@@ -182,17 +182,21 @@ impl Snapshot {
     }
 }
 
-/// Follows the log until the index is dropped: a chunk at a time while
-/// behind, then a look every half second.
-pub(crate) fn spawn_follower(index: Weak<Index>, core: Arc<Core>) {
+/// Follows the log until the index or the log is dropped: a chunk at a
+/// time while behind, then a look every half second. It holds the log only
+/// while it reads a chunk, so a stopped log releases its store.
+pub(crate) fn spawn_follower(index: Weak<Index>, core: Weak<Core>) {
     tokio::spawn(async move {
         loop {
             let Some(idx) = index.upgrade() else { return };
             let c = core.clone();
-            let caught_up = tokio::task::spawn_blocking(move || idx.advance(&c, CHUNK * 8))
-                .await
-                .unwrap_or(Ok(true))
-                .unwrap_or(true);
+            let step = tokio::task::spawn_blocking(move || {
+                let core = c.upgrade()?;
+                Some(idx.advance(&core, CHUNK * 8).unwrap_or(true))
+            })
+            .await
+            .unwrap_or(Some(true));
+            let Some(caught_up) = step else { return };
             let pause = if caught_up { 500 } else { 1 };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }

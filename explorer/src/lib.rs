@@ -70,7 +70,7 @@ impl Explorer {
 pub fn router(state: AppState) -> Router {
     let index = Arc::new(index::Index::default());
     if tokio::runtime::Handle::try_current().is_ok() {
-        index::spawn_follower(Arc::downgrade(&index), state.log.core().clone());
+        index::spawn_follower(Arc::downgrade(&index), Arc::downgrade(state.log.core()));
     }
     let ex = Explorer { app: state, index };
     Router::new()

@@ -131,7 +131,7 @@ impl Ledger {
             .expect("start"),
         );
         let state = AppState::new(log.clone());
-        let app = lineage_api::router(state.clone()).merge(lineage_explorer::router(state));
+        let app = lineage_api::app(state.clone(), lineage_explorer::router(state), None);
         Ledger { app, log, store }
     }
 

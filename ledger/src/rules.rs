@@ -5,7 +5,10 @@
 //! The order is part of the wire contract (the first failing check names the
 //! error, so identical inputs give identical outcomes):
 //! size, envelope shape, key known, signature, key revoked, payload schema,
-//! runtime match, clock skew, equivocation, sequence, prev, parents.
+//! runtime match, workload owner, clock skew, equivocation, sequence, prev,
+//! parents. The workload-owner check comes before anything that reads or
+//! reveals a workload's state (its events, its head), so that no runtime
+//! learns another runtime's workload state from a refusal.
 //! Size and shape are checked while the envelope is parsed into a
 //! [`Candidate`]; [`admit`] runs the rest. Identical resubmissions are found by
 //! [`find_identical`] before any of it.
@@ -281,6 +284,86 @@ pub enum Rejection {
     },
 }
 
+/// The kind of failure a [`Rejection`] is, which a transport maps to its own
+/// status (HTTP: 413, 400, 401, 403, 409, 422 in this order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectionClass {
+    /// Over a size limit.
+    TooLarge,
+    /// Not well-formed.
+    Malformed,
+    /// The signature does not prove who sent it.
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    /// Contradicts what the log already holds.
+    Conflict,
+    /// Well-formed and allowed, but breaks a lineage rule.
+    Unprocessable,
+}
+
+impl Rejection {
+    /// The stable, machine-readable code of the rule that failed: the API's
+    /// problem `code`, the metrics label and the auditor's violation code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::PayloadTooLarge { .. } => "payload_too_large",
+            Rejection::InvalidEnvelope(_) => "invalid_envelope",
+            Rejection::UnknownKey { .. } => "unknown_key",
+            Rejection::BadSignature { .. } => "bad_signature",
+            Rejection::RevokedKey { .. } => "revoked_key",
+            Rejection::InvalidPayload(_) => "invalid_payload",
+            Rejection::RuntimeMismatch { .. } => "runtime_mismatch",
+            Rejection::ClockSkew { .. } => "clock_skew",
+            Rejection::KeyConflict { .. } => "key_conflict",
+            Rejection::DuplicateEvent { .. } => "duplicate_event",
+            Rejection::Equivocation { .. } => "equivocation",
+            Rejection::SequenceGap { .. } => "sequence_gap",
+            Rejection::PrevMismatch { .. } => "prev_mismatch",
+            Rejection::UnknownParent { .. } => "unknown_parent",
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn class(&self) -> RejectionClass {
+        match self {
+            Rejection::PayloadTooLarge { .. } => RejectionClass::TooLarge,
+            Rejection::InvalidEnvelope(_) | Rejection::InvalidPayload(_) => {
+                RejectionClass::Malformed
+            }
+            Rejection::BadSignature { .. } => RejectionClass::Unauthenticated,
+            Rejection::UnknownKey { .. }
+            | Rejection::RevokedKey { .. }
+            | Rejection::RuntimeMismatch { .. } => RejectionClass::Forbidden,
+            Rejection::KeyConflict { .. }
+            | Rejection::DuplicateEvent { .. }
+            | Rejection::Equivocation { .. } => RejectionClass::Conflict,
+            Rejection::ClockSkew { .. }
+            | Rejection::SequenceGap { .. }
+            | Rejection::PrevMismatch { .. }
+            | Rejection::UnknownParent { .. } => RejectionClass::Unprocessable,
+        }
+    }
+
+    /// Every code [`Rejection::code`] can return.
+    pub const CODES: [&'static str; 14] = [
+        "payload_too_large",
+        "invalid_envelope",
+        "unknown_key",
+        "bad_signature",
+        "revoked_key",
+        "invalid_payload",
+        "runtime_mismatch",
+        "clock_skew",
+        "key_conflict",
+        "duplicate_event",
+        "equivocation",
+        "sequence_gap",
+        "prev_mismatch",
+        "unknown_parent",
+    ];
+}
+
 /// What is wrong with a grant or revocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KeyConflictReason {
@@ -311,14 +394,61 @@ pub enum Admission {
 }
 
 /// Everything [`admit`] needs besides the envelope and the log.
+///
+/// The rule clock is the batch's **integration time in whole milliseconds**,
+/// the very value each entry stores as `integrated_at_ms`: the only way to
+/// build a context is [`RuleContext::at`], so the sequencer and the auditor,
+/// which replays each entry with its stored `integrated_at_ms`, judge
+/// `clock_skew` with the same clock, bit for bit. (A finer clock at ingest
+/// admitted events the audit then refused.)
 #[derive(Clone, Copy, Debug)]
 pub struct RuleContext<'a> {
     /// The authority keys.
     pub authorities: &'a Authorities,
-    /// The ledger's clock, read once per batch.
-    pub now: OffsetDateTime,
+    /// The rule clock: `integrated_at_ms` as a time.
+    now: OffsetDateTime,
+    /// `now` in Unix milliseconds.
+    integrated_at_ms: u64,
     /// Allowed distance between `at` and `now`.
     pub max_skew: Duration,
+}
+
+impl<'a> RuleContext<'a> {
+    /// The context of entries integrated at `integrated_at_ms` (Unix
+    /// milliseconds); `None` when that is not a representable time.
+    pub fn at(
+        authorities: &'a Authorities,
+        integrated_at_ms: u64,
+        max_skew: Duration,
+    ) -> Option<RuleContext<'a>> {
+        Some(RuleContext {
+            authorities,
+            now: integration_time(integrated_at_ms)?,
+            integrated_at_ms,
+            max_skew,
+        })
+    }
+
+    /// The rule clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
+    /// The rule clock in Unix milliseconds: what admitted entries store.
+    pub fn integrated_at_ms(&self) -> u64 {
+        self.integrated_at_ms
+    }
+}
+
+/// `integrated_at_ms` (Unix milliseconds) as a time, if representable.
+pub fn integration_time(ms: u64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).checked_mul(1_000_000)?).ok()
+}
+
+/// A time in whole Unix milliseconds, rounded down (0 before the epoch):
+/// the integration time of entries the ledger admits at that time.
+pub fn integration_ms(t: OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0)
 }
 
 /// Returns the index of an envelope identical to `candidate` (same payload,
@@ -403,6 +533,18 @@ fn admit_event<V: LedgerView>(
             reason: "key",
         }));
     }
+    // Workload owner: a workload belongs to the runtime that started it.
+    // Checked before anything that reveals the workload's state.
+    let head = view.workload_head(&event.workload)?;
+    if let Some(head) = &head
+        && head.runtime != event.runtime
+    {
+        return Ok(Err(Rejection::RuntimeMismatch {
+            claimed: event.runtime.as_str().to_owned(),
+            expected: head.runtime.as_str().to_owned(),
+            reason: "workload",
+        }));
+    }
     // Clock skew.
     if let Err(r) = check_skew(event.at, ctx) {
         return Ok(Err(r));
@@ -422,7 +564,6 @@ fn admit_event<V: LedgerView>(
         }));
     }
     // Sequence.
-    let head = view.workload_head(&event.workload)?;
     let expected = head.as_ref().map_or(0, |h| h.seq + 1);
     if event.seq != expected {
         return Ok(Err(Rejection::SequenceGap {
@@ -431,25 +572,16 @@ fn admit_event<V: LedgerView>(
             got: event.seq,
         }));
     }
-    if let Some(head) = &head {
-        // A workload belongs to the runtime that started it.
-        if head.runtime != event.runtime {
-            return Ok(Err(Rejection::RuntimeMismatch {
-                claimed: event.runtime.as_str().to_owned(),
-                expected: head.runtime.as_str().to_owned(),
-                reason: "workload",
-            }));
-        }
-        // Prev. `parse_event` guarantees prev is present iff seq > 0.
-        if let Some(prev) = event.prev
-            && prev != head.event_id
-        {
-            return Ok(Err(Rejection::PrevMismatch {
-                prev_seq: head.seq,
-                expected: head.event_id,
-                got: prev,
-            }));
-        }
+    // Prev. `parse_event` guarantees prev is present iff seq > 0.
+    if let Some(head) = &head
+        && let Some(prev) = event.prev
+        && prev != head.event_id
+    {
+        return Ok(Err(Rejection::PrevMismatch {
+            prev_seq: head.seq,
+            expected: head.event_id,
+            got: prev,
+        }));
     }
     // Parents.
     for (position, parent) in event.parents.iter().enumerate() {
@@ -625,11 +757,8 @@ mod tests {
     #[track_caller]
     fn check(view: &MapView, c: &Candidate, want: Result<(), &str>) {
         let authorities = Authorities::new([key(100).verifying_key()]);
-        let ctx = RuleContext {
-            authorities: &authorities,
-            now: NOW,
-            max_skew: Duration::minutes(5),
-        };
+        let ctx = RuleContext::at(&authorities, integration_ms(NOW), Duration::minutes(5))
+            .expect("representable");
         let verdict = |c: &Candidate| match admit(c, view, &ctx) {
             Ok(r) => r,
             Err(never) => match never {},
@@ -754,6 +883,54 @@ mod tests {
         let mut skew_and_gap = ev("agent/a", "q", 3, Some(EventId::of_payload(b"x")));
         skew_and_gap["at"] = json!("2020-01-01T00:00:00Z");
         check(&v, &event(&k, skew_and_gap), Err("ClockSkew"));
+    }
+
+    #[test]
+    fn another_runtimes_workload_is_refused_before_its_state_is_read() {
+        let (mut v, _, start) = setup();
+        let kb = key(2);
+        v.grant("agent/b", &kb, 5);
+        // Each of these would otherwise reveal agent/a's workload "w": its
+        // event at seq 0 (equivocation), its head (sequence gap, prev), or
+        // be judged on its time first (skew).
+        let mut stale = ev("agent/b", "w", 0, None);
+        stale["at"] = json!("2020-01-01T00:00:00Z");
+        for payload in [
+            ev("agent/b", "w", 0, None),
+            ev("agent/b", "w", 7, Some(start)),
+            ev("agent/b", "w", 1, Some(EventId::of_payload(b"guess"))),
+            stale,
+        ] {
+            let c = event(&kb, payload);
+            check(&v, &c, Err("RuntimeMismatch"));
+            let authorities = Authorities::new([key(100).verifying_key()]);
+            let ctx = RuleContext::at(&authorities, integration_ms(NOW), Duration::minutes(5))
+                .expect("representable");
+            let Ok(Err(r)) = admit(&c, &v, &ctx) else {
+                panic!("admitted an event into another runtime's workload");
+            };
+            assert!(
+                !r.to_string().contains(&start.to_string()),
+                "the refusal names the other runtime's event: {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rule_clock_is_the_integration_millisecond() {
+        let authorities = Authorities::default();
+        let ms = integration_ms(NOW) + 123;
+        let ctx = RuleContext::at(&authorities, ms, Duration::minutes(5)).expect("time");
+        assert_eq!(ctx.integrated_at_ms(), ms);
+        assert_eq!(integration_ms(ctx.now()), ms);
+        // Sub-millisecond parts of a clock are dropped, before and after the epoch.
+        let fine = NOW + Duration::nanoseconds(999_999);
+        assert_eq!(integration_ms(fine), integration_ms(NOW));
+        assert_eq!(
+            integration_ms(OffsetDateTime::UNIX_EPOCH - Duration::nanoseconds(1)),
+            0
+        );
+        assert!(RuleContext::at(&authorities, u64::MAX, Duration::minutes(5)).is_none());
     }
 
     fn governance(signer: &SigningKey, action: &str, runtime: &str, k: &SigningKey) -> Candidate {

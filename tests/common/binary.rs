@@ -19,6 +19,13 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// `lineage serve` on `data` with `extra` flags.
 pub fn serve(data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)

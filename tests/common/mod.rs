@@ -67,6 +67,15 @@ impl TestLedger {
             s.await.expect("server task");
         }
         self.log.shutdown().await;
+        // The explorer's index follower holds the log only while it reads a
+        // chunk: wait until nothing but this handle holds it, so that the
+        // store is released when `stop` returns.
+        for _ in 0..1000 {
+            if Arc::strong_count(self.log.core()) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     pub fn verifier(&self) -> NoteVerifier {
@@ -250,7 +259,8 @@ impl TestLedger {
         let (tx, rx) = oneshot::channel::<()>();
         let mut state = AppState::new(log.clone());
         state.limits = limits;
-        let router = lineage_api::router(state);
+        // The binary's own composition: API and explorer behind one set of guards.
+        let router = lineage::app(state, None);
         let server = tokio::spawn(async move {
             lineage_api::serve_with(listener, router, limits.request_timeout, async {
                 let _ = rx.await;

@@ -24,7 +24,7 @@ use lineage_ledger::rules::{
     Admission, Authorities, Candidate, KeyRecord, LedgerView, Rejection, RuleContext, WorkloadHead,
     admit,
 };
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use crate::Violation;
 
@@ -98,10 +98,7 @@ impl LedgerView for Replay {
     }
 }
 
-/// `integrated_at_ms` as a time, if representable.
-pub fn integration_time(ms: u64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-}
+pub use lineage_ledger::rules::integration_time;
 
 impl Replay {
     /// An empty log under these authority keys and clock-skew bound.
@@ -142,7 +139,8 @@ impl Replay {
             index,
             admitted: false,
         };
-        let Some(now) = integration_time(integrated_at_ms) else {
+        // The ledger's own rule clock: the stored integration millisecond.
+        let Some(ctx) = RuleContext::at(&self.authorities, integrated_at_ms, self.max_skew) else {
             self.ids
                 .entry(candidate.event_id)
                 .or_insert_with(first_seen);
@@ -150,11 +148,6 @@ impl Replay {
                 index,
                 ms: integrated_at_ms,
             });
-        };
-        let ctx = RuleContext {
-            authorities: &self.authorities,
-            now,
-            max_skew: self.max_skew,
         };
         let verdict =
             admit(candidate, &*self, &ctx).map_err(|EnvelopesNotKept| Violation::Internal {
