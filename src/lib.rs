@@ -11,6 +11,6 @@ use lineage_api::AppState;
 /// it: the API and the explorer's pages, every route behind the same guards
 /// ([`lineage_api::guard`], applied once, last).
 pub fn app(state: AppState, read_token: Option<&str>) -> Router {
-    let pages = lineage_explorer::router(state.clone());
+    let pages = lineage_explorer::router(state.log.clone());
     lineage_api::app(state, pages, read_token)
 }

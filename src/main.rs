@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use lineage_api::{AppState, Clock, HttpLimits, LogConfig, LogService};
+use lineage_api::{AppState, HttpLimits};
 use lineage_ledger::keys::{
     generate_signing_key, key_file_is_private, parse_public_key, read_key_file, write_key_file,
 };
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::Authorities;
 use lineage_ledger::store::RocksStore;
+use lineage_log::{Clock, LogConfig, LogService};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -244,7 +245,7 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
         Clock::System,
     )
     .map_err(|e| match e {
-        lineage_api::StartError::Store(lineage_ledger::store::StoreError::MetaMismatch { .. }) => {
+        lineage_log::StartError::Store(lineage_ledger::store::StoreError::MetaMismatch { .. }) => {
             anyhow::anyhow!(
                 "{e}.\nThis data directory belongs to another log. Start with the same --origin and \
                  --log-key it was created with, or use another --data-dir. Nothing was changed."

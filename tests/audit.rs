@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use lineage_api::LogConfig;
 use lineage_ledger::store::{RocksStore, Store};
+use lineage_log::LogConfig;
 use lineage_verify::audit::{AuditOptions, audit};
 use lineage_verify::report::Verdict;
 

@@ -17,9 +17,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use common::*;
 use ed25519_dalek::SigningKey;
-use lineage_api::{HttpLimits, LogConfig};
+use lineage_api::HttpLimits;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
 use lineage_ledger::keys::KeyId;
+use lineage_log::LogConfig;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

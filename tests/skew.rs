@@ -10,14 +10,13 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use lineage_api::service::Outcome;
-use lineage_api::{Clock, LogConfig, LogService};
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
 use lineage_ledger::entry::LogEntry;
 use lineage_ledger::keys::public_key_base64;
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::{Authorities, Candidate, Rejection, integration_ms};
 use lineage_ledger::store::{MemStore, Store};
+use lineage_log::{Clock, LogConfig, LogService, Outcome};
 use lineage_verify::Violation;
 use lineage_verify::replay::Replay;
 use proptest::prelude::*;

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::AppState;
 use crate::problem::{ApiError, problem_response};
-use crate::service::{Core, Outcome, SubmitError};
+use lineage_log::{Core, JobReply, Outcome, SubmitError};
 
 /// Largest envelope JSON accepted: a maximal payload in base64 plus framing.
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
@@ -232,7 +232,7 @@ fn rate_limit(app: &AppState, c: &Candidate) -> Result<(), ApiError> {
 fn answer(
     core: &Arc<Core>,
     slots: Vec<Result<usize, ApiError>>,
-    reply: Option<crate::service::JobReply>,
+    reply: Option<JobReply>,
 ) -> Vec<(StatusCode, SubmitItem)> {
     let nodes = core.proof_nodes();
     let problem = |e: ApiError| {

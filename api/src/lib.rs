@@ -14,12 +14,9 @@
 //! `code`; see [`problem`].
 
 pub mod access;
-pub mod clock;
 mod ingest;
-pub mod metrics;
 pub mod problem;
 mod read;
-pub mod service;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,8 +28,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-pub use clock::Clock;
-pub use service::{LogConfig, LogService, StartError};
+use lineage_log::LogService;
 
 /// Request-level limits.
 #[derive(Clone, Copy, Debug)]

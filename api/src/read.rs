@@ -22,7 +22,7 @@ use lineage_schemas::{
 use crate::AppState;
 use crate::ingest::json_response;
 use crate::problem::ApiError;
-use crate::service::{Core, ReadError};
+use lineage_log::{Core, ReadError};
 
 /// Default and largest page of workload events.
 const WORKLOAD_PAGE: usize = 100;
@@ -450,7 +450,11 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
-    let mut r = app.log.metrics.encode().into_response();
+    // Exposition only: the counters are the log service's.
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, app.log.metrics.registry());
+    let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

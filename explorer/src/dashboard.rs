@@ -4,7 +4,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use lineage_api::clock::unix_ms;
+use lineage_log::clock::unix_ms;
 
 use crate::entries::Row;
 use crate::page::PageError;

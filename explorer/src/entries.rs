@@ -303,12 +303,7 @@ pub(crate) async fn page(
 }
 
 /// Newest first from `hi` (exclusive) down to `lo`, filtering, within the budget.
-fn scan(
-    core: &lineage_api::service::Core,
-    f: &Filter,
-    lo: u64,
-    hi: u64,
-) -> Result<Listing, PageError> {
+fn scan(core: &lineage_log::Core, f: &Filter, lo: u64, hi: u64) -> Result<Listing, PageError> {
     let mut rows = Vec::new();
     let mut end = hi;
     let mut read = 0u64;
@@ -346,7 +341,7 @@ fn scan(
 /// The workload's events with index in `[lo, hi)`, newest first, through the
 /// workload index (binary search on seq, then a range read).
 fn by_workload(
-    core: &lineage_api::service::Core,
+    core: &lineage_log::Core,
     f: &Filter,
     lo: u64,
     hi: u64,

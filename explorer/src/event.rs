@@ -9,10 +9,10 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use lineage_api::service::Core;
 use lineage_ledger::event::GovernanceAction;
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::leaf_hash;
+use lineage_log::Core;
 
 use crate::entries::Row;
 use crate::page::PageError;

@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
-use lineage_api::service::Core;
 use lineage_ledger::keys::EventId;
+use lineage_log::Core;
 
 use crate::page::PageError;
 use crate::reader::{self, Decoded};

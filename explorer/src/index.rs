@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
-use lineage_api::service::Core;
 use lineage_ledger::entry::{EntryType, LogEntry};
+use lineage_log::Core;
 use serde::Deserialize;
 
 use crate::page::PageError;

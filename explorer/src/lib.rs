@@ -2,8 +2,8 @@
 //! ledger, mounted by `lineage serve` next to the JSON API on the same port.
 //!
 //! **What it is.** axum handlers and askama templates that read the log
-//! through the same [`lineage_api::AppState`] as the API (the store, the key
-//! registry, the head checkpoint, the metrics): a dashboard, the entries list
+//! through the same [`LogService`] as the API (the store, the key registry,
+//! the head checkpoint, the metrics): a dashboard, the entries list
 //! (cursor paging by index), event, workload and runtime pages, a lineage
 //! graph drawn as server-side SVG ([`graph`]), the checkpoint history, and the
 //! Proof Viewer, whose "Verify in this browser" button re-checks an RFC 6962
@@ -43,36 +43,36 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use lineage_api::AppState;
-use lineage_api::service::Core;
+use lineage_log::{Core, LogService};
 
 pub use page::PageError;
 
-/// What every explorer handler gets: the API's state plus the explorer's index.
+/// What every explorer handler gets: the log plus the explorer's index.
 #[derive(Clone, Debug)]
 struct Explorer {
-    app: AppState,
+    log: Arc<LogService>,
     index: Arc<index::Index>,
 }
 
 impl Explorer {
     fn core(&self) -> &Arc<Core> {
-        self.app.log.core()
+        self.log.core()
     }
 }
 
-/// The explorer's pages and static files, for merging with
-/// [`lineage_api::router`] (which owns the fallback: this router has none).
+/// The explorer's pages and static files, to be merged with the API's routes
+/// and put behind the same guards (`lineage_api::app`; the API owns the
+/// fallback: this router has none).
 ///
 /// When called inside a tokio runtime it also starts the background task that
 /// keeps the explorer's [`index`] in step with the log; the task ends when the
 /// router is dropped.
-pub fn router(state: AppState) -> Router {
+pub fn router(log: Arc<LogService>) -> Router {
     let index = Arc::new(index::Index::default());
     if tokio::runtime::Handle::try_current().is_ok() {
-        index::spawn_follower(Arc::downgrade(&index), Arc::downgrade(state.log.core()));
+        index::spawn_follower(Arc::downgrade(&index), Arc::downgrade(log.core()));
     }
-    let ex = Explorer { app: state, index };
+    let ex = Explorer { log, index };
     Router::new()
         .route("/", get(dashboard::page))
         .route("/entries", get(entries::page))

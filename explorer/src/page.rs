@@ -6,8 +6,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use lineage_api::service::ReadError;
 use lineage_ledger::store::StoreError;
+use lineage_log::ReadError;
 
 use crate::view::Layout;
 

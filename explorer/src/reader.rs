@@ -2,12 +2,12 @@
 //! searches over the integration time. Everything here is bounded: point
 //! reads, range reads of at most a page, O(log n) searches.
 
-use lineage_api::service::Core;
 use lineage_ledger::checkpoint::Checkpoint;
 use lineage_ledger::entry::{ENTRY_HEADER_BYTES, EntryType, LogEntry};
 use lineage_ledger::event::{Event, GovernanceStatement, parse_event, parse_governance};
 use lineage_ledger::keys::EventId;
 use lineage_ledger::note::Note;
+use lineage_log::Core;
 
 use crate::page::PageError;
 

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use ed25519_dalek::SigningKey;
-use lineage_api::{AppState, Clock, LogConfig, LogService};
+use lineage_api::AppState;
 use lineage_ledger::checkpoint::verify_checkpoint;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
 use lineage_ledger::hash::Hash;
@@ -21,6 +21,7 @@ use lineage_ledger::store::{
     CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint,
 };
 use lineage_ledger::tree::{verify_consistency, verify_inclusion};
+use lineage_log::{Clock, LogConfig, LogService};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use tower::ServiceExt as _;
@@ -131,7 +132,11 @@ impl Ledger {
             .expect("start"),
         );
         let state = AppState::new(log.clone());
-        let app = lineage_api::app(state.clone(), lineage_explorer::router(state), None);
+        let app = lineage_api::app(
+            state.clone(),
+            lineage_explorer::router(state.log.clone()),
+            None,
+        );
         Ledger { app, log, store }
     }
 

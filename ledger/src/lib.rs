@@ -24,6 +24,7 @@ pub mod event;
 pub mod keys;
 pub mod note;
 pub mod rules;
+pub mod state;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod tile;

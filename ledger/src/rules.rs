@@ -384,13 +384,21 @@ pub enum KeyConflictReason {
     AlreadyRevoked,
 }
 
-/// What an admitted envelope does to the log's state.
+/// What an admitted envelope does to the log's state (applied by
+/// [`BatchState::apply`](crate::state::BatchState::apply)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// A runtime event, continuing its workload.
     Event(Event),
-    /// A grant or revocation of a runtime key.
-    Governance(GovernanceStatement),
+    /// A grant of a new runtime key.
+    Grant(GovernanceStatement),
+    /// A revocation of `key`, as the log held it when the revocation was admitted.
+    Revoke {
+        /// The statement.
+        statement: Box<GovernanceStatement>,
+        /// The key record it revokes.
+        key: Box<KeyRecord>,
+    },
 }
 
 /// Everything [`admit`] needs besides the envelope and the log.
@@ -629,14 +637,14 @@ fn admit_governance<V: LedgerView>(
         })
     };
     let existing = view.key(&statement.key_id)?;
-    match (statement.action, existing) {
+    let revoked = match (statement.action, existing) {
         (GovernanceAction::Grant, Some(_)) => {
             return Ok(conflict(KeyConflictReason::AlreadyGranted));
         }
         (GovernanceAction::Grant, None) if ctx.authorities.get(&statement.key_id).is_some() => {
             return Ok(conflict(KeyConflictReason::AuthorityKey));
         }
-        (GovernanceAction::Grant, None) => {}
+        (GovernanceAction::Grant, None) => None,
         (GovernanceAction::Revoke, None) => return Ok(conflict(KeyConflictReason::NotGranted)),
         (GovernanceAction::Revoke, Some(k)) if k.runtime != statement.runtime => {
             return Ok(conflict(KeyConflictReason::OtherRuntime));
@@ -644,8 +652,8 @@ fn admit_governance<V: LedgerView>(
         (GovernanceAction::Revoke, Some(k)) if k.revoked_index.is_some() => {
             return Ok(conflict(KeyConflictReason::AlreadyRevoked));
         }
-        (GovernanceAction::Revoke, Some(_)) => {}
-    }
+        (GovernanceAction::Revoke, Some(k)) => Some(k),
+    };
     // The same statement under another signature.
     if let Some(index) = view.event_index(&c.event_id)? {
         return Ok(Err(Rejection::DuplicateEvent {
@@ -653,7 +661,13 @@ fn admit_governance<V: LedgerView>(
             index,
         }));
     }
-    Ok(Ok(Admission::Governance(statement)))
+    Ok(Ok(match revoked {
+        None => Admission::Grant(statement),
+        Some(key) => Admission::Revoke {
+            statement: Box::new(statement),
+            key: Box::new(key),
+        },
+    }))
 }
 
 #[cfg(test)]

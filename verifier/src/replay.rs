@@ -1,29 +1,30 @@
 //! Replaying the ledger's rules over a log, in log order.
 //!
-//! [`Replay`] is an in-memory [`LedgerView`]: the key registry, every event ID
-//! with its index, and each workload's chain of event IDs. [`Replay::apply`]
-//! runs the ledger's own [`admit`] on each entry, with the entry's
-//! `integrated_at_ms` as the clock (so `clock_skew` is judged against the
-//! ledger's integration time, exactly as at ingest), then applies what it
-//! admitted the way the sequencer does.
+//! [`Replay`] runs the ledger's own state type,
+//! [`BatchState`](lineage_ledger::state::BatchState) over
+//! [`Genesis`](lineage_ledger::state::Genesis): each entry is judged by
+//! [`BatchState::admit`](lineage_ledger::state::BatchState::admit) with the
+//! rule clock built from the entry's `integrated_at_ms`
+//! ([`RuleContext::at`], exactly as the sequencer built it), and what it
+//! admitted is recorded by
+//! [`BatchState::apply`](lineage_ledger::state::BatchState::apply), the very
+//! code the sequencer commits with. The auditor provably runs the
+//! sequencer's rules and bookkeeping.
 //!
 //! An entry that breaks a rule is reported and **not applied**, as the ledger
 //! would have refused it: the state stays the one a correct ledger would
 //! have. Entries that build on a refused one are then reported too, and the
 //! report says which refused entry they build on.
 //!
-//! Memory: 40 bytes and a map slot per entry, plus one ID per event in its
-//! workload's chain. Envelopes are not kept.
+//! Memory: a map slot per admitted entry, one ID per event in its
+//! workload's chain, a map slot per refused entry. Envelopes are not kept.
 
 use std::collections::HashMap;
 
-use lineage_ledger::dsse::SignedEnvelope;
-use lineage_ledger::event::{GovernanceAction, RuntimeId, WorkloadId, parse_event};
-use lineage_ledger::keys::{EventId, KeyId};
-use lineage_ledger::rules::{
-    Admission, Authorities, Candidate, KeyRecord, LedgerView, Rejection, RuleContext, WorkloadHead,
-    admit,
-};
+use lineage_ledger::event::parse_event;
+use lineage_ledger::keys::EventId;
+use lineage_ledger::rules::{Authorities, Candidate, LedgerView, Rejection, RuleContext};
+use lineage_ledger::state::{BatchState, EnvelopesNotKept, Genesis};
 use time::Duration;
 
 use crate::Violation;
@@ -37,65 +38,14 @@ pub struct Seen {
     pub admitted: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Chain {
-    /// The runtime that started the workload.
-    runtime: RuntimeId,
-    /// Event IDs by seq.
-    ids: Vec<EventId>,
-}
-
-/// The only question [`admit`] may ask that the replay cannot answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the audit keeps no envelopes")]
-pub struct EnvelopesNotKept;
-
 /// The log's state as the rules see it, after the entries applied so far.
 #[derive(Debug)]
 pub struct Replay {
     authorities: Authorities,
     max_skew: Duration,
-    keys: HashMap<KeyId, KeyRecord>,
-    ids: HashMap<EventId, Seen>,
-    workloads: HashMap<WorkloadId, Chain>,
-}
-
-impl LedgerView for Replay {
-    type Error = EnvelopesNotKept;
-
-    fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Self::Error> {
-        Ok(self.keys.get(id).cloned())
-    }
-
-    fn event_index(&self, id: &EventId) -> Result<Option<u64>, Self::Error> {
-        Ok(self.ids.get(id).filter(|s| s.admitted).map(|s| s.index))
-    }
-
-    /// Only identical resubmissions need the stored envelope
-    /// ([`find_identical`](lineage_ledger::rules::find_identical)), which an
-    /// audit does not ask: a second identical entry in a log is a
-    /// `duplicate_event` like any other.
-    fn event_envelope(&self, _: &EventId) -> Result<Option<(u64, SignedEnvelope)>, Self::Error> {
-        Err(EnvelopesNotKept)
-    }
-
-    fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, Self::Error> {
-        Ok(self
-            .workloads
-            .get(w)
-            .and_then(|c| c.ids.get(usize::try_from(seq).ok()?))
-            .copied())
-    }
-
-    fn workload_head(&self, w: &WorkloadId) -> Result<Option<WorkloadHead>, Self::Error> {
-        Ok(self.workloads.get(w).and_then(|c| {
-            Some(WorkloadHead {
-                seq: c.ids.len().checked_sub(1)? as u64,
-                event_id: *c.ids.last()?,
-                runtime: c.runtime.clone(),
-            })
-        }))
-    }
+    state: BatchState<Genesis>,
+    /// Entries the rules refused, by event ID (first occurrence).
+    refused: HashMap<EventId, u64>,
 }
 
 pub use lineage_ledger::rules::integration_time;
@@ -106,9 +56,8 @@ impl Replay {
         Replay {
             authorities,
             max_skew,
-            keys: HashMap::new(),
-            ids: HashMap::new(),
-            workloads: HashMap::new(),
+            state: BatchState::new(Genesis, false),
+            refused: HashMap::new(),
         }
     }
 
@@ -119,13 +68,23 @@ impl Replay {
 
     /// Where an event ID is, admitted or not.
     pub fn seen(&self, id: &EventId) -> Option<Seen> {
-        self.ids.get(id).copied()
+        if let Ok(Some(index)) = self.state.event_index(id) {
+            return Some(Seen {
+                index,
+                admitted: true,
+            });
+        }
+        self.refused.get(id).map(|&index| Seen {
+            index,
+            admitted: false,
+        })
     }
 
     /// Runs the rules on the entry at `index` and applies it if admitted.
     ///
-    /// `candidate.signature_checked` may carry a verdict computed earlier (in
-    /// parallel) against the key the entry names; [`admit`] uses it as is.
+    /// `candidate` may carry a signature verdict computed earlier (in
+    /// parallel) against the key the entry names; [`BatchState::admit`]
+    /// uses it as is.
     ///
     /// # Errors
     /// The [`Violation`] of an entry the ledger would have refused.
@@ -135,34 +94,28 @@ impl Replay {
         candidate: &Candidate,
         integrated_at_ms: u64,
     ) -> Result<(), Violation> {
-        let first_seen = || Seen {
-            index,
-            admitted: false,
-        };
         // The ledger's own rule clock: the stored integration millisecond.
         let Some(ctx) = RuleContext::at(&self.authorities, integrated_at_ms, self.max_skew) else {
-            self.ids
-                .entry(candidate.event_id)
-                .or_insert_with(first_seen);
+            self.refuse(candidate.event_id, index);
             return Err(Violation::IntegrationTime {
                 index,
                 ms: integrated_at_ms,
             });
         };
-        let verdict =
-            admit(candidate, &*self, &ctx).map_err(|EnvelopesNotKept| Violation::Internal {
+        let verdict = self
+            .state
+            .admit(candidate, &ctx)
+            .map_err(|EnvelopesNotKept| Violation::Internal {
                 index,
                 what: "admit asked for a stored envelope",
             })?;
         match verdict {
             Ok(admission) => {
-                self.record(index, candidate.event_id, admission);
+                self.state.apply(index, candidate, &admission);
                 Ok(())
             }
             Err(rejection) => {
-                self.ids
-                    .entry(candidate.event_id)
-                    .or_insert_with(first_seen);
+                self.refuse(candidate.event_id, index);
                 let builds_on = self.refused_ancestor(candidate, &rejection);
                 Err(Violation::Rule {
                     index,
@@ -174,53 +127,16 @@ impl Replay {
         }
     }
 
-    /// The sequencer's bookkeeping for an admitted entry.
-    fn record(&mut self, index: u64, id: EventId, admission: Admission) {
-        self.ids.insert(
-            id,
-            Seen {
-                index,
-                admitted: true,
-            },
-        );
-        match admission {
-            Admission::Event(event) => {
-                self.workloads
-                    .entry(event.workload)
-                    .or_insert_with(|| Chain {
-                        runtime: event.runtime,
-                        ids: Vec::new(),
-                    })
-                    .ids
-                    .push(id);
-            }
-            Admission::Governance(g) => match g.action {
-                GovernanceAction::Grant => {
-                    self.keys.insert(
-                        g.key_id,
-                        KeyRecord {
-                            key_id: g.key_id,
-                            public_key: g.public_key,
-                            runtime: g.runtime,
-                            granted_index: index,
-                            revoked_index: None,
-                        },
-                    );
-                }
-                GovernanceAction::Revoke => {
-                    // admit() checked that the key is granted to this runtime and active.
-                    if let Some(k) = self.keys.get_mut(&g.key_id) {
-                        k.revoked_index = Some(index);
-                    }
-                }
-            },
+    fn refuse(&mut self, id: EventId, index: u64) {
+        if self.seen(&id).is_none() {
+            self.refused.insert(id, index);
         }
     }
 
     /// For a chain or parent violation: the index of the refused entry that
     /// the event's `prev` or parent names, if any.
     fn refused_ancestor(&self, candidate: &Candidate, rejection: &Rejection) -> Option<u64> {
-        let refused = |id: &EventId| self.ids.get(id).filter(|s| !s.admitted).map(|s| s.index);
+        let refused = |id: &EventId| self.seen(id).filter(|s| !s.admitted).map(|s| s.index);
         match rejection {
             Rejection::UnknownParent { parent, .. } => refused(parent),
             Rejection::PrevMismatch { got, .. } => refused(got),
@@ -247,7 +163,7 @@ impl Replay {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
-    use lineage_ledger::dsse::PayloadType;
+    use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
     use lineage_ledger::keys::public_key_base64;
     use serde_json::json;
 

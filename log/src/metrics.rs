@@ -123,12 +123,9 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
-    /// The text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+    /// The registry holding every metric, for an exposition endpoint.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 
@@ -172,7 +169,7 @@ impl RecentRejections {
     pub fn note(
         &self,
         items: &[lineage_ledger::rules::Candidate],
-        outcomes: &[crate::service::Outcome],
+        outcomes: &[crate::sequencer::Outcome],
         at_ms: u64,
         sender: impl Fn(&lineage_ledger::keys::KeyId) -> Option<String>,
     ) {
@@ -184,7 +181,7 @@ impl RecentRejections {
             seq: Option<u64>,
         }
         for (c, o) in items.iter().zip(outcomes) {
-            let crate::service::Outcome::Rejected(r) = o else {
+            let crate::sequencer::Outcome::Rejected(r) = o else {
                 continue;
             };
             if c.envelope.payload_type != PayloadType::Event {

@@ -1,0 +1,373 @@
+//! The state the rules read, and the one way an admitted entry changes it.
+//!
+//! [`BatchState`] is a [`LedgerView`] over a base view (the committed log)
+//! plus what the entries admitted on top of it changed: the key registry,
+//! the event index, the workload chains (and so their heads) and the events
+//! per runtime. The sequencer builds one per batch over its committed state;
+//! the offline auditor builds one over [`Genesis`] and replays the whole log
+//! through it. Both decide with [`BatchState::admit`] and record with
+//! [`BatchState::apply`], so the auditor runs the sequencer's own code.
+//!
+//! Pure: no I/O of its own (the base view may do some), no clock.
+
+use std::collections::HashMap;
+
+use crate::dsse::SignedEnvelope;
+use crate::event::{RuntimeId, WorkloadId};
+use crate::keys::{EventId, KeyId};
+use crate::rules::{
+    Admission, Candidate, KeyRecord, LedgerView, Rejection, RuleContext, WorkloadHead, admit,
+    find_identical,
+};
+
+/// The empty log: the base of a replay from the first entry. It keeps no
+/// envelopes, so it cannot tell an identical resubmission
+/// ([`find_identical`]); an audit never asks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Genesis;
+
+/// The only question a [`Genesis`]-based state cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this state keeps no envelopes")]
+pub struct EnvelopesNotKept;
+
+impl LedgerView for Genesis {
+    type Error = EnvelopesNotKept;
+    fn key(&self, _: &KeyId) -> Result<Option<KeyRecord>, Self::Error> {
+        Ok(None)
+    }
+    fn event_index(&self, _: &EventId) -> Result<Option<u64>, Self::Error> {
+        Ok(None)
+    }
+    fn event_envelope(&self, _: &EventId) -> Result<Option<(u64, SignedEnvelope)>, Self::Error> {
+        Err(EnvelopesNotKept)
+    }
+    fn workload_event(&self, _: &WorkloadId, _: u64) -> Result<Option<EventId>, Self::Error> {
+        Ok(None)
+    }
+    fn workload_head(&self, _: &WorkloadId) -> Result<Option<WorkloadHead>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// A workload's events admitted on top of the base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The runtime that owns the workload.
+    pub runtime: RuntimeId,
+    /// The `seq` of `ids[0]`.
+    pub first_seq: u64,
+    /// Event IDs by `seq - first_seq`.
+    pub ids: Vec<EventId>,
+}
+
+impl Chain {
+    /// The newest event of the chain.
+    pub fn head(&self) -> Option<WorkloadHead> {
+        Some(WorkloadHead {
+            seq: self.first_seq + u64::try_from(self.ids.len()).ok()?.checked_sub(1)?,
+            event_id: *self.ids.last()?,
+            runtime: self.runtime.clone(),
+        })
+    }
+}
+
+/// A base view plus the entries admitted on top of it.
+#[derive(Debug)]
+pub struct BatchState<V> {
+    base: V,
+    keep_envelopes: bool,
+    keys: HashMap<KeyId, KeyRecord>,
+    events: HashMap<EventId, u64>,
+    envelopes: HashMap<EventId, SignedEnvelope>,
+    chains: HashMap<WorkloadId, Chain>,
+    runtime_events: HashMap<RuntimeId, u64>,
+}
+
+impl<V: LedgerView> BatchState<V> {
+    /// Nothing admitted yet over `base`. With `keep_envelopes`, each
+    /// admitted envelope is kept so that an identical resubmission of it is
+    /// found ([`BatchState::find_identical`]); an audit replay does not need it.
+    pub fn new(base: V, keep_envelopes: bool) -> BatchState<V> {
+        BatchState {
+            base,
+            keep_envelopes,
+            keys: HashMap::new(),
+            events: HashMap::new(),
+            envelopes: HashMap::new(),
+            chains: HashMap::new(),
+            runtime_events: HashMap::new(),
+        }
+    }
+
+    /// The base view.
+    pub fn base(&self) -> &V {
+        &self.base
+    }
+
+    /// The index of an envelope identical to `candidate` in the base or
+    /// admitted here (see [`find_identical`]).
+    ///
+    /// # Errors
+    /// The base view's errors.
+    pub fn find_identical(&self, candidate: &Candidate) -> Result<Option<u64>, V::Error> {
+        find_identical(candidate, self)
+    }
+
+    /// Runs every rule on `candidate` against this state ([`admit`]).
+    ///
+    /// # Errors
+    /// The base view's errors.
+    pub fn admit(
+        &self,
+        candidate: &Candidate,
+        ctx: &RuleContext<'_>,
+    ) -> Result<Result<Admission, Rejection>, V::Error> {
+        admit(candidate, self, ctx)
+    }
+
+    /// Records what `admission`, the verdict of [`BatchState::admit`] on
+    /// `candidate` against this very state, changes, with the entry at `index`.
+    pub fn apply(&mut self, index: u64, candidate: &Candidate, admission: &Admission) {
+        self.events.insert(candidate.event_id, index);
+        if self.keep_envelopes {
+            self.envelopes
+                .insert(candidate.event_id, candidate.envelope.clone());
+        }
+        match admission {
+            Admission::Event(event) => {
+                let chain = self
+                    .chains
+                    .entry(event.workload.clone())
+                    .or_insert_with(|| Chain {
+                        runtime: event.runtime.clone(),
+                        first_seq: event.seq,
+                        ids: Vec::new(),
+                    });
+                chain.ids.push(candidate.event_id);
+                *self
+                    .runtime_events
+                    .entry(event.runtime.clone())
+                    .or_insert(0) += 1;
+            }
+            Admission::Grant(g) => {
+                self.keys.insert(
+                    g.key_id,
+                    KeyRecord {
+                        key_id: g.key_id,
+                        public_key: g.public_key,
+                        runtime: g.runtime.clone(),
+                        granted_index: index,
+                        revoked_index: None,
+                    },
+                );
+            }
+            Admission::Revoke { key, .. } => {
+                let mut key = KeyRecord::clone(key);
+                key.revoked_index = Some(index);
+                self.keys.insert(key.key_id, key);
+            }
+        }
+    }
+
+    /// Keys granted or revoked here, by key ID.
+    pub fn keys(&self) -> &HashMap<KeyId, KeyRecord> {
+        &self.keys
+    }
+
+    /// Workload chains extended here.
+    pub fn chains(&self) -> &HashMap<WorkloadId, Chain> {
+        &self.chains
+    }
+
+    /// Events admitted here, per runtime.
+    pub fn runtime_events(&self) -> &HashMap<RuntimeId, u64> {
+        &self.runtime_events
+    }
+
+    /// Events admitted here.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when nothing was admitted here.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+impl<V: LedgerView> LedgerView for BatchState<V> {
+    type Error = V::Error;
+
+    fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, V::Error> {
+        match self.keys.get(id) {
+            Some(k) => Ok(Some(k.clone())),
+            None => self.base.key(id),
+        }
+    }
+
+    fn event_index(&self, id: &EventId) -> Result<Option<u64>, V::Error> {
+        match self.events.get(id) {
+            Some(i) => Ok(Some(*i)),
+            None => self.base.event_index(id),
+        }
+    }
+
+    fn event_envelope(&self, id: &EventId) -> Result<Option<(u64, SignedEnvelope)>, V::Error> {
+        if let (Some(i), Some(e)) = (self.events.get(id), self.envelopes.get(id)) {
+            return Ok(Some((*i, e.clone())));
+        }
+        self.base.event_envelope(id)
+    }
+
+    fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, V::Error> {
+        if let Some(chain) = self.chains.get(w)
+            && let Some(offset) = seq.checked_sub(chain.first_seq)
+        {
+            let offset = usize::try_from(offset).ok();
+            return Ok(offset.and_then(|o| chain.ids.get(o)).copied());
+        }
+        self.base.workload_event(w, seq)
+    }
+
+    fn workload_head(&self, w: &WorkloadId) -> Result<Option<WorkloadHead>, V::Error> {
+        match self.chains.get(w).and_then(Chain::head) {
+            Some(h) => Ok(Some(h)),
+            None => self.base.workload_head(w),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use serde_json::json;
+    use time::Duration;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::dsse::PayloadType;
+    use crate::keys::public_key_base64;
+    use crate::rules::{Authorities, integration_ms};
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn candidate(t: PayloadType, v: serde_json::Value, k: &SigningKey) -> Candidate {
+        Candidate::new(SignedEnvelope::sign(
+            t,
+            serde_json::to_vec(&v).expect("json"),
+            k,
+        ))
+    }
+
+    const AT: &str = "2026-11-26T12:00:00Z";
+
+    fn governance(action: &str, k: &SigningKey) -> Candidate {
+        candidate(
+            PayloadType::Governance,
+            json!({"action": action, "runtime": "agent/a",
+                "public_key": public_key_base64(&k.verifying_key()), "at": AT}),
+            &key(100),
+        )
+    }
+
+    fn event(k: &SigningKey, w: &str, seq: u64, prev: Option<EventId>) -> Candidate {
+        let mut v = json!({"runtime": "agent/a", "workload": w, "seq": seq, "kind": "k", "at": AT});
+        if let Some(p) = prev {
+            v["prev"] = json!(p.to_string());
+        }
+        candidate(PayloadType::Event, v, k)
+    }
+
+    /// Admits and applies `c` at `index`; the rejection's debug name otherwise.
+    fn step<V: LedgerView<Error = EnvelopesNotKept>>(
+        s: &mut BatchState<V>,
+        index: u64,
+        c: &Candidate,
+    ) -> Result<(), String> {
+        let authorities = Authorities::new([key(100).verifying_key()]);
+        let ms = integration_ms(datetime!(2026-11-26 12:00:00 UTC));
+        let ctx = RuleContext::at(&authorities, ms, Duration::minutes(5)).expect("time");
+        match s.admit(c, &ctx).expect("no store") {
+            Ok(a) => {
+                s.apply(index, c, &a);
+                Ok(())
+            }
+            Err(r) => Err(format!("{r:?}")
+                .split('{')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()),
+        }
+    }
+
+    #[test]
+    fn admitted_entries_change_what_later_rules_read() {
+        let mut s = BatchState::new(Genesis, false);
+        let k = key(1);
+        assert_eq!(step(&mut s, 0, &governance("grant", &k)), Ok(()));
+        let e0 = event(&k, "w", 0, None);
+        assert_eq!(step(&mut s, 1, &e0), Ok(()));
+        assert_eq!(s.event_index(&e0.event_id), Ok(Some(1)));
+        assert_eq!(
+            s.workload_event(&"w".parse().expect("w"), 0),
+            Ok(Some(e0.event_id))
+        );
+        let e1 = event(&k, "w", 1, Some(e0.event_id));
+        assert_eq!(step(&mut s, 2, &e1), Ok(()));
+        assert_eq!(
+            s.workload_head(&"w".parse().expect("w"))
+                .ok()
+                .flatten()
+                .map(|h| h.seq),
+            Some(1)
+        );
+        assert_eq!(step(&mut s, 3, &e1), Err("DuplicateEvent".to_owned()));
+        assert_eq!(s.runtime_events().values().sum::<u64>(), 2);
+        assert_eq!(step(&mut s, 3, &governance("revoke", &k)), Ok(()));
+        let kid = KeyId::from_public_key(&k.verifying_key());
+        assert_eq!(
+            s.key(&kid).ok().flatten().and_then(|r| r.revoked_index),
+            Some(3)
+        );
+        assert_eq!(
+            step(&mut s, 4, &event(&k, "w", 2, Some(e1.event_id))),
+            Err("RevokedKey".to_owned())
+        );
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn a_batch_continues_the_chains_of_its_base() {
+        let k = key(1);
+        let mut committed = BatchState::new(Genesis, true);
+        assert_eq!(step(&mut committed, 0, &governance("grant", &k)), Ok(()));
+        let e0 = event(&k, "w", 0, None);
+        assert_eq!(step(&mut committed, 1, &e0), Ok(()));
+        // A batch over the committed state reads through to it.
+        let mut batch = BatchState::new(committed, true);
+        let e1 = event(&k, "w", 1, Some(e0.event_id));
+        assert_eq!(step(&mut batch, 2, &e1), Ok(()));
+        let w: WorkloadId = "w".parse().expect("w");
+        assert_eq!(batch.workload_event(&w, 0), Ok(Some(e0.event_id)));
+        assert_eq!(batch.workload_event(&w, 1), Ok(Some(e1.event_id)));
+        assert_eq!(batch.workload_event(&w, 2), Ok(None));
+        assert_eq!(batch.chains()[&w].first_seq, 1);
+        // Identical envelopes are found in the batch and in the base.
+        assert_eq!(batch.find_identical(&e1), Ok(Some(2)));
+        assert_eq!(batch.find_identical(&e0), Ok(Some(1)));
+        let rival = candidate(
+            PayloadType::Event,
+            json!({"runtime": "agent/a", "workload": "w", "seq": 1, "kind": "rival",
+                "at": AT, "prev": e0.event_id.to_string()}),
+            &k,
+        );
+        assert_eq!(step(&mut batch, 3, &rival), Err("Equivocation".to_owned()));
+        // Only what the batch added is in its overlay.
+        assert_eq!(batch.len(), 1);
+        assert!(batch.keys().is_empty());
+    }
+}

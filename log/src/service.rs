@@ -1,0 +1,411 @@
+//! The running log: the handle ([`LogService`]), the read state it shares
+//! with request handlers ([`Core`]), and the reads: heads, keys, receipts
+//! and proofs.
+//!
+//! **Architecture invariant:** exactly one thread (the sequencer, see
+//! [`crate::sequencer`]) appends. Everything it keeps in memory is
+//! reloadable from the store, and is reloaded after any failed commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use lineage_ledger::Hash;
+use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
+use lineage_ledger::dsse::PayloadType;
+use lineage_ledger::entry::LogEntry;
+use lineage_ledger::keys::{EventId, KeyId};
+use lineage_ledger::note::NoteSigner;
+use lineage_ledger::rules::{Authorities, Candidate, KeyRecord};
+use lineage_ledger::store::{
+    FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint, open_log,
+};
+use lineage_ledger::tree::{TreeEdge, prove_consistency, prove_inclusion};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cache::{Generations, NODE_MEMO_NODES};
+use crate::clock::{Clock, unix_ms};
+use crate::config::LogConfig;
+use crate::metrics::Metrics;
+use crate::nodes::{Memo, ProofNodes, SharedTile};
+use crate::sequencer::{Job, JobReply, spawn_sequencer};
+
+/// Why the log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store failed or belongs to another log.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored tiles do not rebuild the tree edge.
+    #[error("the stored tree of size {size} cannot be loaded: {detail}")]
+    Tree {
+        /// The stored size.
+        size: u64,
+        /// What failed.
+        detail: String,
+    },
+    /// The checkpoint could not be signed.
+    #[error("cannot sign checkpoints: {0}")]
+    Sign(String),
+    /// The sequencer's thread could not be started.
+    #[error("cannot start the sequencer thread: {0}")]
+    Sequencer(#[source] std::io::Error),
+}
+
+/// Read-side state shared by request handlers and the sequencer.
+pub struct Core {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The log's note signer (its verifier gives the vkey).
+    pub(crate) signer: NoteSigner,
+    /// The log key in vkey form.
+    pub vkey: String,
+    /// The trust root.
+    pub authorities: Authorities,
+    /// Every runtime key, committed state.
+    pub(crate) keys: RwLock<HashMap<KeyId, KeyRecord>>,
+    /// Events per runtime, committed state.
+    pub(crate) runtime_counts: RwLock<HashMap<String, u64>>,
+    /// The latest checkpoint.
+    pub(crate) head: RwLock<Arc<StoredCheckpoint>>,
+    /// The newest version of the tiles on the tree's right edge, as last
+    /// committed: receipts for fresh entries are built from these without
+    /// store reads. Tile rows only ever grow, so a newer version serves
+    /// proofs against any older checkpoint.
+    pub(crate) hot_tiles: RwLock<HashMap<(u8, u64), SharedTile>>,
+    /// Interior nodes computed for proofs, shared by all requests: a node of
+    /// a complete subtree never changes, and consecutive receipts near the
+    /// right edge need almost the same ones.
+    pub(crate) node_memo: Mutex<Generations<(u8, u64), Hash>>,
+    /// False while the sequencer cannot trust its in-memory state.
+    pub(crate) healthy: std::sync::atomic::AtomicBool,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Configuration.
+    pub config: LogConfig,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("origin", &self.config.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle on the running log.
+#[derive(Debug)]
+pub struct LogService {
+    core: Arc<Core>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Resolves when the sequencer thread has stopped.
+    stopped: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl std::ops::Deref for LogService {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// Submission failures that concern the whole request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full.
+    Overloaded,
+    /// The sequencer stopped (shutdown or a crash).
+    Stopped,
+}
+
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LogService {
+    /// Opens (or initialises) the log in `store` and starts the sequencer on
+    /// a thread of its own.
+    ///
+    /// # Errors
+    /// A store of another log or format, a damaged store, a signing failure,
+    /// no thread for the sequencer.
+    pub fn start(
+        store: Arc<dyn Store>,
+        signer: NoteSigner,
+        authorities: Authorities,
+        config: LogConfig,
+        clock: Clock,
+    ) -> Result<LogService, StartError> {
+        let vkey = signer.verifier().vkey();
+        let meta = StoreMeta {
+            format_version: FORMAT_VERSION,
+            origin: config.origin.clone(),
+            vkey: vkey.clone(),
+        };
+        let genesis = Checkpoint {
+            origin: config.origin.clone(),
+            size: 0,
+            root: lineage_ledger::EMPTY_ROOT,
+            extensions: vec![],
+        };
+        let note =
+            sign_checkpoint(&genesis, &signer).map_err(|e| StartError::Sign(e.to_string()))?;
+        let now_ms = unix_ms(clock.now());
+        open_log(store.as_ref(), &meta, || StoredCheckpoint {
+            size: 0,
+            time_ms: now_ms,
+            note,
+        })?;
+        let core = Arc::new(Core {
+            store,
+            signer,
+            vkey,
+            authorities,
+            keys: RwLock::new(HashMap::new()),
+            runtime_counts: RwLock::new(HashMap::new()),
+            head: RwLock::new(Arc::new(StoredCheckpoint::default())),
+            hot_tiles: RwLock::new(HashMap::new()),
+            node_memo: Mutex::new(Generations::new(NODE_MEMO_NODES)),
+            healthy: std::sync::atomic::AtomicBool::new(true),
+            metrics: Metrics::new(),
+            config,
+            clock,
+        });
+        let edge = core.reload()?;
+        let (tx, rx) = mpsc::channel(core.config.queue_depth.max(1));
+        let stopped = spawn_sequencer(core.clone(), edge, rx).map_err(StartError::Sequencer)?;
+        Ok(LogService {
+            core,
+            tx: Mutex::new(Some(tx)),
+            stopped: Mutex::new(Some(stopped)),
+        })
+    }
+
+    /// The shared core (for handlers that outlive a borrow).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Queues candidates for the sequencer and waits for their outcomes.
+    ///
+    /// # Errors
+    /// [`SubmitError::Overloaded`] when the queue is full (nothing queued).
+    pub async fn submit(&self, items: Vec<Candidate>) -> Result<JobReply, SubmitError> {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(SubmitError::Stopped)?;
+        let (reply, rx) = oneshot::channel();
+        tx.try_send(Job { items, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+        })?;
+        rx.await.map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Stops accepting work, lets the sequencer finish what is queued, and
+    /// waits for it (so the store can be reopened in the same process).
+    pub async fn shutdown(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(stopped) = stopped {
+            let _ = stopped.await;
+        }
+    }
+}
+
+impl Core {
+    /// The latest checkpoint.
+    pub fn head(&self) -> Arc<StoredCheckpoint> {
+        read(&self.head).clone()
+    }
+
+    /// False after a failed commit until state was reloaded from the store.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A runtime key by ID (committed state).
+    pub fn key(&self, id: &KeyId) -> Option<KeyRecord> {
+        read(&self.keys).get(id).cloned()
+    }
+
+    /// Every key of a runtime, in grant order.
+    pub fn runtime_keys(&self, runtime: &str) -> Vec<KeyRecord> {
+        let mut keys: Vec<KeyRecord> = read(&self.keys)
+            .values()
+            .filter(|k| k.runtime.as_str() == runtime)
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| k.granted_index);
+        keys
+    }
+
+    /// Events appended by a runtime.
+    pub fn runtime_count(&self, runtime: &str) -> u64 {
+        read(&self.runtime_counts)
+            .get(runtime)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Checks a candidate's signature now if its key is already known: the
+    /// expensive check, done in parallel before the sequencer.
+    pub fn precheck(&self, c: &mut Candidate) {
+        let key = match c.envelope.payload_type {
+            PayloadType::Event => self.key(&c.envelope.key_id).map(|k| k.public_key),
+            PayloadType::Governance => self.authorities.get(&c.envelope.key_id).copied(),
+        };
+        if let Some(key) = key {
+            c.precheck_signature(&key);
+        }
+        c.preparse();
+    }
+
+    /// Reloads everything the sequencer keeps in memory from the store.
+    pub(crate) fn reload(&self) -> Result<TreeEdge, StartError> {
+        let head = self.store.head()?;
+        let edge = TreeEdge::load(head.size, &StoreTiles(self.store.as_ref())).map_err(|e| {
+            StartError::Tree {
+                size: head.size,
+                detail: e.to_string(),
+            }
+        })?;
+        let keys = self.store.keys()?;
+        let counts = self.store.runtime_counts()?;
+        write(&self.hot_tiles).clear();
+        lock(&self.node_memo).clear();
+        *write(&self.keys) = keys.into_iter().map(|k| (k.key_id, k)).collect();
+        *write(&self.runtime_counts) = counts.into_iter().collect();
+        self.metrics.tree_size.set(head.size as i64);
+        *write(&self.head) = Arc::new(head);
+        self.healthy
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(edge)
+    }
+
+    /// The receipt (offline-verifiable bundle) for the entry at `index`
+    /// against `checkpoint`; `tiles` may be shared across many receipts.
+    ///
+    /// # Errors
+    /// Storage failures or a missing tile (an internal inconsistency).
+    pub fn bundle(
+        &self,
+        index: u64,
+        entry: &[u8],
+        checkpoint: &StoredCheckpoint,
+        nodes: &ProofNodes<'_>,
+    ) -> Result<lineage_schemas::Bundle, ReadError> {
+        use base64::Engine as _;
+        let proof = prove_inclusion(index, checkpoint.size, nodes)
+            .map_err(|e| ReadError::Tree(e.to_string()))?;
+        Ok(lineage_schemas::Bundle {
+            format: lineage_schemas::BUNDLE_FORMAT.to_owned(),
+            event_id: EventId::of_payload(
+                &LogEntry::decode(entry)
+                    .map_err(|e| ReadError::Tree(e.to_string()))?
+                    .payload,
+            )
+            .to_string(),
+            index,
+            entry: base64::engine::general_purpose::STANDARD.encode(entry),
+            checkpoint: checkpoint.note.clone(),
+            inclusion_proof: proof.iter().map(Hash::to_base64).collect(),
+        })
+    }
+
+    /// The receipt of an entry already in the log, against the latest checkpoint.
+    ///
+    /// # Errors
+    /// Storage failures; `NotFound` past the end of the log.
+    pub fn bundle_at_head(&self, index: u64) -> Result<lineage_schemas::Bundle, ReadError> {
+        let head = self.head();
+        if index >= head.size {
+            return Err(ReadError::NotFound);
+        }
+        let entry = self.store.entry(index)?.ok_or(ReadError::NotFound)?;
+        self.bundle(index, &entry, &head, &self.proof_nodes())
+    }
+
+    /// A node source for proofs: the hot right-edge tiles, then the store.
+    pub fn proof_nodes(&self) -> ProofNodes<'_> {
+        ProofNodes {
+            store: self.store.as_ref(),
+            hot: Some(&self.hot_tiles),
+            tiles: Mutex::new(HashMap::new()),
+            memo: Memo::Shared(&self.node_memo),
+        }
+    }
+
+    /// Publishes the tiles of a durable commit; keeps, per level, only the
+    /// tile at the new right edge and the one before it (bounded memory).
+    pub(crate) fn publish_tiles(&self, tiles: &[lineage_ledger::tree::TileWrite], size: u64) {
+        let mut hot = write(&self.hot_tiles);
+        for t in tiles {
+            hot.insert((t.level, t.index), Arc::new(t.to_bytes()));
+        }
+        hot.retain(|(level, index), _| {
+            let shift = 8 * (u32::from(*level) + 1);
+            let edge = size.checked_shr(shift).unwrap_or(0);
+            *index + 1 >= edge
+        });
+    }
+
+    /// RFC 6962 inclusion proof of `index` in the tree of `size`.
+    ///
+    /// # Errors
+    /// `OutOfRange` unless `index < size <= current size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        let current = self.head().size;
+        if size > current || index >= size {
+            return Err(ReadError::OutOfRange);
+        }
+        prove_inclusion(index, size, &self.proof_nodes())
+            .map_err(|e| ReadError::Tree(e.to_string()))
+    }
+
+    /// RFC 6962 consistency proof between tree sizes `first` and `second`.
+    ///
+    /// # Errors
+    /// `OutOfRange` unless `first <= second <= current size`.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ReadError> {
+        let current = self.head().size;
+        if first > second || second > current {
+            return Err(ReadError::OutOfRange);
+        }
+        prove_consistency(first, second, &self.proof_nodes())
+            .map_err(|e| ReadError::Tree(e.to_string()))
+    }
+}
+
+/// A failed read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Nothing there.
+    #[error("not found")]
+    NotFound,
+    /// Indices or sizes outside the tree.
+    #[error("out of range")]
+    OutOfRange,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored tree is inconsistent (a bug or damage).
+    #[error("tree: {0}")]
+    Tree(String),
+}
