@@ -154,6 +154,11 @@ type OnListening = Box<dyn FnOnce(&str) + Send>;
 async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    // First: a bad certificate or key stops the start, not every handshake.
+    let tls = match &cfg.tls {
+        None => None,
+        Some((cert, key)) => Some(lineage_api::serve::Tls::from_pem_files(cert, key)?),
+    };
     let log_key = load_or_create_key(&cfg.log_key, "log key")?;
     let signer = NoteSigner::new(&cfg.origin, log_key).context("origin is not a valid key name")?;
     let mut authority_keys = Vec::new();
@@ -204,6 +209,7 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
     let listener = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
     listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     println!("lineage: origin {}", cfg.origin);
@@ -229,40 +235,9 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
     if let Some(token) = &cfg.read_token {
         router = lineage_api::with_read_token(router, token);
     }
-    match &cfg.tls {
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            lineage_api::serve_with(listener, router, cfg.request_timeout, shutdown_signal())
-                .await?;
-        }
-        Some((cert, key)) => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "loading TLS certificate {} and key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-            });
-            let mut server = axum_server::from_tcp_rustls(listener, tls)?;
-            // axum-server turns hyper's header timer off by default.
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(cfg.request_timeout);
-            server
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await?;
-        }
-    }
+    let mut options = lineage_api::serve::ServeOptions::new(cfg.request_timeout);
+    options.tls = tls;
+    lineage_api::serve::serve_connections(listener, router, options, shutdown_signal()).await?;
     log.shutdown().await;
     tracing::info!("stopped");
     Ok(())
