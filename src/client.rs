@@ -24,9 +24,21 @@ pub struct GovernanceArgs {
     /// The runtime's public key, standard base64.
     #[arg(long)]
     public_key: String,
-    /// Ledger base URL.
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// How to reach the ledger (shared by `grant`, `revoke` and `submit`).
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Ledger base URL (`http://` or `https://`).
     #[arg(long, env = "LINEAGE_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    /// PEM file of the certificate authorities to trust for an `https://`
+    /// server, instead of the built-in public roots (for a private CA or a
+    /// self-signed ledger certificate).
+    #[arg(long, env = "LINEAGE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// Flags of `submit`.
@@ -35,9 +47,8 @@ pub struct SubmitArgs {
     /// The runtime's key file.
     #[arg(long)]
     key: PathBuf,
-    /// Ledger base URL.
-    #[arg(long, env = "LINEAGE_SERVER", default_value = DEFAULT_SERVER)]
-    server: String,
+    #[command(flatten)]
+    server: ServerArgs,
     /// The event payload (a JSON object; `-` reads stdin). An `at` field is
     /// added with the current time when missing.
     event: PathBuf,
@@ -88,9 +99,28 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     post(&a.server, &env).await
 }
 
-async fn post(server: &str, env: &SignedEnvelope) -> anyhow::Result<()> {
-    let url = format!("{}/v1/entries", server.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
+/// The HTTP client for `server`: rustls with the built-in public roots, or
+/// with only the authorities of `--ca-cert`.
+fn client(server: &ServerArgs) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = &server.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--ca-cert {}: not a PEM certificate file", path.display()))?;
+        if roots.is_empty() {
+            bail!("--ca-cert {}: holds no PEM certificate", path.display());
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    builder.build().context("setting up the HTTP client")
+}
+
+async fn post(server: &ServerArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
+    let url = format!("{}/v1/entries", server.server.trim_end_matches('/'));
+    let resp = client(server)?
         .post(&url)
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&env.to_wire())?)

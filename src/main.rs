@@ -196,7 +196,9 @@ fn inspect_data_dir(dir: &Path) -> anyhow::Result<DataDir> {
     foreign.sort();
     foreign.truncate(5);
     bail!(
-        "the data directory {} is not empty and holds no ledger (no db/CURRENT; it holds {}).          Refusing to create a new log there. Pass the --data-dir of an existing ledger, or a          new or empty directory to create one. Nothing was changed.",
+        "the data directory {} is not empty and holds no ledger (no db/CURRENT; it holds {}). \
+         Refusing to create a new log there. Pass the --data-dir of an existing ledger, or a \
+         new or empty directory to create one. Nothing was changed.",
         dir.display(),
         foreign.join(", ")
     )
@@ -206,6 +208,11 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
     let kind = inspect_data_dir(&cfg.data_dir)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    // First: a bad certificate or key stops the start, not every handshake.
+    let tls = match &cfg.tls {
+        None => None,
+        Some((cert, key)) => Some(lineage_api::serve::Tls::from_pem_files(cert, key)?),
+    };
     let log_key = load_or_create_key(&cfg.log_key, "log key")?;
     let log_key_id = lineage_ledger::keys::KeyId::from_public_key(&log_key.verifying_key());
     let signer = NoteSigner::new(&cfg.origin, log_key).context("origin is not a valid key name")?;
@@ -257,6 +264,7 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
     let listener = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
     listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     if kind == DataDir::New {
@@ -289,40 +297,9 @@ async fn serve(cfg: config::ServeConfig, on_listening: Option<OnListening>) -> a
             .map(|(rate, burst)| Arc::new(lineage_api::access::RuntimeLimiter::new(rate, burst))),
     };
     let router = lineage::app(state, cfg.read_token.as_deref());
-    match &cfg.tls {
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            lineage_api::serve_with(listener, router, cfg.request_timeout, shutdown_signal())
-                .await?;
-        }
-        Some((cert, key)) => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "loading TLS certificate {} and key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-            });
-            let mut server = axum_server::from_tcp_rustls(listener, tls)?;
-            // axum-server turns hyper's header timer off by default.
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(cfg.request_timeout);
-            server
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await?;
-        }
-    }
+    let mut options = lineage_api::serve::ServeOptions::new(cfg.request_timeout);
+    options.tls = tls;
+    lineage_api::serve::serve_connections(listener, router, options, shutdown_signal()).await?;
     log.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,8 +1,10 @@
 //! The exposure options of the real binary: a read token, per-runtime rate
 //! limits, and TLS served directly.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::{ErrorKind, Read as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
@@ -162,63 +164,64 @@ fn base64_of(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// A private CA (PEM) and a server certificate it issued for `localhost`
+/// and 127.0.0.1 (chain and key files): the CA file, the chain, the key.
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Lineage test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&key, &ca)
+        .expect("server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("chain.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write ca");
+    std::fs::write(&paths.1, cert.pem() + &ca.pem()).expect("write chain");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+fn tls_flags<'a>(cert: &'a Path, key: &'a Path) -> [&'a str; 4] {
+    [
+        "--tls-cert",
+        cert.to_str().expect("utf8"),
+        "--tls-key",
+        key.to_str().expect("utf8"),
+    ]
+}
+
 #[test]
 fn tls_is_served_directly_with_a_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (installed by .ci/run)");
-    assert!(ok.success());
+    let (ca, cert, key) = private_ca(dir.path());
     let data = dir.path().join("data");
-    let server = serve(
-        &data,
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf8"),
-            "--tls-key",
-            key.to_str().expect("utf8"),
-        ],
-    );
+    let server = serve(&data, &tls_flags(&cert, &key));
     assert!(server.url.starts_with("https://"), "{}", server.url);
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(&cert)
-        .arg("--resolve")
-        .arg(format!(
-            "localhost:{}:127.0.0.1",
-            server.url.rsplit(':').next().expect("port")
-        ))
-        .arg(server.url.replace("127.0.0.1", "localhost") + "/v1/log")
-        .output()
-        .expect("curl (installed by .ci/run)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ca_cert =
+        reqwest::Certificate::from_pem(&std::fs::read(&ca).expect("read ca")).expect("ca pem");
+    let client = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca_cert)
+        .build()
+        .expect("client");
+    let log: serde_json::Value = client
+        .get(format!("{}/v1/log", server.url))
+        .send()
+        .expect("https get")
+        .json()
+        .expect("json");
     assert_eq!(log["tree_size"], 0);
-    // Half a configuration is refused at start.
+    // Half a configuration is refused at start, and so is a key that does
+    // not match the certificate.
     let (ok, out) = run(&[
         "serve",
         "--listen",
@@ -230,4 +233,112 @@ fn tls_is_served_directly_with_a_certificate() {
     ]);
     assert!(!ok);
     assert!(out.contains("tls_cert and tls_key"), "{out}");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    let (_, _, other_key) = private_ca(&other);
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+    ];
+    args.extend(tls_flags(&cert, &other_key));
+    let (ok, out) = run(&args);
+    assert!(!ok);
+    assert!(out.contains("not usable together"), "{out}");
+}
+
+/// `grant` and `submit` reach an `https://` ledger whose certificate a
+/// private CA issued, given that CA with `--ca-cert`; without it the
+/// certificate is refused.
+#[test]
+fn the_cli_reaches_a_tls_ledger_with_ca_cert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = private_ca(dir.path());
+    let data = dir.path().join("data");
+    let server = serve(&data, &tls_flags(&cert, &key));
+    let ca = ca.to_str().expect("utf8");
+    let agent = dir.path().join("agent.key");
+    let public = keygen(&agent);
+    let (ok, out) = run(&[
+        "grant",
+        "--authority-key",
+        data.join("authority.key").to_str().expect("utf8"),
+        "--runtime",
+        "agent/a",
+        "--public-key",
+        &public,
+        "--server",
+        &server.url,
+        "--ca-cert",
+        ca,
+    ]);
+    assert!(ok, "{out}");
+    let event = dir.path().join("start.json");
+    std::fs::write(
+        &event,
+        r#"{"runtime":"agent/a","workload":"w-1","seq":0,"kind":"workload.start"}"#,
+    )
+    .expect("write");
+    let submit = |extra: &[&str]| {
+        let mut args = vec![
+            "submit",
+            "--key",
+            agent.to_str().expect("utf8"),
+            "--server",
+            &server.url,
+        ];
+        args.extend(extra);
+        args.push(event.to_str().expect("utf8"));
+        run(&args)
+    };
+    // Without the CA: refused by the client, nothing sent.
+    let (ok, out) = submit(&[]);
+    assert!(!ok);
+    assert!(out.contains("certificate"), "{out}");
+    let (ok, out) = submit(&["--ca-cert", ca]);
+    assert!(ok, "{out}");
+    let receipt: serde_json::Value = serde_json::from_str(&out).expect("receipt json");
+    assert_eq!(receipt["index"], 1);
+    assert_eq!(receipt["format"], "lineage-bundle/v1");
+    // A file that holds no certificate is an error, not "trust nothing".
+    let (ok, out) = submit(&["--ca-cert", event.to_str().expect("utf8")]);
+    assert!(!ok);
+    assert!(out.contains("--ca-cert"), "{out}");
+}
+
+/// The binary serves TLS through the bounded accept loop: a client that
+/// connects and never completes the handshake is dropped after the request
+/// timeout (the bounds themselves are tested in `api/tests/tls.rs`).
+#[test]
+fn the_binary_closes_a_tls_connection_that_never_handshakes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, cert, key) = private_ca(dir.path());
+    let mut flags = tls_flags(&cert, &key).to_vec();
+    flags.extend(["--request-timeout-secs", "1"]);
+    let server = serve(&dir.path().join("data"), &flags);
+    let addr = server.url.trim_start_matches("https://");
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(5) {
+            break None;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break Some(started.elapsed()),
+        }
+    };
+    let closed = closed.expect("a connection without a handshake was still open after 5 s");
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed after {closed:?}"
+    );
 }

@@ -4,7 +4,9 @@
 //! endpoint (parallel signature checks, then the single sequencer with group
 //! commit, see [`service`]), the read API (entries, events, proofs,
 //! checkpoints, workloads, runtimes), the C2SP tlog-tiles read endpoints
-//! (`/checkpoint`, `/tile/...`), health and Prometheus metrics.
+//! (`/checkpoint`, `/tile/...`), health and Prometheus metrics, and the
+//! accept loop that serves them over cleartext HTTP/1.1 or TLS with bounded
+//! connection lifetimes ([`serve`]).
 //!
 //! **What it is not.** It holds no rule and no Merkle math: every check and
 //! every hash comes from the ledger crate's pure core. It does not parse
@@ -17,6 +19,7 @@ pub mod access;
 mod ingest;
 pub mod problem;
 mod read;
+pub mod serve;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -150,9 +153,9 @@ pub fn router(state: AppState) -> Router {
     app(state, Router::new(), None)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes
-/// in-flight requests. Request headers must arrive within the default
-/// request timeout (see [`serve_with`]).
+/// Serves `router` on `listener` (cleartext HTTP/1.1) until `shutdown`
+/// resolves, then lets open connections finish, with every connection bound
+/// derived from the default request timeout (see [`serve_with`]).
 ///
 /// # Errors
 /// I/O errors of the listener.
@@ -170,63 +173,27 @@ pub async fn serve(
     .await
 }
 
-/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2) until `shutdown`
+/// Serves `router` on `listener` (cleartext HTTP/1.1) until `shutdown`
 /// resolves, then lets open connections finish. A client that does not send
-/// its request headers within `header_timeout` is disconnected: the
-/// `TimeoutLayer` of [`router`] only starts once headers are in, so this
-/// closes the slow-header variant of slow-loris.
+/// its request headers within `timeout`, or leaves the connection without a
+/// request in flight for as long, is disconnected: the `TimeoutLayer` of
+/// [`router`] only starts once headers are in, so this closes the
+/// slow-header and idle variants of slow-loris. For TLS and finer control,
+/// see [`serve::serve_connections`].
 ///
 /// # Errors
 /// I/O errors of the listener.
 pub async fn serve_with(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let service = TowerToHyperService::new(router.clone());
-        // HTTP/1.1 only on cleartext: HTTP/2 without TLS (h2c) is not needed by
-        // clients, and an idle h2c connection has no header timer to close it.
-        let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            // hyper's header timer starts at the first byte: a client that
-            // connects and sends nothing is dropped here instead.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    serve::serve_connections(
+        listener,
+        router,
+        serve::ServeOptions::new(timeout),
+        shutdown,
+    )
+    .await
 }
