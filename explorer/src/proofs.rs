@@ -3,11 +3,12 @@
 //!
 //! The page shows the proof the ledger serves, drawn (the audit path as a
 //! tree) and as steps, next to the checkpoint the log signed at that size.
-//! The steps shown are computed here with the ledger's hashing, for the
-//! drawing only: "Verify in this browser" (`static/verify.js`) recomputes
-//! every step with WebCrypto from the raw bytes and compares, then checks
-//! the checkpoint's Ed25519 signature. The page says what that does and does
-//! not establish.
+//! The steps shown are the ledger's own RFC 9162 verification steps
+//! (`tree::inclusion_steps`, `tree::consistency_steps`): this module holds no
+//! Merkle math, it only draws. "Verify in this browser" (`static/verify.js`)
+//! recomputes every step with WebCrypto from the raw bytes and compares, then
+//! checks the checkpoint's Ed25519 signature. The page says what that does
+//! and does not establish.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use lineage_ledger::hash::Hash;
-use lineage_ledger::{leaf_hash, node_hash};
+use lineage_ledger::leaf_hash;
+use lineage_ledger::tree::{self, Side};
 use serde::Serialize;
 
 use crate::page::PageError;
@@ -27,7 +29,8 @@ use crate::reader::{self, Body};
 use crate::view::{Digest, Layout, When, count, escape, short};
 use crate::{Explorer, blocking};
 
-/// One step of an inclusion proof (RFC 9162 §2.1.3.2, step 4).
+/// One step of an inclusion proof (RFC 9162 §2.1.3.2, step 4), as drawn and as
+/// `verify.js` compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InclusionStep {
     /// The proof element is the left sibling (hash is `H(p || r)`).
@@ -38,47 +41,29 @@ pub struct InclusionStep {
     pub result: String,
 }
 
-/// The steps from `leaf` up the audit path. `None` when the proof's length
-/// does not fit `(index, size)`.
+/// The steps from `leaf` up the audit path: the ledger's own verification
+/// steps ([`tree::inclusion_steps`]), in base64. `None` when the proof's
+/// length does not fit `(index, size)`.
 pub fn inclusion_steps(
     index: u64,
     size: u64,
     leaf: Hash,
     proof: &[Hash],
 ) -> Option<Vec<InclusionStep>> {
-    if index >= size {
-        return None;
-    }
-    let (mut fnode, mut snode, mut r) = (index, size - 1, leaf);
-    let mut out = Vec::with_capacity(proof.len());
-    for p in proof {
-        if snode == 0 {
-            return None;
-        }
-        let left = fnode & 1 == 1 || fnode == snode;
-        if left {
-            r = node_hash(p, &r);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
-            }
-        } else {
-            r = node_hash(&r, p);
-        }
-        fnode >>= 1;
-        snode >>= 1;
-        out.push(InclusionStep {
-            left,
-            sibling: p.to_base64(),
-            result: r.to_base64(),
-        });
-    }
-    (snode == 0).then_some(out)
+    let steps = tree::inclusion_steps(&leaf, index, size, proof).ok()?;
+    Some(
+        steps
+            .map(|s| InclusionStep {
+                left: s.side == Side::Left,
+                sibling: s.sibling.to_base64(),
+                result: s.r.to_base64(),
+            })
+            .collect(),
+    )
 }
 
-/// One step of a consistency proof (RFC 9162 §2.1.4.2, step 6).
+/// One step of a consistency proof (RFC 9162 §2.1.4.2, step 6), as drawn and
+/// as `verify.js` compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsistencyStep {
     /// The proof element, base64.
@@ -92,56 +77,26 @@ pub struct ConsistencyStep {
 }
 
 /// The seed (`first`'s root when `first` is a power of two, else the first
-/// proof element) and the steps. `None` when the length does not fit.
+/// proof element), whether it came from the proof, and the steps: the
+/// ledger's own ([`tree::consistency_steps`]), in base64. `None` when the
+/// sizes are out of order or the length does not fit.
 pub fn consistency_steps(
     first: u64,
     second: u64,
     first_root: Hash,
     proof: &[Hash],
-) -> Option<(Hash, Vec<ConsistencyStep>)> {
-    if first == 0 || first >= second {
-        return proof.is_empty().then_some((first_root, Vec::new()));
-    }
-    let (seed, rest) = if first.is_power_of_two() {
-        (first_root, proof)
-    } else {
-        let (s, r) = proof.split_first()?;
-        (*s, r)
-    };
-    let (mut fnode, mut snode) = (first - 1, second - 1);
-    while fnode & 1 == 1 {
-        fnode >>= 1;
-        snode >>= 1;
-    }
-    let (mut fr, mut sr) = (seed, seed);
-    let mut out = Vec::with_capacity(rest.len());
-    for c in rest {
-        if snode == 0 {
-            return None;
-        }
-        let both = fnode & 1 == 1 || fnode == snode;
-        if both {
-            fr = node_hash(c, &fr);
-            sr = node_hash(c, &sr);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
-            }
-        } else {
-            sr = node_hash(&sr, c);
-        }
-        fnode >>= 1;
-        snode >>= 1;
-        out.push(ConsistencyStep {
-            element: c.to_base64(),
-            both,
-            fr: fr.to_base64(),
-            sr: sr.to_base64(),
-        });
-    }
-    (snode == 0).then_some((seed, out))
+) -> Option<(Hash, bool, Vec<ConsistencyStep>)> {
+    let steps = tree::consistency_steps(first, second, &first_root, proof).ok()?;
+    let (seed, from_proof) = (steps.seed(), steps.seed_from_proof());
+    let steps = steps
+        .map(|s| ConsistencyStep {
+            element: s.element.to_base64(),
+            both: s.side == Side::Left,
+            fr: s.fr.to_base64(),
+            sr: s.sr.to_base64(),
+        })
+        .collect();
+    Some((seed, from_proof, steps))
 }
 
 /// The audit path as a tree: the recomputed nodes up the middle, each
@@ -469,7 +424,8 @@ pub(crate) async fn consistency(
     let r2 = reader::checkpoint_of(&c2.note)
         .ok_or(PageError::Internal)?
         .root;
-    let (seed, steps) = consistency_steps(first, second, r1, &proof).ok_or(PageError::Internal)?;
+    let (seed, seed_from_proof, steps) =
+        consistency_steps(first, second, r1, &proof).ok_or(PageError::Internal)?;
     let data = ConsistencyData {
         kind: "consistency",
         first,
@@ -492,7 +448,7 @@ pub(crate) async fn consistency(
             .with_origin(&core.config.origin),
         first: side(&c1, r1),
         second: side(&c2, r2),
-        seed_from_proof: first != 0 && first < second && !first.is_power_of_two(),
+        seed_from_proof,
         seed: Digest::new(seed.to_base64()),
         proof_len: proof.len(),
         steps: steps
@@ -574,7 +530,10 @@ mod tests {
                 let r1 = root(first, &t).expect("root");
                 let proof = prove_consistency(first, second, &t).expect("proof");
                 verify_consistency(first, second, &r1, &r2, &proof).expect("ledger");
-                let (seed, steps) = consistency_steps(first, second, r1, &proof).expect("fits");
+                let (seed, from_proof, steps) =
+                    consistency_steps(first, second, r1, &proof).expect("fits");
+                let proof_seed = first < second && !first.is_power_of_two();
+                assert_eq!(from_proof, proof_seed, "{first}->{second}");
                 let (fr, sr) = steps
                     .last()
                     .map_or((seed.to_base64(), seed.to_base64()), |s| {

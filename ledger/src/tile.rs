@@ -386,7 +386,7 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<&[u8]>, BundleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Hash, leaf_hash, node_hash};
+    use crate::{Hash, leaf_hash};
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
@@ -631,18 +631,6 @@ mod tests {
         range.map(|i| i.to_string().into_bytes()).collect()
     }
 
-    /// RFC 6962 MTH of a power-of-two number of leaf hashes.
-    fn perfect_root(hashes: &[Hash]) -> Hash {
-        let mut level = hashes.to_vec();
-        while level.len() > 1 {
-            level = level
-                .chunks(2)
-                .map(|pair| node_hash(&pair[0], &pair[1]))
-                .collect();
-        }
-        level[0]
-    }
-
     #[test]
     fn log_300_entry_bundles_are_reproduced() {
         let full = TilePath::entries(0, 256).expect("in range");
@@ -670,7 +658,7 @@ mod tests {
         );
         assert_eq!(
             read_vector("log-300/tile/1/000.p/1"),
-            perfect_root(&hashes[..256]).0.to_vec()
+            crate::tree::row_root(&hashes[..256]).0.to_vec()
         );
         assert_eq!(
             layout(TileKind::Hash { level: 1 }, 300).partial,

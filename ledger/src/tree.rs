@@ -10,14 +10,22 @@
 //!   Proofs are RFC 6962 §2.1.1 `PATH` and §2.1.2 `PROOF` (RFC 9162 §2.1.3.1, §2.1.4.1).
 //! - Verification is exactly RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency),
 //!   with the expected proof length checked first so a wrong-length proof is named as such.
+//!   The loops are iterators, [`inclusion_steps`] and [`consistency_steps`], yielding each
+//!   step (the element, the side it is hashed on, the running hashes after it);
+//!   [`verify_inclusion`] and [`verify_consistency`] run them, and anything that shows the
+//!   steps (the explorer's Proof Viewer) draws these rather than a loop of its own.
 //! - Storage is C2SP tlog-tiles hash tiles of height 8: tile level `L` holds the row of tree
-//!   level `8 * L`. [`TileNodes`] serves every node from those rows; [`plan_append`] turns a
+//!   level `8 * L`. A node is the [`row_root`] of a run of one row ([`TileSpan`] says which);
+//!   [`TileNodes`] serves every node from those rows; [`plan_append`] turns a
 //!   [`TreeEdge`] (the right edge of the tree, O(log n) memory) and a batch of leaf hashes
 //!   into the new edge plus the full contents of every tile that changed, for the store to
 //!   write in one batch. [`TreeEdge::load`] rebuilds the edge from the partial tiles alone.
+//! - [`MemoNodes`] remembers the nodes any source computes in a [`NodeMemo`] that callers
+//!   may share; [`BoundedMemo`] is a bounded one threads can share.
 //!
 //! **What it is not.** It stores nothing and knows no tile paths (see [`crate::tile`]).
-//! [`MemNodes`] and [`MemTiles`] are in-memory implementations for tests and tools.
+//! [`MemNodes`] and [`MemTiles`] are in-memory implementations for tests and tools. The
+//! memo's `Mutex` is its only shared state; nothing here reads a clock or the OS.
 //!
 //! **Known limits.** Tree sizes are `u64`; [`TreeEdge::load`] refuses sizes above
 //! [`MAX_TREE_SIZE`] (2^63) so that appending can never overflow in practice.
@@ -289,29 +297,151 @@ fn inclusion_proof_len(index: u64, size: u64) -> usize {
     steps_to_root(index, size - 1)
 }
 
-/// Length of the consistency proof from `first` to `second` (`0 < first < second`).
-fn consistency_proof_len(first: u64, second: u64) -> usize {
+/// RFC 9162 §2.1.4.2 steps 3 and 4: `fn` and `sn` for `0 < first < second`, moved up past
+/// the levels where `fn` is a right child.
+fn consistency_start(first: u64, second: u64) -> (u64, u64) {
     let (mut fnode, mut snode) = (first - 1, second - 1);
     while fnode & 1 == 1 {
         fnode >>= 1;
         snode >>= 1;
     }
+    (fnode, snode)
+}
+
+/// Length of the consistency proof from `first` to `second` (`0 < first < second`).
+fn consistency_proof_len(first: u64, second: u64) -> usize {
+    let (fnode, snode) = consistency_start(first, second);
     // When `first` is a power of two the verifier supplies the seed itself.
     usize::from(!first.is_power_of_two()) + steps_to_root(fnode, snode)
 }
 
-/// The root that an RFC 6962 audit path leads to from `leaf` at `index` in a tree of `size`
-/// (RFC 9162 §2.1.3.2, without the final comparison).
+/// Which side of the running hash a proof element is hashed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The element is the left sibling: the new hash is `H(element || running)`.
+    Left,
+    /// The element is the right sibling: the new hash is `H(running || element)`.
+    Right,
+}
+
+/// One step of RFC 9162 §2.1.3.2 step 4: one audit path element hashed into `r`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InclusionStep {
+    /// The proof element: the sibling of the node `r` held before this step.
+    pub sibling: Hash,
+    /// The side the sibling is on.
+    pub side: Side,
+    /// `r` after this step. After the last step it is the root the proof leads to.
+    pub r: Hash,
+}
+
+/// The walk both RFC 9162 loops take over a proof: `fn` and `sn` move up the tree, one proof
+/// element per step, each on the side [`step`] says. Made only after the proof's length was
+/// checked against the walk.
+#[derive(Clone, Debug)]
+struct Walk<'a> {
+    elements: std::slice::Iter<'a, Hash>,
+    fnode: u64,
+    snode: u64,
+    /// The proof length the sizes (and index) determine, and the length given: equal.
+    expected: usize,
+    len: usize,
+}
+
+impl Walk<'_> {
+    /// The next element and the side it is hashed on; `None` after the last.
+    fn next(&mut self) -> Option<(Hash, Side)> {
+        // With the length checked, `sn` reaches 0 exactly at the last element; this guard
+        // only keeps the loop within the RFC's bounds.
+        if self.snode == 0 {
+            return None;
+        }
+        let element = *self.elements.next()?;
+        let side = if step(&mut self.fnode, &mut self.snode) {
+            Side::Left
+        } else {
+            Side::Right
+        };
+        Some((element, side))
+    }
+
+    /// Number of elements left.
+    fn remaining(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Whether the walk ended as the RFC requires: every element used and `sn` at 0. Always
+    /// so with the length checked first; kept so that a bug could only reject a proof.
+    fn check_end(&self) -> Result<(), VerifyError> {
+        if self.snode != 0 || self.remaining() != 0 {
+            return Err(VerifyError::WrongProofLength {
+                expected: self.expected,
+                actual: self.len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The steps of checking an audit path, from the leaf up: see [`inclusion_steps`].
+///
+/// Yields exactly one [`InclusionStep`] per proof element.
+#[derive(Clone, Debug)]
+pub struct InclusionSteps<'a> {
+    walk: Walk<'a>,
+    r: Hash,
+}
+
+impl Iterator for InclusionSteps<'_> {
+    type Item = InclusionStep;
+
+    fn next(&mut self) -> Option<InclusionStep> {
+        let (sibling, side) = self.walk.next()?;
+        self.r = match side {
+            Side::Left => node_hash(&sibling, &self.r),
+            Side::Right => node_hash(&self.r, &sibling),
+        };
+        Some(InclusionStep {
+            sibling,
+            side,
+            r: self.r,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.walk.remaining();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for InclusionSteps<'_> {}
+
+impl std::iter::FusedIterator for InclusionSteps<'_> {}
+
+impl InclusionSteps<'_> {
+    /// Runs the remaining steps and returns `r` (RFC 9162 §2.1.3.2 step 5, without the
+    /// final comparison).
+    fn finish(mut self) -> Result<Hash, VerifyError> {
+        for _ in self.by_ref() {}
+        self.walk.check_end()?;
+        Ok(self.r)
+    }
+}
+
+/// The steps of RFC 9162 §2.1.3.2 for the audit path `proof` of `leaf` at `index` in a tree
+/// of `size`: each proof element, the side it is hashed on, and `r` after it. The last
+/// step's `r` (the leaf itself when the proof is empty) is the root the proof leads to; the
+/// caller compares it with the root it trusts, as [`verify_inclusion`] does.
 ///
 /// # Errors
 /// [`VerifyError::IndexOutOfRange`] when `index >= size`; [`VerifyError::WrongProofLength`]
 /// when `proof` is not exactly as long as an audit path for `(index, size)`.
-pub fn root_from_inclusion(
+pub fn inclusion_steps<'a>(
     leaf: &Hash,
     index: u64,
     size: u64,
-    proof: &[Hash],
-) -> Result<Hash, VerifyError> {
+    proof: &'a [Hash],
+) -> Result<InclusionSteps<'a>, VerifyError> {
     if index >= size {
         return Err(VerifyError::IndexOutOfRange { index, size });
     }
@@ -322,29 +452,32 @@ pub fn root_from_inclusion(
             actual: proof.len(),
         });
     }
-    let (mut fnode, mut snode) = (index, size - 1);
-    let mut r = *leaf;
-    for p in proof {
-        // With the length checked above, `sn` reaches 0 exactly at the last element.
-        if snode == 0 {
-            return Err(VerifyError::WrongProofLength {
-                expected,
-                actual: proof.len(),
-            });
-        }
-        r = if step(&mut fnode, &mut snode) {
-            node_hash(p, &r)
-        } else {
-            node_hash(&r, p)
-        };
-    }
-    if snode != 0 {
-        return Err(VerifyError::WrongProofLength {
+    Ok(InclusionSteps {
+        walk: Walk {
+            elements: proof.iter(),
+            fnode: index,
+            snode: size - 1,
             expected,
-            actual: proof.len(),
-        });
-    }
-    Ok(r)
+            len: proof.len(),
+        },
+        r: *leaf,
+    })
+}
+
+/// The root that an RFC 6962 audit path leads to from `leaf` at `index` in a tree of `size`
+/// (RFC 9162 §2.1.3.2, without the final comparison): `r` after the last of
+/// [`inclusion_steps`].
+///
+/// # Errors
+/// [`VerifyError::IndexOutOfRange`] when `index >= size`; [`VerifyError::WrongProofLength`]
+/// when `proof` is not exactly as long as an audit path for `(index, size)`.
+pub fn root_from_inclusion(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+) -> Result<Hash, VerifyError> {
+    inclusion_steps(leaf, index, size, proof)?.finish()
 }
 
 /// Verifies that `leaf` is the leaf hash at `index` in the tree of `size` with `root`
@@ -370,8 +503,151 @@ pub fn verify_inclusion(
     Ok(())
 }
 
+/// One step of RFC 9162 §2.1.4.2 step 6: one consistency proof element hashed into `fr`
+/// and `sr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsistencyStep {
+    /// The proof element.
+    pub element: Hash,
+    /// [`Side::Left`]: the element is a left sibling on both trees' paths, so
+    /// `fr = H(element || fr)` and `sr = H(element || sr)`. [`Side::Right`]: it lies right
+    /// of the older tree, so only `sr = H(sr || element)` changes.
+    pub side: Side,
+    /// `fr` after this step: the older tree's root, as rebuilt so far.
+    pub fr: Hash,
+    /// `sr` after this step: the newer tree's root, as rebuilt so far.
+    pub sr: Hash,
+}
+
+/// The steps of checking a consistency proof: see [`consistency_steps`].
+///
+/// Yields exactly one [`ConsistencyStep`] per proof element after the seed.
+#[derive(Clone, Debug)]
+pub struct ConsistencySteps<'a> {
+    walk: Walk<'a>,
+    fr: Hash,
+    sr: Hash,
+    seed: Hash,
+    seed_from_proof: bool,
+}
+
+impl Iterator for ConsistencySteps<'_> {
+    type Item = ConsistencyStep;
+
+    fn next(&mut self) -> Option<ConsistencyStep> {
+        let (element, side) = self.walk.next()?;
+        match side {
+            Side::Left => {
+                self.fr = node_hash(&element, &self.fr);
+                self.sr = node_hash(&element, &self.sr);
+            }
+            Side::Right => self.sr = node_hash(&self.sr, &element),
+        }
+        Some(ConsistencyStep {
+            element,
+            side,
+            fr: self.fr,
+            sr: self.sr,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.walk.remaining();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for ConsistencySteps<'_> {}
+
+impl std::iter::FusedIterator for ConsistencySteps<'_> {}
+
+impl ConsistencySteps<'_> {
+    /// The hash both `fr` and `sr` start from (RFC 9162 §2.1.4.2 step 5): the first proof
+    /// element, or the older root when the older size is a power of two (step 2) or when
+    /// there is no loop to run (an empty older tree, or equal sizes).
+    pub fn seed(&self) -> Hash {
+        self.seed
+    }
+
+    /// Whether [`seed`](Self::seed) is the first proof element (else it is the older root).
+    pub fn seed_from_proof(&self) -> bool {
+        self.seed_from_proof
+    }
+
+    /// Runs the remaining steps and returns `(fr, sr)` for RFC 9162 §2.1.4.2 step 7.
+    fn finish(mut self) -> Result<(Hash, Hash), VerifyError> {
+        for _ in self.by_ref() {}
+        self.walk.check_end()?;
+        Ok((self.fr, self.sr))
+    }
+}
+
+/// The steps of RFC 9162 §2.1.4.2 for the consistency proof `proof` from the tree of `first`
+/// leaves with `first_root` to the tree of `second` leaves: the seed
+/// ([`ConsistencySteps::seed`]), then per remaining proof element the side it is hashed on
+/// and `fr`, `sr` after it. After the last step `fr` is the older root and `sr` the newer
+/// root the proof leads to; the caller compares them with the roots it trusts, as
+/// [`verify_consistency`] does.
+///
+/// When `first == 0` or `first == second` the RFC runs no loop: the proof must be empty,
+/// there are no steps and the seed is `first_root` (see [`verify_consistency`] for what
+/// is checked then).
+///
+/// # Errors
+/// [`VerifyError::SizesOutOfOrder`] when `first > second`; [`VerifyError::WrongProofLength`]
+/// when the proof is not exactly as long as `PROOF(first, D[0:second])`.
+pub fn consistency_steps<'a>(
+    first: u64,
+    second: u64,
+    first_root: &Hash,
+    proof: &'a [Hash],
+) -> Result<ConsistencySteps<'a>, VerifyError> {
+    if first > second {
+        return Err(VerifyError::SizesOutOfOrder { first, second });
+    }
+    let trivial = first == 0 || first == second;
+    let expected = if trivial {
+        0
+    } else {
+        consistency_proof_len(first, second)
+    };
+    if proof.len() != expected {
+        return Err(VerifyError::WrongProofLength {
+            expected,
+            actual: proof.len(),
+        });
+    }
+    let mut elements = proof.iter();
+    let mut seed = *first_root;
+    let (mut fnode, mut snode) = (0, 0);
+    if !trivial {
+        // Step 2: when `first` is a power of two, its root is the implicit first element.
+        if !first.is_power_of_two() {
+            // `expected` is at least 1 here, so the proof has a first element.
+            seed = *elements.next().ok_or(VerifyError::WrongProofLength {
+                expected,
+                actual: proof.len(),
+            })?;
+        }
+        (fnode, snode) = consistency_start(first, second);
+    }
+    Ok(ConsistencySteps {
+        walk: Walk {
+            elements,
+            fnode,
+            snode,
+            expected,
+            len: proof.len(),
+        },
+        fr: seed,
+        sr: seed,
+        seed,
+        seed_from_proof: !trivial && !first.is_power_of_two(),
+    })
+}
+
 /// Verifies that the tree of `second` leaves with `second_root` extends the tree of `first`
-/// leaves with `first_root` (RFC 9162 §2.1.4.2).
+/// leaves with `first_root` (RFC 9162 §2.1.4.2), by running [`consistency_steps`].
 ///
 /// Every tree extends the empty one: when `first == 0` the proof must be empty and
 /// `first_root` must be [`EMPTY_ROOT`]. When `first == second` the proof must be empty and
@@ -390,20 +666,7 @@ pub fn verify_consistency(
     second_root: &Hash,
     proof: &[Hash],
 ) -> Result<(), VerifyError> {
-    if first > second {
-        return Err(VerifyError::SizesOutOfOrder { first, second });
-    }
-    let expected = if first == 0 || first == second {
-        0
-    } else {
-        consistency_proof_len(first, second)
-    };
-    if proof.len() != expected {
-        return Err(VerifyError::WrongProofLength {
-            expected,
-            actual: proof.len(),
-        });
-    }
+    let steps = consistency_steps(first, second, first_root, proof)?;
     if first == 0 {
         if *first_root != EMPTY_ROOT {
             return Err(VerifyError::FirstRootMismatch {
@@ -413,48 +676,8 @@ pub fn verify_consistency(
         }
         return Ok(());
     }
-    if first == second {
-        if first_root != second_root {
-            return Err(VerifyError::RootMismatch {
-                expected: *second_root,
-                computed: *first_root,
-            });
-        }
-        return Ok(());
-    }
-    let wrong_length = VerifyError::WrongProofLength {
-        expected,
-        actual: proof.len(),
-    };
-    // Step 2: when `first` is a power of two, its root is the implicit first element.
-    let (seed, rest) = if first.is_power_of_two() {
-        (first_root, proof)
-    } else {
-        proof.split_first().ok_or(wrong_length.clone())?
-    };
-    // Steps 3 and 4.
-    let (mut fnode, mut snode) = (first - 1, second - 1);
-    while fnode & 1 == 1 {
-        fnode >>= 1;
-        snode >>= 1;
-    }
-    // Steps 5 and 6.
-    let (mut fr, mut sr) = (*seed, *seed);
-    for c in rest {
-        if snode == 0 {
-            return Err(wrong_length);
-        }
-        if step(&mut fnode, &mut snode) {
-            fr = node_hash(c, &fr);
-            sr = node_hash(c, &sr);
-        } else {
-            sr = node_hash(&sr, c);
-        }
-    }
-    // Step 7.
-    if snode != 0 {
-        return Err(wrong_length);
-    }
+    // Step 7. For equal sizes there are no steps, so `fr` and `sr` are both `first_root`.
+    let (fr, sr) = steps.finish()?;
     if fr != *first_root {
         return Err(VerifyError::FirstRootMismatch {
             expected: *first_root,
@@ -543,6 +766,181 @@ impl NodeSource for MemNodes {
                 index,
                 size: self.size(),
             })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memoised nodes
+// ---------------------------------------------------------------------------------------------
+
+/// Where [`MemoNodes`] remembers the nodes it computed, keyed by (level, index).
+///
+/// Every node it is given is a complete subtree's hash, which never changes, so an
+/// implementation may forget any entry at any time; it must never answer with a hash other
+/// than the one given for that node. A memo serves one tree (one log).
+pub trait NodeMemo {
+    /// The remembered hash of node (level, index), if any.
+    fn get(&self, level: u8, index: u64) -> Option<Hash>;
+
+    /// Remembers the hash of node (level, index).
+    fn insert(&self, level: u8, index: u64, hash: Hash);
+}
+
+impl<M: NodeMemo + ?Sized> NodeMemo for &M {
+    fn get(&self, level: u8, index: u64) -> Option<Hash> {
+        (**self).get(level, index)
+    }
+
+    fn insert(&self, level: u8, index: u64, hash: Hash) {
+        (**self).insert(level, index, hash);
+    }
+}
+
+impl<M: NodeMemo + ?Sized> NodeMemo for std::sync::Arc<M> {
+    fn get(&self, level: u8, index: u64) -> Option<Hash> {
+        (**self).get(level, index)
+    }
+
+    fn insert(&self, level: u8, index: u64, hash: Hash) {
+        (**self).insert(level, index, hash);
+    }
+}
+
+/// A bounded [`NodeMemo`] that threads can share: two generations of at most half the
+/// capacity each; when the newer one fills, the older is dropped whole (an approximate LRU
+/// without per-hit bookkeeping).
+///
+/// Ordered maps, not hash maps: lookups cost no more than a few hundred nanoseconds at
+/// 10^5 nodes, and nothing here needs a random hash seed.
+#[derive(Debug)]
+pub struct BoundedMemo {
+    generations: std::sync::Mutex<Generations>,
+    /// Nodes per generation.
+    half: usize,
+}
+
+#[derive(Debug, Default)]
+struct Generations {
+    young: BTreeMap<(u8, u64), Hash>,
+    old: BTreeMap<(u8, u64), Hash>,
+}
+
+impl BoundedMemo {
+    /// An empty memo holding at most `capacity` nodes (at least 2).
+    pub fn new(capacity: usize) -> BoundedMemo {
+        BoundedMemo {
+            generations: std::sync::Mutex::new(Generations::default()),
+            half: (capacity / 2).max(1),
+        }
+    }
+
+    /// The most nodes it holds.
+    pub fn capacity(&self) -> usize {
+        self.half * 2
+    }
+
+    /// Number of nodes held.
+    pub fn len(&self) -> usize {
+        let g = self.lock();
+        g.young.len() + g.old.len()
+    }
+
+    /// Whether no node is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every node (for a caller that reloads its tree).
+    pub fn clear(&self) {
+        let mut g = self.lock();
+        g.young.clear();
+        g.old.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // The maps hold no invariant a panicking holder could break half-way.
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl NodeMemo for BoundedMemo {
+    fn get(&self, level: u8, index: u64) -> Option<Hash> {
+        let g = self.lock();
+        g.young
+            .get(&(level, index))
+            .or_else(|| g.old.get(&(level, index)))
+            .copied()
+    }
+
+    fn insert(&self, level: u8, index: u64, hash: Hash) {
+        let mut g = self.lock();
+        if g.young.len() >= self.half {
+            g.old = std::mem::take(&mut g.young);
+        }
+        g.old.remove(&(level, index));
+        g.young.insert((level, index), hash);
+    }
+}
+
+/// A [`NodeSource`] that remembers the nodes another source computes, in a [`NodeMemo`] that
+/// callers may share (pass `&memo` or an `Arc`).
+///
+/// It answers exactly as its source: hits come from the memo, misses from the source, and
+/// errors are passed on and not remembered.
+#[derive(Clone, Debug)]
+pub struct MemoNodes<S, M> {
+    source: S,
+    memo: M,
+    min_tile_height: u8,
+}
+
+impl<S, M> MemoNodes<S, M> {
+    /// Remembers every node `source` gives.
+    pub fn new(source: S, memo: M) -> MemoNodes<S, M> {
+        MemoNodes {
+            source,
+            memo,
+            min_tile_height: 0,
+        }
+    }
+
+    /// Remembers only nodes at least `height` levels above their tile row (`level % 8 >=
+    /// height`). Read from tiles, a node costs `2^(level % 8) - 1` hashes: below some height
+    /// that is less than the memo's bookkeeping.
+    #[must_use]
+    pub fn min_tile_height(self, height: u8) -> MemoNodes<S, M> {
+        MemoNodes {
+            min_tile_height: height,
+            ..self
+        }
+    }
+
+    /// The wrapped source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The memo.
+    pub fn memo(&self) -> &M {
+        &self.memo
+    }
+}
+
+impl<S: NodeSource, M: NodeMemo> NodeSource for MemoNodes<S, M> {
+    type Error = S::Error;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, S::Error> {
+        if level % TILE_HEIGHT < self.min_tile_height {
+            return self.source.node(level, index);
+        }
+        if let Some(hash) = self.memo.get(level, index) {
+            return Ok(hash);
+        }
+        let hash = self.source.node(level, index)?;
+        self.memo.insert(level, index, hash);
+        Ok(hash)
     }
 }
 
@@ -651,19 +1049,105 @@ fn read_tile<T: TileSource + ?Sized>(
         .collect())
 }
 
-/// Root of the perfect subtree whose leaves (or row nodes) are `hashes`, a power-of-two count.
-fn perfect_root(hashes: &[Hash]) -> Hash {
-    let mut row = hashes.to_vec();
-    while row.len() > 1 {
-        row = row
-            .chunks_exact(2)
-            .map(|pair| match pair {
-                [l, r] => node_hash(l, r),
-                _ => EMPTY_ROOT, // unreachable: chunks_exact(2)
-            })
-            .collect();
+/// The RFC 6962 Merkle tree hash of a run of hashes taken as leaves: `MTH` over entries that
+/// are already hashed. [`EMPTY_ROOT`] when there are none.
+///
+/// For `2^k` consecutive nodes of one tree level, starting at a multiple of `2^k` (such as a
+/// run of a tile row), it is the node `k` levels above them; for the leaf hashes of a whole
+/// tree it is that tree's [`root`]. It hashes each interior node once (`len - 1` hashes) and
+/// keeps O(log n) hashes, not a copy of the run.
+pub fn row_root(hashes: &[Hash]) -> Hash {
+    fold_row(hashes.iter().copied())
+}
+
+/// [`row_root`] over an iterator: merges equal-height subtrees as each hash arrives (one
+/// merge per trailing one bit of the count so far), then folds what is left right to left,
+/// as RFC 6962 splits an unbalanced tree.
+fn fold_row(hashes: impl Iterator<Item = Hash>) -> Hash {
+    // Roots of the perfect subtrees so far, largest (leftmost) first: at most 64.
+    let mut stack: Vec<Hash> = Vec::with_capacity(8);
+    for (count, hash) in (0u64..).zip(hashes) {
+        let mut node = hash;
+        for _ in 0..count.trailing_ones() {
+            let Some(left) = stack.pop() else { break };
+            node = node_hash(&left, &node);
+        }
+        stack.push(node);
     }
-    row.first().copied().unwrap_or(EMPTY_ROOT)
+    let mut nodes = stack.into_iter().rev();
+    let Some(last) = nodes.next() else {
+        return EMPTY_ROOT;
+    };
+    nodes.fold(last, |acc, left| node_hash(&left, &acc))
+}
+
+/// Where a complete subtree's hash lies in C2SP tlog-tiles storage: node (level, index) is
+/// the root of `count = 2^(level % 8)` consecutive hashes of one tile row, tile level
+/// `level / 8`, starting at position `offset` of its tile.
+///
+/// This is how [`TileNodes`] reads nodes; callers that hold tile rows in their own form
+/// locate and hash a node with [`TileSpan::of_node`] and [`TileSpan::root`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileSpan {
+    level: u8,
+    index: u64,
+    offset: u16,
+    count: u16,
+}
+
+impl TileSpan {
+    /// The span of node (level, index); `None` when the node's leaves lie beyond `u64` leaf
+    /// indexes.
+    pub fn of_node(level: u8, index: u64) -> Option<TileSpan> {
+        let count = 1u64 << (level % TILE_HEIGHT);
+        let first = index.checked_mul(count)?;
+        // `count` divides 256 and `first` is a multiple of it, so the run lies in one tile;
+        // `offset + count` is at most 256.
+        let offset = first % TILE_WIDTH;
+        Some(TileSpan {
+            level: level / TILE_HEIGHT,
+            index: first / TILE_WIDTH,
+            offset: u16::try_from(offset).ok()?,
+            count: u16::try_from(count).ok()?,
+        })
+    }
+
+    /// Tile level: the tile row holds the hashes of tree level `8 * level`.
+    pub fn level(&self) -> u8 {
+        self.level
+    }
+
+    /// Tile index within its level.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Position of the first hash of the run in the tile.
+    pub fn offset(&self) -> u16 {
+        self.offset
+    }
+
+    /// Number of hashes in the run: a power of two, 1 to 128.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// The tile width the node needs: `offset + count` hashes.
+    pub fn width(&self) -> u16 {
+        self.offset + self.count
+    }
+
+    /// The node's hash from the bytes of its tile as stored (32-byte hashes, concatenated):
+    /// the [`row_root`] of the span's run. Bytes past the run are ignored, so a tile that has
+    /// grown since serves older nodes unchanged. `None` when `tile` is shorter than
+    /// [`width`](Self::width) hashes.
+    pub fn root(&self, tile: &[u8]) -> Option<Hash> {
+        let start = usize::from(self.offset) * HASH_SIZE;
+        let run = tile.get(start..start + usize::from(self.count) * HASH_SIZE)?;
+        Some(fold_row(
+            run.chunks_exact(HASH_SIZE).filter_map(Hash::from_slice),
+        ))
+    }
 }
 
 /// Number of nodes of tree level `8 * tile_level` in a tree of `size`.
@@ -675,7 +1159,8 @@ fn row_len(size: u64, tile_level: u8) -> u64 {
 /// A [`NodeSource`] over stored hash tiles.
 ///
 /// Node (level, index) is read from the row of tile level `level / 8`: the `2^(level % 8)`
-/// consecutive row entries under it are hashed as a perfect subtree (at most 127 hashes).
+/// consecutive row entries under it (its [`TileSpan`]) are hashed as a perfect subtree (at
+/// most 127 hashes).
 #[derive(Debug)]
 pub struct TileNodes<'a, T: ?Sized>(pub &'a T);
 
@@ -691,17 +1176,12 @@ impl<T: TileSource + ?Sized> NodeSource for TileNodes<'_, T> {
     type Error = TileNodesError<T::Error>;
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, Self::Error> {
-        let tile_level = level / TILE_HEIGHT;
-        let count = 1u64 << (level % TILE_HEIGHT);
-        let first = index
-            .checked_mul(count)
+        let span = TileSpan::of_node(level, index)
             .ok_or(TileNodesError::NodeOutOfRange { level, index })?;
-        let offset = first % TILE_WIDTH;
-        // `count` divides 256 and `first` is a multiple of it, so the entries share one tile.
-        let width = u16::try_from(offset + count)
-            .map_err(|_| TileNodesError::NodeOutOfRange { level, index })?;
-        let row = read_tile(self.0, tile_level, first / TILE_WIDTH, width)?;
-        Ok(perfect_root(row.get(offset as usize..).unwrap_or_default()))
+        let row = read_tile(self.0, span.level, span.index, span.width())?;
+        Ok(row_root(
+            row.get(usize::from(span.offset)..).unwrap_or_default(),
+        ))
     }
 }
 
@@ -812,7 +1292,7 @@ impl TreeEdge {
                     needed: (first + count) as u16,
                 },
             )?;
-            frontier.push(perfect_root(entries));
+            frontier.push(row_root(entries));
         }
         Ok(TreeEdge {
             size,
@@ -1658,6 +2138,531 @@ mod tests {
         }
     }
 
+    // -- verification steps ---------------------------------------------------------------
+    //
+    // The oracle is RFC 6962's recursion, not RFC 9162's loop: every running hash the steps
+    // report must be `MTH` of the leaf range the recursion names at that level.
+
+    /// `MTH(D[lo:hi])` of the fixture leaves, from a tree of just those leaves.
+    fn mth(lo: u64, hi: u64) -> Hash {
+        let leaves = fixture().leaves.get(lo as usize..hi as usize);
+        let tree = MemNodes::new(leaves.unwrap_or_default().to_vec());
+        root(hi - lo, &tree).unwrap_or_default()
+    }
+
+    /// RFC 6962's split point, computed independently of [`split_point`].
+    fn rfc_split(n: u64) -> u64 {
+        n.next_power_of_two() / 2
+    }
+
+    /// RFC 6962 `PATH(index, D[0:size])`, bottom up: per proof element, its side and the
+    /// range `[lo, hi)` whose hash `r` is after it.
+    fn path_ranges(index: u64, size: u64) -> Vec<(Side, u64, u64)> {
+        let (mut lo, mut hi) = (0, size);
+        let mut out = vec![];
+        while hi - lo > 1 {
+            let k = rfc_split(hi - lo);
+            if index < lo + k {
+                out.push((Side::Right, lo, hi));
+                hi = lo + k;
+            } else {
+                out.push((Side::Left, lo, hi));
+                lo += k;
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    /// RFC 6962 `SUBPROOF(first, D[0:second], true)` for `0 < first < second`, bottom up:
+    /// where the seed's range starts (it ends at `first`), then per step the side and the
+    /// range `[lo, hi)` whose hash `sr` is after it (`fr` is then `MTH(D[lo:first])`).
+    fn subproof_ranges(first: u64, second: u64) -> (u64, Vec<(Side, u64, u64)>) {
+        let (mut lo, mut hi, mut m) = (0, second, first);
+        let mut out = vec![];
+        while hi - lo != m {
+            let k = rfc_split(hi - lo);
+            if m <= k {
+                out.push((Side::Right, lo, hi));
+                hi = lo + k;
+            } else {
+                out.push((Side::Left, lo, hi));
+                lo += k;
+                m -= k;
+            }
+        }
+        out.reverse();
+        (lo, out)
+    }
+
+    #[test]
+    fn inclusion_steps_follow_the_rfc_6962_path_for_every_leaf_up_to_64() {
+        let f = fixture();
+        for size in 1..=64u64 {
+            for index in 0..size {
+                let at = (index, size);
+                let leaf = fixture_leaf(index);
+                let proof = prove_inclusion(index, size, &f.mem).expect("index in range");
+                let steps = inclusion_steps(&leaf, index, size, &proof).expect("valid");
+                check((at, steps.len()), (at, proof.len()));
+                let steps: Vec<InclusionStep> = steps.collect();
+                let want: Vec<InclusionStep> = path_ranges(index, size)
+                    .into_iter()
+                    .zip(&proof)
+                    .map(|((side, lo, hi), sibling)| InclusionStep {
+                        sibling: *sibling,
+                        side,
+                        r: mth(lo, hi),
+                    })
+                    .collect();
+                check((at, &steps), (at, &want));
+                let last = steps.last().map_or(leaf, |s| s.r);
+                check((at, last), (at, small_root(size)));
+            }
+        }
+    }
+
+    #[test]
+    fn consistency_steps_follow_the_rfc_6962_subproof_for_every_pair_up_to_64() {
+        let f = fixture();
+        for second in 0..=64u64 {
+            for first in 0..=second {
+                let at = (first, second);
+                let (r1, r2) = (small_root(first), small_root(second));
+                let proof = prove_consistency(first, second, &f.mem).expect("in order");
+                let steps = consistency_steps(first, second, &r1, &proof).expect("valid");
+                if first == 0 || first == second {
+                    check((at, steps.seed(), steps.seed_from_proof()), (at, r1, false));
+                    check((at, steps.count()), (at, 0));
+                    continue;
+                }
+                let (seed_lo, ranges) = subproof_ranges(first, second);
+                let pow2 = first.is_power_of_two();
+                check(
+                    (at, steps.seed(), steps.seed_from_proof()),
+                    (at, mth(seed_lo, first), !pow2),
+                );
+                check((at, steps.len()), (at, ranges.len()));
+                let steps: Vec<ConsistencyStep> = steps.collect();
+                let elements = proof.get(usize::from(!pow2)..).unwrap_or_default();
+                let want: Vec<ConsistencyStep> = ranges
+                    .into_iter()
+                    .zip(elements)
+                    .map(|((side, lo, hi), element)| ConsistencyStep {
+                        element: *element,
+                        side,
+                        fr: mth(lo, first),
+                        sr: mth(lo, hi),
+                    })
+                    .collect();
+                check((at, &steps), (at, &want));
+                let last = steps.last().map(|s| (s.fr, s.sr));
+                check((at, last), (at, Some((r1, r2))));
+            }
+        }
+    }
+
+    #[test]
+    fn steps_refuse_what_verify_refuses_up_front() {
+        let (l0, r3) = (leaf(0), small_root(3));
+        let e = |steps: Result<InclusionSteps<'_>, VerifyError>| steps.err();
+        check(
+            e(inclusion_steps(&l0, 3, 3, &[])),
+            Some(VerifyError::IndexOutOfRange { index: 3, size: 3 }),
+        );
+        check(
+            e(inclusion_steps(&l0, 0, 3, &[l0])),
+            Some(VerifyError::WrongProofLength {
+                expected: 2,
+                actual: 1,
+            }),
+        );
+        check(e(inclusion_steps(&l0, 0, 1, &[])).is_none(), true);
+        let c = |steps: Result<ConsistencySteps<'_>, VerifyError>| steps.err();
+        check(
+            c(consistency_steps(3, 2, &r3, &[])),
+            Some(VerifyError::SizesOutOfOrder {
+                first: 3,
+                second: 2,
+            }),
+        );
+        check(
+            c(consistency_steps(3, 3, &r3, &[r3])),
+            Some(VerifyError::WrongProofLength {
+                expected: 0,
+                actual: 1,
+            }),
+        );
+        check(
+            c(consistency_steps(3, 4, &r3, &[r3])),
+            Some(VerifyError::WrongProofLength {
+                expected: 3,
+                actual: 1,
+            }),
+        );
+    }
+
+    /// What the steps say about an inclusion proof: their error, or whether `r` after the
+    /// last one is `root_at`.
+    fn inclusion_verdict_of_steps(
+        leaf: &Hash,
+        index: u64,
+        size: u64,
+        proof: &[Hash],
+        root_at: &Hash,
+    ) -> Result<(), VerifyError> {
+        let computed = inclusion_steps(leaf, index, size, proof)?.fold(*leaf, |_, s| s.r);
+        if computed == *root_at {
+            Ok(())
+        } else {
+            Err(VerifyError::RootMismatch {
+                expected: *root_at,
+                computed,
+            })
+        }
+    }
+
+    /// What the steps say about a consistency proof: their error, or how `fr` and `sr`
+    /// after the last one compare with the roots (the empty older tree has no steps: its
+    /// root must be the empty root).
+    fn consistency_verdict_of_steps(
+        first: u64,
+        second: u64,
+        r1: &Hash,
+        r2: &Hash,
+        proof: &[Hash],
+    ) -> Result<(), VerifyError> {
+        let steps = consistency_steps(first, second, r1, proof)?;
+        let seed = steps.seed();
+        let (fr, sr) = if first == 0 {
+            (EMPTY_ROOT, *r2)
+        } else {
+            steps.fold((seed, seed), |_, s| (s.fr, s.sr))
+        };
+        if fr != *r1 {
+            return Err(VerifyError::FirstRootMismatch {
+                expected: *r1,
+                computed: fr,
+            });
+        }
+        if sr != *r2 {
+            return Err(VerifyError::RootMismatch {
+                expected: *r2,
+                computed: sr,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ways to spoil a proof or its claims.
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        FlipBit { element: usize, bit: usize },
+        Drop(usize),
+        Duplicate(usize),
+        Swap(usize, usize),
+        OtherIndex(u64),
+        OtherSize(u64),
+        FlipLeaf(usize),
+        FlipRoot(usize),
+        None,
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (0usize..8, 0usize..256).prop_map(|(element, bit)| Mutation::FlipBit { element, bit }),
+            (0usize..8).prop_map(Mutation::Drop),
+            (0usize..8).prop_map(Mutation::Duplicate),
+            (0usize..8, 0usize..8).prop_map(|(a, b)| Mutation::Swap(a, b)),
+            (0u64..66).prop_map(Mutation::OtherIndex),
+            (0u64..66).prop_map(Mutation::OtherSize),
+            (0usize..256).prop_map(Mutation::FlipLeaf),
+            (0usize..256).prop_map(Mutation::FlipRoot),
+            Just(Mutation::None),
+        ]
+    }
+
+    /// Applies `m` to (a, b, proof, x, y): for inclusion (index, size, proof, leaf, root),
+    /// for consistency (first, second, proof, older root, newer root).
+    fn mutate(
+        m: &Mutation,
+        a: &mut u64,
+        b: &mut u64,
+        proof: &mut Vec<Hash>,
+        x: &mut Hash,
+        y: &mut Hash,
+    ) {
+        let len = proof.len().max(1);
+        match *m {
+            Mutation::FlipBit { element, bit } => {
+                if let Some(h) = proof.get_mut(element % len) {
+                    *h = flip(h, bit);
+                }
+            }
+            Mutation::Drop(i) => {
+                if i % len < proof.len() {
+                    proof.remove(i % len);
+                }
+            }
+            Mutation::Duplicate(i) => {
+                let h = proof.get(i % len).copied().unwrap_or(*x);
+                proof.insert((i % len).min(proof.len()), h);
+            }
+            Mutation::Swap(i, j) => {
+                let n = proof.len();
+                if n > 1 {
+                    proof.swap(i % n, j % n);
+                }
+            }
+            Mutation::OtherIndex(i) => *a = i,
+            Mutation::OtherSize(n) => *b = n,
+            Mutation::FlipLeaf(bit) => *x = flip(x, bit),
+            Mutation::FlipRoot(bit) => *y = flip(y, bit),
+            Mutation::None => {}
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        #[test]
+        fn mutated_inclusion_proofs_fail_as_the_steps_say(
+            size in 1u64..=64,
+            at in any::<u64>(),
+            m in mutation(),
+        ) {
+            let f = fixture();
+            let index = at % size;
+            let mut proof = prove_inclusion(index, size, &f.mem).unwrap_or_default();
+            let valid = proof.clone();
+            let (mut i, mut n, mut l, mut r) = (index, size, fixture_leaf(index), small_root(size));
+            mutate(&m, &mut i, &mut n, &mut proof, &mut l, &mut r);
+            let verdict = verify_inclusion(&l, i, n, &proof, &r);
+            prop_assert_eq!(&verdict, &inclusion_verdict_of_steps(&l, i, n, &proof, &r));
+            if (i, n, &proof, l, r) == (index, size, &valid, fixture_leaf(index), small_root(size)) {
+                prop_assert_eq!(verdict, Ok(()));
+            } else if proof != valid || l != fixture_leaf(index) || r != small_root(size) {
+                prop_assert!(verdict.is_err());
+            }
+        }
+
+        #[test]
+        fn mutated_consistency_proofs_fail_as_the_steps_say(
+            a in 0u64..=64,
+            b in 0u64..=64,
+            m in mutation(),
+        ) {
+            let f = fixture();
+            let (first, second) = (a.min(b), a.max(b));
+            let mut proof = prove_consistency(first, second, &f.mem).unwrap_or_default();
+            let valid = proof.clone();
+            let (mut m1, mut m2, mut r1, mut r2) = (first, second, small_root(first), small_root(second));
+            mutate(&m, &mut m1, &mut m2, &mut proof, &mut r1, &mut r2);
+            let verdict = verify_consistency(m1, m2, &r1, &r2, &proof);
+            prop_assert_eq!(&verdict, &consistency_verdict_of_steps(m1, m2, &r1, &r2, &proof));
+            if (m1, m2, &proof, r1, r2) == (first, second, &valid, small_root(first), small_root(second)) {
+                prop_assert_eq!(verdict, Ok(()));
+            } else if (m1, m2) == (first, second) && first > 0 && (proof != valid || r1 != small_root(first) || r2 != small_root(second)) {
+                prop_assert!(verdict.is_err());
+            }
+        }
+    }
+
+    // -- row roots, tile spans and the memo ----------------------------------------------
+
+    #[test]
+    fn row_root_is_the_tree_root_of_its_hashes() {
+        let f = fixture();
+        for size in (0..=64u64).chain([255, 256, 257, 300, 1000, 4096]) {
+            let leaves = f.leaves.get(..size as usize).unwrap_or_default();
+            check((size, row_root(leaves)), (size, mem_root(size)));
+        }
+        // A power-of-two run of a higher level is the node above it.
+        for level in 0..=8u8 {
+            let row: Vec<Hash> = (0..8u64)
+                .filter_map(|i| f.mem.node(level, i).ok())
+                .collect();
+            check(row_root(&row), f.mem.node(level + 3, 0).unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn tile_spans_locate_and_hash_every_node() {
+        let f = fixture();
+        for level in 0..=16u8 {
+            for index in [
+                0,
+                1,
+                2,
+                3,
+                5,
+                127,
+                128,
+                (FIXTURE_SIZE >> level).saturating_sub(1),
+            ] {
+                if (index + 1) << level > FIXTURE_SIZE {
+                    continue;
+                }
+                let span = TileSpan::of_node(level, index).expect("in range");
+                let count = 1u64 << (level % 8);
+                check(
+                    (
+                        level,
+                        index,
+                        span.level(),
+                        span.index(),
+                        u64::from(span.offset()),
+                        u64::from(span.count()),
+                    ),
+                    (
+                        level,
+                        index,
+                        level / 8,
+                        index * count / 256,
+                        index * count % 256,
+                        count,
+                    ),
+                );
+                check(span.width(), span.offset() + span.count());
+                let tile = f.tiles.get(span.level(), span.index()).unwrap_or_default();
+                let bytes: Vec<u8> = tile.iter().flat_map(|h| h.0).collect();
+                check(
+                    (level, index, span.root(&bytes)),
+                    (level, index, f.mem.node(level, index).ok()),
+                );
+                let exact = bytes
+                    .get(..usize::from(span.width()) * 32)
+                    .unwrap_or_default();
+                check(span.root(exact), span.root(&bytes));
+                let short = bytes
+                    .get(..usize::from(span.width()) * 32 - 1)
+                    .unwrap_or_default();
+                check(span.root(short), None);
+            }
+        }
+        check(TileSpan::of_node(7, u64::MAX), None);
+        check(
+            TileSpan::of_node(0, u64::MAX).map(|s| (s.index(), s.offset())),
+            Some((u64::MAX / 256, 255)),
+        );
+        check(
+            TileSpan::of_node(255, 1).map(|s| (s.level(), s.count(), s.width())),
+            Some((31, 128, 256)),
+        );
+    }
+
+    /// A node source that counts its reads.
+    #[derive(Debug)]
+    struct Counting<'a> {
+        nodes: &'a MemNodes,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl<'a> Counting<'a> {
+        fn new(nodes: &'a MemNodes) -> Counting<'a> {
+            Counting {
+                nodes,
+                reads: std::sync::atomic::AtomicUsize::new(0),
+            }
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    impl NodeSource for Counting<'_> {
+        type Error = MissingNode;
+
+        fn node(&self, level: u8, index: u64) -> Result<Hash, MissingNode> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.nodes.node(level, index)
+        }
+    }
+
+    #[test]
+    fn memo_nodes_remember_what_their_source_gave() {
+        let f = fixture();
+        let source = Counting::new(&f.mem);
+        let memo = BoundedMemo::new(64);
+        let nodes = MemoNodes::new(&source, &memo);
+        check(nodes.node(3, 5), f.mem.node(3, 5));
+        check(nodes.node(3, 5), f.mem.node(3, 5));
+        check((source.reads(), memo.len()), (1, 1));
+        // Errors are passed on, and not remembered.
+        let missing = nodes.node(20, 0);
+        check(missing, f.mem.node(20, 0));
+        check(missing.is_err(), true);
+        check(nodes.node(20, 0), missing);
+        check((source.reads(), memo.len()), (3, 1));
+        // Below the minimum height within a tile, every read goes to the source.
+        let tall = MemoNodes::new(&source, &memo).min_tile_height(4);
+        check(tall.node(3, 6), f.mem.node(3, 6));
+        check(tall.node(3, 6), f.mem.node(3, 6));
+        check(tall.node(12, 1), f.mem.node(12, 1));
+        check(tall.node(12, 1), f.mem.node(12, 1));
+        check((source.reads(), memo.len()), (6, 2));
+        // A second wrapper over the same memo shares its nodes.
+        let other = MemoNodes::new(&f.mem, std::sync::Arc::new(BoundedMemo::new(4)));
+        check(other.node(3, 5), f.mem.node(3, 5));
+        check(MemoNodes::new(&f.mem, &memo).node(12, 1), f.mem.node(12, 1));
+        check(source.reads(), 6);
+        memo.clear();
+        check((memo.len(), memo.is_empty()), (0, true));
+    }
+
+    #[test]
+    fn bounded_memo_keeps_its_capacity_and_the_newest_nodes() {
+        check(BoundedMemo::new(0).capacity(), 2);
+        check(BoundedMemo::new(7).capacity(), 6);
+        let memo = BoundedMemo::new(8);
+        for i in 0..100u64 {
+            memo.insert(0, i, leaf(i));
+            assert!(memo.len() <= 8, "{} nodes after {i}", memo.len());
+            // The node just inserted and the one before it are always held.
+            check(memo.get(0, i), Some(leaf(i)));
+            check(
+                memo.get(0, i.saturating_sub(1)),
+                Some(leaf(i.saturating_sub(1))),
+            );
+        }
+        check(memo.get(0, 0), None);
+        // Re-inserting an old node moves it to the newer generation, without a copy.
+        memo.insert(0, 96, leaf(96));
+        check(memo.get(0, 96), Some(leaf(96)));
+        assert!(memo.len() <= 8);
+    }
+
+    proptest! {
+        #![proptest_config(config(64))]
+
+        #[test]
+        fn memo_nodes_answer_as_their_source(
+            capacity in 0usize..40,
+            min_height in 0u8..9,
+            queries in proptest::collection::vec((0u64..3000, 0u64..3000), 1..24),
+        ) {
+            let f = fixture();
+            let tiles = TileNodes(&f.tiles);
+            let memo = BoundedMemo::new(capacity);
+            let nodes = MemoNodes::new(tiles, &memo).min_tile_height(min_height);
+            for (a, b) in queries {
+                let (first, second) = (a.min(b), a.max(b));
+                prop_assert_eq!(prove_consistency(first, second, &nodes), prove_consistency(first, second, &tiles));
+                if second > 0 {
+                    let index = a % second;
+                    prop_assert_eq!(prove_inclusion(index, second, &nodes), prove_inclusion(index, second, &tiles));
+                }
+                prop_assert_eq!(root(second, &nodes), root(second, &tiles));
+                // Nodes beyond the tree fail alike.
+                prop_assert_eq!(nodes.node(0, FIXTURE_SIZE + a), tiles.node(0, FIXTURE_SIZE + a));
+                prop_assert!(memo.len() <= memo.capacity());
+                prop_assert!(memo.capacity() <= capacity.max(2));
+            }
+        }
+    }
+
     // -- tiny cases ---------------------------------------------------------------------
 
     #[test]
@@ -2063,6 +3068,8 @@ mod tests {
             let _ = root_from_inclusion(&a, index, size, &proof);
             let _ = verify_consistency(index, size, &a, &b, &proof);
             let _ = verify_consistency(size, index, &a, &b, &proof);
+            let _ = inclusion_steps(&a, index, size, &proof).map(Iterator::count);
+            let _ = consistency_steps(index, size, &a, &proof).map(Iterator::count);
             if index < size {
                 prop_assert!(verify_inclusion(&a, index, size, &proof, &b).is_err() || proof.len() == inclusion_proof_len(index, size));
             }
@@ -2075,11 +3082,22 @@ mod tests {
                 let index = a % second;
                 let proof = prove_inclusion(index, second, &AnyNodes).unwrap_or_default();
                 prop_assert_eq!(proof.len(), inclusion_proof_len(index, second));
+                // The steps take every element, and end with `sn` at 0.
+                let leaf = Hash::default();
+                let steps = inclusion_steps(&leaf, index, second, &proof).map(|s| (s.len(), s.count()));
+                prop_assert_eq!(steps, Ok((proof.len(), proof.len())));
+                prop_assert!(root_from_inclusion(&leaf, index, second, &proof).is_ok());
                 prop_assert!(root(second, &AnyNodes).is_ok());
             }
             let proof = prove_consistency(first, second, &AnyNodes).unwrap_or_default();
             let want = if first == 0 || first == second { 0 } else { consistency_proof_len(first, second) };
             prop_assert_eq!(proof.len(), want);
+            let seeded = usize::from(first != 0 && first != second && !first.is_power_of_two());
+            let steps = consistency_steps(first, second, &Hash::default(), &proof).map(|s| (s.seed_from_proof(), s.len(), s.count()));
+            prop_assert_eq!(steps, Ok((seeded == 1, want - seeded, want - seeded)));
+            let verdict = verify_consistency(first, second, &Hash::default(), &Hash::default(), &proof);
+            let wrong_length = VerifyError::WrongProofLength { expected: want, actual: want };
+            prop_assert_ne!(verdict, Err(wrong_length));
         }
 
         #[test]

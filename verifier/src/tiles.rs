@@ -3,18 +3,20 @@
 //! [`TileRebuilder`] takes leaf hashes in order and keeps one row of at most
 //! 255 hashes per tile level (O(log n) memory). Each time a row fills, it
 //! hands back the full tile (c2sp.org/tlog-tiles: tile level `L` holds the
-//! hashes of tree level `8 * L`) and pushes the tile's root up one level; at
-//! any moment its rows are the partial tiles of the current tree size, from
-//! which [`TileRebuilder::root`] reads the RFC 6962 root through the ledger's
-//! own [`TileNodes`] and [`tree::root`]. [`compare`] checks a tile file byte
-//! for byte against a recomputed tile and names the first difference.
+//! hashes of tree level `8 * L`) and pushes the tile's root, the ledger's
+//! [`tree::row_root`], up one level; at any moment its rows are the partial
+//! tiles of the current tree size, from which [`TileRebuilder::root`] reads
+//! the RFC 6962 root through the ledger's own [`TileNodes`] and
+//! [`tree::root`]: no Merkle hashing is done here. [`compare`] checks a tile
+//! file byte for byte against a recomputed tile and names the first
+//! difference.
 //!
 //! Nothing here reads the tile files it checks: every hash is recomputed from
 //! the level below, so a wrong file cannot vouch for another.
 
 use lineage_ledger::tile::TilePath;
 use lineage_ledger::tree::{self, TileNodes, TileSource, TileWrite};
-use lineage_ledger::{HASH_SIZE, Hash, TILE_HEIGHT, TILE_WIDTH, node_hash};
+use lineage_ledger::{HASH_SIZE, Hash, TILE_HEIGHT, TILE_WIDTH};
 
 use crate::Violation;
 
@@ -37,22 +39,6 @@ pub struct TileRebuilder {
 pub struct NotBuffered {
     level: u8,
     index: u64,
-}
-
-/// RFC 6962 root of a perfect subtree given its (power of two) leaves.
-fn perfect_root(hashes: &[Hash]) -> Hash {
-    let mut row = hashes.to_vec();
-    while row.len() > 1 {
-        row = row
-            .chunks(2)
-            .map(|pair| match pair {
-                [l, r] => node_hash(l, r),
-                [one] => *one,
-                [] | [_, _, ..] => Hash::default(),
-            })
-            .collect();
-    }
-    row.first().copied().unwrap_or_default()
 }
 
 impl TileRebuilder {
@@ -84,7 +70,8 @@ impl TileRebuilder {
                 return;
             }
             let hashes = std::mem::take(row);
-            carry = perfect_root(&hashes);
+            // A full row: 256 hashes, so their row root is the node above the tile.
+            carry = tree::row_root(&hashes);
             full.push(TileWrite {
                 // Lossless: level < 8.
                 level: level as u8,
