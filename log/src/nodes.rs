@@ -1,61 +1,132 @@
 //! Proof nodes read from the stored tile rows.
+//!
+//! No Merkle math here: a node is located in its tile row and hashed by the
+//! ledger's [`TileSpan`], and remembered by its [`MemoNodes`]. This module
+//! only decides where a tile row comes from (the hot right-edge tiles, this
+//! request's reads, the store).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use lineage_ledger::Hash;
-use lineage_ledger::node_hash;
 use lineage_ledger::store::{Store, StoreError};
-use lineage_ledger::tree::NodeSource;
+use lineage_ledger::tree::{BoundedMemo, MemoNodes, NodeMemo, NodeSource, TileSpan};
 
-use crate::cache::Generations;
 use crate::service::{lock, read};
 
 /// A stored tile row, shared between the nodes read from it.
 pub(crate) type SharedTile = Arc<Vec<u8>>;
 
-/// A [`NodeSource`] over the store for one request: each tile is read once
-/// (from the hot right-edge tiles when it is one of them). A node inside a
-/// tile is hashed straight from the tile's row; subtrees of 16 or more rows
-/// are remembered (per request, or across requests for
-/// [`Core::proof_nodes`]), so receipts of neighbouring entries, whose audit
-/// paths share their larger siblings, do not hash those again.
-pub struct ProofNodes<'a> {
-    pub(crate) store: &'a dyn Store,
-    pub(crate) hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
-    pub(crate) tiles: Mutex<HashMap<(u8, u64), SharedTile>>,
-    pub(crate) memo: Memo<'a>,
+/// Interior proof nodes of at least this height within their tile are
+/// memoised; smaller ones cost fewer hashes than the bookkeeping would.
+const MEMO_MIN_HEIGHT: u8 = 4;
+
+/// Nodes a per-request memo holds.
+const LOCAL_MEMO_NODES: usize = 1 << 14;
+
+/// The tile rows one request reads: each tile is read once (from the hot
+/// right-edge tiles when it is one of them).
+pub(crate) struct StoredTiles<'a> {
+    store: &'a dyn Store,
+    hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
+    tiles: Mutex<HashMap<(u8, u64), SharedTile>>,
+}
+
+impl StoredTiles<'_> {
+    /// The stored tile row (tile level, tile index): this source's own
+    /// reads, then the hot tiles, then the store.
+    fn tile(&self, tile_level: u8, tile_index: u64) -> Result<SharedTile, NodeError> {
+        let key = (tile_level, tile_index);
+        if let Some(t) = lock(&self.tiles).get(&key) {
+            return Ok(t.clone());
+        }
+        if let Some(t) = self.hot.and_then(|h| read(h).get(&key).cloned()) {
+            return Ok(t);
+        }
+        let t = Arc::new(self.store.tile(tile_level, tile_index)?.unwrap_or_default());
+        lock(&self.tiles).insert(key, t.clone());
+        Ok(t)
+    }
+}
+
+impl NodeSource for StoredTiles<'_> {
+    type Error = NodeError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
+        let span = TileSpan::of_node(level, index).ok_or(NodeError::OutOfRange { level, index })?;
+        let tile = self.tile(span.level(), span.index())?;
+        span.root(&tile).ok_or(NodeError::Missing {
+            tile_level: span.level(),
+            tile_index: span.index(),
+            offset: u64::from(span.offset()),
+        })
+    }
 }
 
 /// Where computed nodes are remembered.
 pub(crate) enum Memo<'a> {
     /// For this node source only.
-    Local(Mutex<HashMap<(u8, u64), Hash>>),
+    Local(BoundedMemo),
     /// Shared by every request (bounded).
-    Shared(&'a Mutex<Generations<(u8, u64), Hash>>),
+    Shared(&'a BoundedMemo),
 }
 
-impl Memo<'_> {
-    fn get(&self, key: (u8, u64)) -> Option<Hash> {
+impl NodeMemo for Memo<'_> {
+    fn get(&self, level: u8, index: u64) -> Option<Hash> {
         match self {
-            Memo::Local(m) => lock(m).get(&key).copied(),
-            Memo::Shared(m) => lock(m).get(&key).copied(),
+            Memo::Local(m) => m.get(level, index),
+            Memo::Shared(m) => m.get(level, index),
         }
     }
 
-    fn insert(&self, key: (u8, u64), h: Hash) {
+    fn insert(&self, level: u8, index: u64, hash: Hash) {
         match self {
-            Memo::Local(m) => {
-                lock(m).insert(key, h);
-            }
-            Memo::Shared(m) => lock(m).insert(key, h),
+            Memo::Local(m) => m.insert(level, index, hash),
+            Memo::Shared(m) => m.insert(level, index, hash),
         }
     }
 }
+
+/// A [`NodeSource`] over the stored tiles for one request. A node inside a
+/// tile is hashed straight from the tile's row; subtrees of 16 or more rows
+/// are remembered (per request, or across requests for
+/// [`Core::proof_nodes`](crate::Core::proof_nodes)), so receipts of
+/// neighbouring entries, whose audit paths share their larger siblings, do
+/// not hash those again.
+pub struct ProofNodes<'a>(MemoNodes<StoredTiles<'a>, Memo<'a>>);
 
 impl std::fmt::Debug for ProofNodes<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProofNodes").finish_non_exhaustive()
+    }
+}
+
+impl<'a> ProofNodes<'a> {
+    /// Nodes of `store`'s tiles, remembered for this source only.
+    pub fn new(store: &'a dyn Store) -> ProofNodes<'a> {
+        ProofNodes::with(store, None, Memo::Local(BoundedMemo::new(LOCAL_MEMO_NODES)))
+    }
+
+    /// Nodes of the hot tiles, then `store`'s, remembered in `memo`.
+    pub(crate) fn with(
+        store: &'a dyn Store,
+        hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
+        memo: Memo<'a>,
+    ) -> ProofNodes<'a> {
+        let tiles = StoredTiles {
+            store,
+            hot,
+            tiles: Mutex::new(HashMap::new()),
+        };
+        ProofNodes(MemoNodes::new(tiles, memo).min_tile_height(MEMO_MIN_HEIGHT))
+    }
+}
+
+impl NodeSource for ProofNodes<'_> {
+    type Error = NodeError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
+        self.0.node(level, index)
     }
 }
 
@@ -75,82 +146,12 @@ pub enum NodeError {
         /// Position in the row.
         offset: u64,
     },
+    /// The node's leaves lie beyond `u64` leaf indexes.
+    #[error("node {level}/{index} is outside any tree")]
+    OutOfRange {
+        /// Tree level.
+        level: u8,
+        /// Index in the level.
+        index: u64,
+    },
 }
-
-impl<'a> ProofNodes<'a> {
-    /// An empty cache over `store`.
-    pub fn new(store: &'a dyn Store) -> ProofNodes<'a> {
-        ProofNodes {
-            store,
-            hot: None,
-            tiles: Mutex::new(HashMap::new()),
-            memo: Memo::Local(Mutex::new(HashMap::new())),
-        }
-    }
-
-    /// The stored tile row (tile level, tile index): hot tiles first, then
-    /// this source's own reads, then the store.
-    fn tile(&self, tile_level: u8, tile_index: u64) -> Result<SharedTile, NodeError> {
-        let key = (tile_level, tile_index);
-        if let Some(t) = lock(&self.tiles).get(&key) {
-            return Ok(t.clone());
-        }
-        if let Some(t) = self.hot.and_then(|h| read(h).get(&key).cloned()) {
-            return Ok(t);
-        }
-        let t = Arc::new(self.store.tile(tile_level, tile_index)?.unwrap_or_default());
-        lock(&self.tiles).insert(key, t.clone());
-        Ok(t)
-    }
-
-    /// Hashes `count` consecutive row hashes of tile level `tile_level`,
-    /// starting at `first` (all in one tile: `count` is a power of two of
-    /// at most 128 and `first` a multiple of it), up to their subtree root.
-    fn subtree(&self, tile_level: u8, first: u64, count: usize) -> Result<Hash, NodeError> {
-        let tile_index = first / lineage_ledger::TILE_WIDTH;
-        let offset = first % lineage_ledger::TILE_WIDTH;
-        let missing = || NodeError::Missing {
-            tile_level,
-            tile_index,
-            offset,
-        };
-        let tile = self.tile(tile_level, tile_index)?;
-        let at = offset as usize * 32;
-        let row = tile.get(at..at + count * 32).ok_or_else(missing)?;
-        let mut level: Vec<Hash> = row
-            .chunks_exact(32)
-            .map(|c| Hash::from_slice(c).ok_or_else(missing))
-            .collect::<Result<_, _>>()?;
-        while level.len() > 1 {
-            let half = level.len() / 2;
-            for i in 0..half {
-                level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
-            }
-            level.truncate(half);
-        }
-        level.pop().ok_or_else(missing)
-    }
-}
-
-impl NodeSource for ProofNodes<'_> {
-    type Error = NodeError;
-
-    fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
-        let height = level % lineage_ledger::TILE_HEIGHT;
-        let tile_level = level / lineage_ledger::TILE_HEIGHT;
-        // Subtrees of 16 or more row hashes are worth remembering; smaller
-        // ones cost fewer hashes than the bookkeeping would.
-        let remember = height >= MEMO_MIN_HEIGHT;
-        if remember && let Some(h) = self.memo.get((level, index)) {
-            return Ok(h);
-        }
-        let h = self.subtree(tile_level, index << height, 1 << height)?;
-        if remember {
-            self.memo.insert((level, index), h);
-        }
-        Ok(h)
-    }
-}
-
-/// Interior proof nodes of at least this height within their tile are memoised.
-const MEMO_MIN_HEIGHT: u8 = 4;

@@ -19,10 +19,10 @@ use lineage_ledger::rules::{Authorities, Candidate, KeyRecord};
 use lineage_ledger::store::{
     FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint, open_log,
 };
-use lineage_ledger::tree::{TreeEdge, prove_consistency, prove_inclusion};
+use lineage_ledger::tree::{BoundedMemo, TreeEdge, prove_consistency, prove_inclusion};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{Generations, NODE_MEMO_NODES};
+use crate::cache::NODE_MEMO_NODES;
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
 use crate::metrics::Metrics;
@@ -75,7 +75,7 @@ pub struct Core {
     /// Interior nodes computed for proofs, shared by all requests: a node of
     /// a complete subtree never changes, and consecutive receipts near the
     /// right edge need almost the same ones.
-    pub(crate) node_memo: Mutex<Generations<(u8, u64), Hash>>,
+    pub(crate) node_memo: BoundedMemo,
     /// False while the sequencer cannot trust its in-memory state.
     pub(crate) healthy: std::sync::atomic::AtomicBool,
     /// Metrics.
@@ -174,7 +174,7 @@ impl LogService {
             runtime_counts: RwLock::new(HashMap::new()),
             head: RwLock::new(Arc::new(StoredCheckpoint::default())),
             hot_tiles: RwLock::new(HashMap::new()),
-            node_memo: Mutex::new(Generations::new(NODE_MEMO_NODES)),
+            node_memo: BoundedMemo::new(NODE_MEMO_NODES),
             healthy: std::sync::atomic::AtomicBool::new(true),
             metrics: Metrics::new(),
             config,
@@ -289,7 +289,7 @@ impl Core {
         let keys = self.store.keys()?;
         let counts = self.store.runtime_counts()?;
         write(&self.hot_tiles).clear();
-        lock(&self.node_memo).clear();
+        self.node_memo.clear();
         *write(&self.keys) = keys.into_iter().map(|k| (k.key_id, k)).collect();
         *write(&self.runtime_counts) = counts.into_iter().collect();
         self.metrics.tree_size.set(head.size as i64);
@@ -344,12 +344,11 @@ impl Core {
 
     /// A node source for proofs: the hot right-edge tiles, then the store.
     pub fn proof_nodes(&self) -> ProofNodes<'_> {
-        ProofNodes {
-            store: self.store.as_ref(),
-            hot: Some(&self.hot_tiles),
-            tiles: Mutex::new(HashMap::new()),
-            memo: Memo::Shared(&self.node_memo),
-        }
+        ProofNodes::with(
+            self.store.as_ref(),
+            Some(&self.hot_tiles),
+            Memo::Shared(&self.node_memo),
+        )
     }
 
     /// Publishes the tiles of a durable commit; keeps, per level, only the
