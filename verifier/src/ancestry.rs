@@ -310,7 +310,8 @@ impl EntryReader<'_> {
 /// Audits the export at `dir`, then walks the ancestry of `target`.
 ///
 /// # Errors
-/// As [`crate::audit::audit`]; `--tree-only` is refused (a replay is needed).
+/// As [`crate::audit::audit`]. `opts.tree_only` is ignored (a replay is
+/// needed), so `opts.authorities` is required ([`InputError::NoAuthorities`]).
 pub fn ancestry(
     target: EventId,
     dir: &Path,

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Ev, Fixture, Scenario, flip, key, scenario, write};
+use common::{Ev, Fixture, Scenario, flip, key, public, scenario, write};
 use lineage_ledger::keys::EventId;
 use lineage_verify::ancestry::ancestry;
 use lineage_verify::audit::{AuditOptions, AuditReport, AuthoritySource, Warning, audit};
@@ -77,14 +77,54 @@ fn chunking_does_not_change_the_result() {
     assert_eq!(found(&a), vec![("tile_mismatch", Some(256))]);
 }
 
+/// Issue 10 item 5: the manifest is written by the operator being audited, so
+/// its keys are never a default. A replay without `--authority` does not
+/// start; the manifest's keys appear only as a hint in the error.
 #[test]
-fn manifest_authorities_are_used_only_with_a_warning() {
-    let (fx, _, dir) = clean();
-    let r = run(dir.path(), &AuditOptions::new(fx.log.verifier()));
-    assert_eq!(r.verdict(), Verdict::Verified, "{}", r.to_text());
-    assert_eq!(r.authority_source, AuthoritySource::Manifest);
-    assert_eq!(r.warnings, vec![Warning::ManifestAuthorities { count: 1 }]);
-    assert!(r.to_text().contains("WARNING: no --authority given"));
+fn manifest_authorities_are_never_trusted() {
+    let (fx, s, dir) = clean();
+    let listed = vec![public(&fx.authority)];
+    let refused = audit(
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if *manifest_keys == listed),
+        "{refused:?}"
+    );
+    let refused = ancestry(
+        s.build_head,
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if *manifest_keys == listed),
+        "{refused:?}"
+    );
+
+    // A compromised host lists its own key in the manifest: with the pinned
+    // key, its grant is refused, so is every event under it.
+    let (mut rogue, host) = (fx.clone(), key(98));
+    rogue.authority = host.clone();
+    let rogue_dir = tempfile::tempdir().expect("tempdir");
+    rogue.grant("agent/x", &key(97));
+    rogue.write(rogue_dir.path());
+    let r = run(rogue_dir.path(), &options(&fx));
+    assert_eq!(r.authority_source, AuthoritySource::CommandLine);
+    assert_eq!(r.warnings, vec![Warning::ManifestAuthoritiesDiffer]);
+    check_has(&r, "unknown_key", Some(fx.size()));
+    assert_eq!(r.verdict(), Verdict::Failed);
+    let refused = audit(
+        rogue_dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if *manifest_keys == vec![public(&host)]),
+        "{refused:?}"
+    );
 
     // Another authority than the log's: every grant is refused, so is every event.
     let other = AuditOptions {
@@ -96,16 +136,17 @@ fn manifest_authorities_are_used_only_with_a_warning() {
     check_has(&r, "unknown_key", Some(0));
     assert_eq!(r.violations.len() as u64, fx.size());
 
-    // No manifest and no --authority: nothing to replay against.
+    // No manifest and no --authority: the same refusal, without a hint.
     std::fs::remove_file(dir.path().join("manifest.json")).expect("rm");
-    assert!(matches!(
-        audit(
-            dir.path(),
-            &AuditOptions::new(fx.log.verifier()),
-            &mut Silent
-        ),
-        Err(InputError::NoAuthorities)
-    ));
+    let refused = audit(
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if manifest_keys.is_empty()),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -543,7 +584,7 @@ fn a_signed_size_beyond_the_files_ends_the_audit_at_the_gap() {
 }
 
 #[test]
-fn a_broken_manifest_is_fatal_only_when_its_keys_are_needed() {
+fn a_broken_manifest_is_a_violation_not_a_key_source() {
     let (fx, _, dir) = clean();
     write(dir.path(), "manifest.json", b"{");
     let r = run(dir.path(), &options(&fx));
@@ -553,14 +594,15 @@ fn a_broken_manifest_is_fatal_only_when_its_keys_are_needed() {
         "{}",
         r.to_text()
     );
-    assert!(matches!(
-        audit(
-            dir.path(),
-            &AuditOptions::new(fx.log.verifier()),
-            &mut Silent
-        ),
-        Err(InputError::ManifestJson { .. })
-    ));
+    let refused = audit(
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if manifest_keys.is_empty()),
+        "{refused:?}"
+    );
     let tree_only = AuditOptions {
         tree_only: true,
         ..AuditOptions::new(fx.log.verifier())
