@@ -562,6 +562,64 @@ fn lineage_marks_broken_nodes_and_missing_ancestors() {
     );
 }
 
+/// Issue 10 item 7: an ancestry that is one chain of parents (each event
+/// starts its own workload and names the one before as its parent), so every
+/// ancestor is one level deeper than the last. The walk is iterative (no stack
+/// overflow) and the text is linear in the ancestors, not in their depths' sum.
+#[test]
+fn lineage_of_a_deep_parent_chain_prints_linear_text() {
+    const ANCESTORS: usize = 100_000;
+    let mut fx = Fixture::new();
+    let k = key(1);
+    fx.grant("agent/a", &k);
+    let mut tip: Option<EventId> = None;
+    for i in 0..=ANCESTORS {
+        let parents: Vec<EventId> = tip.into_iter().collect();
+        let name = format!("w{i}");
+        let (_, id) = fx.event(Ev::new(&k, "agent/a", &name, 0).parents(&parents));
+        tip = Some(id);
+    }
+    let tip = tip.expect("events");
+    let dir = tempfile::tempdir().expect("tempdir");
+    fx.write(dir.path());
+
+    let mut r = ancestry(tip, dir.path(), &options(&fx), &mut Silent).expect("runs");
+    assert_eq!(r.verdict(), Verdict::Verified, "{:?}", r.audit.violations);
+    assert_eq!(r.nodes.len(), ANCESTORS + 1);
+    assert_eq!(r.lines.iter().map(|l| l.depth).max(), Some(ANCESTORS));
+    // The first 1,001 lines first: were indentation quadratic again, this
+    // fails at 2 MB instead of building the whole 20 GB.
+    let all = std::mem::take(&mut r.lines);
+    r.lines = all[..=1_000].to_vec();
+    let prefix = r.to_text().len();
+    assert!(
+        prefix <= 400 * 1_001 + 2_000,
+        "{prefix} bytes for 1,001 lines"
+    );
+    r.lines = all;
+    let text = r.to_text();
+    assert!(
+        text.len() <= 400 * (ANCESTORS + 1) + 2_000,
+        "{} bytes for {} ancestors",
+        text.len(),
+        ANCESTORS
+    );
+    assert!(
+        text.contains(&format!(
+            "[depth {ANCESTORS}] parents[0] -> w0#0 step by agent/a"
+        )),
+        "{}",
+        &text[text.len().saturating_sub(2_000)..]
+    );
+    assert!(text.ends_with("VERIFIED\n"));
+    // JSON keeps the depth as a number on each line.
+    let json = r.to_json();
+    assert_eq!(
+        json["tree"][ANCESTORS]["depth"].as_u64(),
+        Some(ANCESTORS as u64)
+    );
+}
+
 #[test]
 fn a_signed_size_beyond_the_files_ends_the_audit_at_the_gap() {
     let (fx, _, dir) = clean();
