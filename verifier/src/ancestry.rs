@@ -8,6 +8,10 @@
 //! ancestor's entry again (random access into the bundles), and marks each
 //! node with the violations the audit found at its index.
 //!
+//! The walk keeps its own stack (no recursion), and the text tree bounds its
+//! indentation ([`MAX_INDENT`]), so time, memory and output stay linear in
+//! the number of ancestors however deep the parent links go.
+//!
 //! The verdict is about the ancestry: it fails when the export's tree does not
 //! verify, when an ancestor is missing, or when any node of the ancestry breaks
 //! a rule. Violations elsewhere in the log are counted, not failed on.
@@ -65,10 +69,28 @@ pub struct Node {
     pub unreadable: Option<Violation>,
 }
 
+/// Indentation levels the text tree draws. A line deeper than this is drawn
+/// at this level with its depth as a number (`[depth 50000] `), so the text
+/// stays linear in the number of lines: indenting every line by its depth
+/// would make a chain of 50,000 parents about 5 GB of spaces.
+pub const MAX_INDENT: usize = 32;
+
+/// The text before a tree line at `depth`: four spaces per level up to
+/// [`MAX_INDENT`], then `[depth N] ` for deeper lines. At most
+/// `4 * MAX_INDENT + 30` bytes, whatever the depth.
+pub fn indent(depth: usize) -> String {
+    let mut out = "    ".repeat(depth.min(MAX_INDENT));
+    if depth > MAX_INDENT {
+        out += &format!("[depth {depth}] ");
+    }
+    out
+}
+
 /// One line of the printed tree.
 #[derive(Debug, Clone)]
 pub struct TreeLine {
-    /// Indentation level.
+    /// Nesting level: 0 for the event's workload chain, one more per
+    /// `parents` link. Drawn as indentation up to [`MAX_INDENT`] (see [`indent`]).
     pub depth: usize,
     /// How the node was reached.
     pub link: Link,
@@ -164,7 +186,10 @@ impl AncestryReport {
         format!("{what}  [index {index}] {}", n.event_id)
     }
 
-    /// Human-readable report: the audit's structural problems, the tree, the verdict.
+    /// Human-readable report: the audit's structural problems, the tree, the
+    /// verdict. Its length is linear in the number of tree lines (each line's
+    /// indentation is bounded, see [`indent`]), and it reads nothing: a pure
+    /// function of the report.
     pub fn to_text(&self) -> String {
         let mut out = format!("ancestry of {}\n", self.target);
         for w in &self.audit.warnings {
@@ -177,7 +202,7 @@ impl AncestryReport {
             let Some(n) = self.nodes.get(line.node) else {
                 continue;
             };
-            let indent = "    ".repeat(line.depth);
+            let indent = indent(line.depth);
             let label = match line.link {
                 Link::Target | Link::Prev => String::new(),
                 Link::Parent(i) => format!("parents[{i}] -> "),
@@ -310,7 +335,8 @@ impl EntryReader<'_> {
 /// Audits the export at `dir`, then walks the ancestry of `target`.
 ///
 /// # Errors
-/// As [`crate::audit::audit`]; `--tree-only` is refused (a replay is needed).
+/// As [`crate::audit::audit`]. `opts.tree_only` is ignored (a replay is
+/// needed), so `opts.authorities` is required ([`InputError::NoAuthorities`]).
 pub fn ancestry(
     target: EventId,
     dir: &Path,
@@ -407,4 +433,115 @@ pub fn ancestry(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use lineage_ledger::event::parse_event;
+
+    use super::*;
+    use crate::audit::{AuthoritySource, Counts};
+
+    /// The report of a chain of `n` events, each the only parent of the one
+    /// above it: depths 0 to `n - 1`, as the walk lays them out.
+    fn parent_chain(n: usize) -> AncestryReport {
+        let event = parse_event(
+            br#"{"runtime":"agent/a","workload":"w-000000","seq":0,"kind":"workload.start","at":"2026-09-21T14:13:20Z"}"#,
+        )
+        .expect("event");
+        let audit = AuditReport {
+            dir: PathBuf::from("export"),
+            checkpoint: None,
+            checkpoint_note: String::new(),
+            log_key: String::new(),
+            authority_source: AuthoritySource::CommandLine,
+            authorities: Vec::new(),
+            tree_only: false,
+            warnings: Vec::new(),
+            violations: Vec::new(),
+            counts: Counts::default(),
+            since: None,
+            elapsed: Duration::ZERO,
+        };
+        let id = |i: usize| EventId::of_payload(&i.to_le_bytes());
+        AncestryReport {
+            target: id(0),
+            audit,
+            nodes: (0..n)
+                .map(|i| Node {
+                    event_id: id(i),
+                    index: Some((n - i) as u64),
+                    decoded: Some(Decoded::Event(event.clone())),
+                    violations: Vec::new(),
+                    unreadable: None,
+                })
+                .collect(),
+            lines: (0..n)
+                .map(|i| TreeLine {
+                    depth: i,
+                    link: if i == 0 {
+                        Link::Target
+                    } else {
+                        Link::Parent(0)
+                    },
+                    node: i,
+                    repeat: false,
+                })
+                .collect(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// Issue 10 item 7: one line per ancestor, each at most this long
+    /// (indentation included), whatever its depth.
+    const MAX_LINE_BYTES: usize = 400;
+
+    #[test]
+    fn text_of_a_deep_parent_chain_is_linear_in_its_length() {
+        // Small first: quadratic indentation fails here (2 MB for 1,000 lines)
+        // before the large case would need 20 GB.
+        for n in [1_000, 100_000] {
+            let text = parent_chain(n).to_text();
+            assert_eq!(
+                text.lines().count(),
+                n + 3,
+                "header, {n} lines, summary, verdict"
+            );
+            assert!(
+                text.len() <= MAX_LINE_BYTES * n + 1_000,
+                "{n} ancestors: {} bytes",
+                text.len()
+            );
+            assert!(text.ends_with("VERIFIED\n"));
+            let longest = text.lines().map(str::len).max().unwrap_or(0);
+            assert!(longest <= MAX_LINE_BYTES, "{longest}");
+        }
+    }
+
+    #[test]
+    fn indentation_stops_at_max_indent_and_then_names_the_depth() {
+        assert_eq!(indent(0), "");
+        assert_eq!(indent(2), " ".repeat(8));
+        assert_eq!(indent(MAX_INDENT), " ".repeat(4 * MAX_INDENT));
+        assert_eq!(
+            indent(MAX_INDENT + 1),
+            format!("{}[depth 33] ", " ".repeat(4 * MAX_INDENT))
+        );
+        assert_eq!(
+            indent(usize::MAX).len(),
+            4 * MAX_INDENT + format!("[depth {}] ", usize::MAX).len()
+        );
+        let text = parent_chain(50_001).to_text();
+        let last = text.lines().rev().nth(2).unwrap_or_default();
+        assert!(
+            last.starts_with(&format!(
+                "{}[depth 50000] parents[0] -> w-000000#0 workload.start",
+                " ".repeat(4 * MAX_INDENT)
+            )),
+            "{last}"
+        );
+    }
 }

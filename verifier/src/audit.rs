@@ -31,7 +31,7 @@ use lineage_ledger::checkpoint::{Checkpoint, verify_checkpoint};
 use lineage_ledger::dsse::SignedEnvelope;
 use lineage_ledger::entry::{EntryError, EntryType, LogEntry};
 use lineage_ledger::event::parse_governance;
-use lineage_ledger::keys::KeyId;
+use lineage_ledger::keys::{KeyId, public_key_base64};
 use lineage_ledger::note::NoteVerifier;
 use lineage_ledger::rules::{Authorities, Candidate};
 use lineage_ledger::tile::{TileKind, TilePath, decode_bundle, layout};
@@ -59,7 +59,8 @@ pub const DEFAULT_CHUNK_BUNDLES: usize = 16;
 pub struct AuditOptions {
     /// The trusted log key; its name is the expected origin.
     pub log_key: NoteVerifier,
-    /// Authority keys from `--authority`; when empty, the manifest's are used (with a warning).
+    /// Authority keys from `--authority`. Required for a replay (every
+    /// command but `tree_only`): the manifest's keys are never used.
     pub authorities: Vec<VerifyingKey>,
     /// An older signed checkpoint (`--since`) the export must extend.
     pub since: Option<Vec<u8>>,
@@ -89,10 +90,8 @@ impl AuditOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthoritySource {
-    /// `--authority`: trusted by the auditor.
+    /// `--authority`: trusted by the auditor. The only source a replay uses.
     CommandLine,
-    /// The export's `manifest.json`: named by the log itself.
-    Manifest,
     /// None (`--tree-only`).
     None,
 }
@@ -100,16 +99,6 @@ pub enum AuthoritySource {
 /// Something the auditor should know that is not a violation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Warning {
-    /// The authority keys come from the export, not from the auditor.
-    #[error(
-        "no --authority given: using the {count} authority key(s) listed in the export's manifest.json. \
-         They are named by the log operator, not trusted by you: the replay shows the log follows its \
-         rules under those keys, not that they are the right keys"
-    )]
-    ManifestAuthorities {
-        /// How many.
-        count: usize,
-    },
     /// `--authority` and the manifest list different keys.
     #[error(
         "the export's manifest.json lists other authority keys than --authority; the --authority keys are used"
@@ -126,7 +115,6 @@ impl Warning {
     /// Stable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Warning::ManifestAuthorities { .. } => "manifest_authorities",
             Warning::ManifestAuthoritiesDiffer => "manifest_authorities_differ",
             Warning::TreeOnly => "tree_only",
         }
@@ -247,12 +235,6 @@ impl AuditReport {
             AuthoritySource::CommandLine => {
                 out += &format!("authority keys (--authority): {}\n", ids(&self.authorities));
             }
-            AuthoritySource::Manifest => {
-                out += &format!(
-                    "authority keys (manifest.json): {}\n",
-                    ids(&self.authorities)
-                );
-            }
             AuthoritySource::None => {}
         }
         for w in &self.warnings {
@@ -344,8 +326,9 @@ pub fn checkpoint_json(cp: &Checkpoint) -> Value {
 ///
 /// # Errors
 /// [`InputError`] when the audit cannot start: `dir` is not a directory, its
-/// checkpoint or manifest cannot be read, or no authority key is known for a
-/// replay. Everything found in the log is in the report instead.
+/// checkpoint cannot be read, or a replay is asked for without
+/// `opts.authorities` ([`InputError::NoAuthorities`]: the manifest's keys are
+/// never used). Everything found in the log is in the report instead.
 pub fn audit(
     dir: &Path,
     opts: &AuditOptions,
@@ -364,7 +347,12 @@ struct Trust {
 }
 
 /// The authority keys to replay with, where they came from, and any warning.
-/// A broken manifest stops the audit only when its keys are needed.
+///
+/// Only `--authority` keys are trusted. The manifest is written by the
+/// operator being audited: were its keys a default, a compromised host could
+/// list its own key there and pass. So a replay without `--authority` is
+/// refused, and the manifest's keys only appear in that error as a hint. An
+/// unusable manifest is reported as a violation, never fatal.
 fn choose_authorities(
     opts: &AuditOptions,
     manifest: Result<Option<Manifest>, InputError>,
@@ -374,48 +362,41 @@ fn choose_authorities(
         Some(m) => m.authorities(manifest_path).map(Some),
         None => Ok(None),
     });
-    if opts.tree_only || !opts.authorities.is_empty() {
-        let (source, mut warnings) = if opts.tree_only {
-            (AuthoritySource::None, vec![Warning::TreeOnly])
-        } else {
-            (AuthoritySource::CommandLine, Vec::new())
+    if !opts.tree_only && opts.authorities.is_empty() {
+        let manifest_keys = match listed {
+            Ok(Some(keys)) => keys.iter().map(public_key_base64).collect(),
+            Ok(None) | Err(_) => Vec::new(),
         };
-        let set = |keys: &[VerifyingKey]| {
-            let mut ids: Vec<KeyId> = keys.iter().map(KeyId::from_public_key).collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
-        let manifest_problem = match listed {
-            Ok(Some(listed)) => {
-                if !opts.tree_only && set(&listed) != set(&opts.authorities) {
-                    warnings.push(Warning::ManifestAuthoritiesDiffer);
-                }
-                None
+        return Err(InputError::NoAuthorities { manifest_keys });
+    }
+    let (source, mut warnings) = if opts.tree_only {
+        (AuthoritySource::None, vec![Warning::TreeOnly])
+    } else {
+        (AuthoritySource::CommandLine, Vec::new())
+    };
+    let set = |keys: &[VerifyingKey]| {
+        let mut ids: Vec<KeyId> = keys.iter().map(KeyId::from_public_key).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let manifest_problem = match listed {
+        Ok(Some(listed)) => {
+            if !opts.tree_only && set(&listed) != set(&opts.authorities) {
+                warnings.push(Warning::ManifestAuthoritiesDiffer);
             }
-            Ok(None) => None,
-            Err(error) => Some(Violation::ManifestInvalid {
-                error: Box::new(error),
-            }),
-        };
-        return Ok(Trust {
-            authorities: opts.authorities.clone(),
-            source,
-            warnings,
-            manifest_problem,
-        });
-    }
-    let listed = listed?.unwrap_or_default();
-    if listed.is_empty() {
-        return Err(InputError::NoAuthorities);
-    }
+            None
+        }
+        Ok(None) => None,
+        Err(error) => Some(Violation::ManifestInvalid {
+            error: Box::new(error),
+        }),
+    };
     Ok(Trust {
-        warnings: vec![Warning::ManifestAuthorities {
-            count: listed.len(),
-        }],
-        authorities: listed,
-        source: AuthoritySource::Manifest,
-        manifest_problem: None,
+        authorities: opts.authorities.clone(),
+        source,
+        warnings,
+        manifest_problem,
     })
 }
 

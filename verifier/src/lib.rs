@@ -20,8 +20,10 @@
 //! **Trust model.** Only what the auditor passes in is trusted: the log's
 //! note verifier key (`--log-key`), the authority keys (`--authority`) and,
 //! for receipts, runtime keys (`--runtime-key`). An export's `manifest.json`
-//! is a convenience: its authority keys are used only when none is given, and
-//! the output then says so.
+//! is written by the operator being audited and is never a source of keys:
+//! a replay ([`audit`] without `tree_only`, [`ancestry`]) without
+//! `--authority` is refused with [`InputError::NoAuthorities`] (exit 2),
+//! which prints the manifest's keys only as an untrusted hint.
 //!
 //! **What it is not.** It does no network I/O and depends on the pure ledger
 //! core only (`lineage-ledger` without default features: no RocksDB, no
@@ -123,14 +125,44 @@ pub enum InputError {
         /// Why.
         reason: export::ManifestKeyError,
     },
-    /// A replay was asked for, but no authority key is known.
-    #[error(
-        "no authority keys: pass --authority (or audit an export whose manifest.json lists them, or use --tree-only)"
-    )]
-    NoAuthorities,
+    /// A replay was asked for without `--authority`. The keys are never taken
+    /// from the export: its `manifest.json` is written by the operator being
+    /// audited, who could list its own key there and pass.
+    #[error("{}", no_authorities(.manifest_keys))]
+    NoAuthorities {
+        /// The keys the export's `manifest.json` lists (canonical base64 of
+        /// keys that parsed), printed as an untrusted hint; empty when the
+        /// manifest is absent, unusable or lists none.
+        manifest_keys: Vec<String>,
+    },
     /// An event ID argument.
     #[error("{0}")]
     EventId(#[from] IdParseError),
+}
+
+/// The message of [`InputError::NoAuthorities`]: how to pass the keys, where
+/// they come from, and the manifest's keys as a hint that is not trusted.
+fn no_authorities(manifest_keys: &[String]) -> String {
+    let mut text = String::from(
+        "no --authority given: replaying governance needs the authority public keys \
+         from a source you trust, never from the export being audited.\n\
+         Pass each key as --authority <B64> (base64 of the 32-byte key; repeatable: one \
+         flag per key). They are the Ed25519 public keys the ledger runs with (`lineage serve --authority`), which \
+         the log's operator publishes out of band, next to the log's vkey; the holders of \
+         the authority private keys can confirm them. GET /v1/log and manifest.json list \
+         them too, but both come from the operator you are auditing.\n\
+         To check only the tree (tiles, root, checkpoint) without governance, use --tree-only.",
+    );
+    if !manifest_keys.is_empty() {
+        text += "\nhint: the export's manifest.json lists these authority keys. They are NOT \
+                 trusted (the audited operator wrote them); pass them only after checking \
+                 them against the published keys:";
+        for k in manifest_keys {
+            text += "\n  --authority ";
+            text += k;
+        }
+    }
+    text
 }
 
 /// Where a long command reports how far it got. The binary draws a progress

@@ -22,9 +22,13 @@ Exit codes:
   2  usage error, or an input could not be read (nothing was verified)
   3  fork: two checkpoints validly signed by the log key that are not consistent
 
-Trust: only --log-key, --authority and --runtime-key are trusted. An export's
-manifest.json authority keys are used only when no --authority is given, and
-the output then says so.";
+Trust: only --log-key, --authority and --runtime-key are trusted. `audit` and
+`lineage` replay governance, so they need --authority <B64> (repeatable, one
+per key): the authority public keys as the log's operator publishes them out of
+band, next to the vkey. Without it they exit 2 and verify nothing; an export's
+manifest.json is written by the operator being audited, so its keys are never
+used (the error prints them as an untrusted hint). `audit --tree-only` needs no
+authority key.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,7 +89,8 @@ enum Command {
         /// The log's note verifier key, or a file holding it.
         #[arg(long, value_name = "VKEY")]
         log_key: String,
-        /// An authority public key (base64). Repeatable. Default: the manifest's, with a warning.
+        /// An authority public key (base64) from a source you trust, not the export. Repeatable.
+        /// Required unless --tree-only; manifest.json keys are never used.
         #[arg(long = "authority", value_name = "B64")]
         authorities: Vec<String>,
         /// An older signed checkpoint you kept: prove the export extends it (else: fork, exit 3).
@@ -108,7 +113,8 @@ enum Command {
         /// The log's note verifier key, or a file holding it.
         #[arg(long, value_name = "VKEY")]
         log_key: String,
-        /// An authority public key (base64). Repeatable. Default: the manifest's, with a warning.
+        /// An authority public key (base64) from a source you trust, not the export. Repeatable.
+        /// Required; manifest.json keys are never used.
         #[arg(long = "authority", value_name = "B64")]
         authorities: Vec<String>,
         /// The ledger's clock-skew bound for event and governance timestamps.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Ev, Fixture, Scenario, flip, key, scenario, write};
+use common::{Ev, Fixture, Scenario, flip, key, public, scenario, write};
 use lineage_ledger::keys::EventId;
 use lineage_verify::ancestry::ancestry;
 use lineage_verify::audit::{AuditOptions, AuditReport, AuthoritySource, Warning, audit};
@@ -77,14 +77,54 @@ fn chunking_does_not_change_the_result() {
     assert_eq!(found(&a), vec![("tile_mismatch", Some(256))]);
 }
 
+/// Issue 10 item 5: the manifest is written by the operator being audited, so
+/// its keys are never a default. A replay without `--authority` does not
+/// start; the manifest's keys appear only as a hint in the error.
 #[test]
-fn manifest_authorities_are_used_only_with_a_warning() {
-    let (fx, _, dir) = clean();
-    let r = run(dir.path(), &AuditOptions::new(fx.log.verifier()));
-    assert_eq!(r.verdict(), Verdict::Verified, "{}", r.to_text());
-    assert_eq!(r.authority_source, AuthoritySource::Manifest);
-    assert_eq!(r.warnings, vec![Warning::ManifestAuthorities { count: 1 }]);
-    assert!(r.to_text().contains("WARNING: no --authority given"));
+fn manifest_authorities_are_never_trusted() {
+    let (fx, s, dir) = clean();
+    let listed = vec![public(&fx.authority)];
+    let refused = audit(
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if *manifest_keys == listed),
+        "{refused:?}"
+    );
+    let refused = ancestry(
+        s.build_head,
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if *manifest_keys == listed),
+        "{refused:?}"
+    );
+
+    // A compromised host lists its own key in the manifest: with the pinned
+    // key, its grant is refused, so is every event under it.
+    let (mut rogue, host) = (fx.clone(), key(98));
+    rogue.authority = host.clone();
+    let rogue_dir = tempfile::tempdir().expect("tempdir");
+    rogue.grant("agent/x", &key(97));
+    rogue.write(rogue_dir.path());
+    let r = run(rogue_dir.path(), &options(&fx));
+    assert_eq!(r.authority_source, AuthoritySource::CommandLine);
+    assert_eq!(r.warnings, vec![Warning::ManifestAuthoritiesDiffer]);
+    check_has(&r, "unknown_key", Some(fx.size()));
+    assert_eq!(r.verdict(), Verdict::Failed);
+    let refused = audit(
+        rogue_dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if *manifest_keys == vec![public(&host)]),
+        "{refused:?}"
+    );
 
     // Another authority than the log's: every grant is refused, so is every event.
     let other = AuditOptions {
@@ -96,16 +136,17 @@ fn manifest_authorities_are_used_only_with_a_warning() {
     check_has(&r, "unknown_key", Some(0));
     assert_eq!(r.violations.len() as u64, fx.size());
 
-    // No manifest and no --authority: nothing to replay against.
+    // No manifest and no --authority: the same refusal, without a hint.
     std::fs::remove_file(dir.path().join("manifest.json")).expect("rm");
-    assert!(matches!(
-        audit(
-            dir.path(),
-            &AuditOptions::new(fx.log.verifier()),
-            &mut Silent
-        ),
-        Err(InputError::NoAuthorities)
-    ));
+    let refused = audit(
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if manifest_keys.is_empty()),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -521,6 +562,64 @@ fn lineage_marks_broken_nodes_and_missing_ancestors() {
     );
 }
 
+/// Issue 10 item 7: an ancestry that is one chain of parents (each event
+/// starts its own workload and names the one before as its parent), so every
+/// ancestor is one level deeper than the last. The walk is iterative (no stack
+/// overflow) and the text is linear in the ancestors, not in their depths' sum.
+#[test]
+fn lineage_of_a_deep_parent_chain_prints_linear_text() {
+    const ANCESTORS: usize = 100_000;
+    let mut fx = Fixture::new();
+    let k = key(1);
+    fx.grant("agent/a", &k);
+    let mut tip: Option<EventId> = None;
+    for i in 0..=ANCESTORS {
+        let parents: Vec<EventId> = tip.into_iter().collect();
+        let name = format!("w{i}");
+        let (_, id) = fx.event(Ev::new(&k, "agent/a", &name, 0).parents(&parents));
+        tip = Some(id);
+    }
+    let tip = tip.expect("events");
+    let dir = tempfile::tempdir().expect("tempdir");
+    fx.write(dir.path());
+
+    let mut r = ancestry(tip, dir.path(), &options(&fx), &mut Silent).expect("runs");
+    assert_eq!(r.verdict(), Verdict::Verified, "{:?}", r.audit.violations);
+    assert_eq!(r.nodes.len(), ANCESTORS + 1);
+    assert_eq!(r.lines.iter().map(|l| l.depth).max(), Some(ANCESTORS));
+    // The first 1,001 lines first: were indentation quadratic again, this
+    // fails at 2 MB instead of building the whole 20 GB.
+    let all = std::mem::take(&mut r.lines);
+    r.lines = all[..=1_000].to_vec();
+    let prefix = r.to_text().len();
+    assert!(
+        prefix <= 400 * 1_001 + 2_000,
+        "{prefix} bytes for 1,001 lines"
+    );
+    r.lines = all;
+    let text = r.to_text();
+    assert!(
+        text.len() <= 400 * (ANCESTORS + 1) + 2_000,
+        "{} bytes for {} ancestors",
+        text.len(),
+        ANCESTORS
+    );
+    assert!(
+        text.contains(&format!(
+            "[depth {ANCESTORS}] parents[0] -> w0#0 step by agent/a"
+        )),
+        "{}",
+        &text[text.len().saturating_sub(2_000)..]
+    );
+    assert!(text.ends_with("VERIFIED\n"));
+    // JSON keeps the depth as a number on each line.
+    let json = r.to_json();
+    assert_eq!(
+        json["tree"][ANCESTORS]["depth"].as_u64(),
+        Some(ANCESTORS as u64)
+    );
+}
+
 #[test]
 fn a_signed_size_beyond_the_files_ends_the_audit_at_the_gap() {
     let (fx, _, dir) = clean();
@@ -543,7 +642,7 @@ fn a_signed_size_beyond_the_files_ends_the_audit_at_the_gap() {
 }
 
 #[test]
-fn a_broken_manifest_is_fatal_only_when_its_keys_are_needed() {
+fn a_broken_manifest_is_a_violation_not_a_key_source() {
     let (fx, _, dir) = clean();
     write(dir.path(), "manifest.json", b"{");
     let r = run(dir.path(), &options(&fx));
@@ -553,14 +652,15 @@ fn a_broken_manifest_is_fatal_only_when_its_keys_are_needed() {
         "{}",
         r.to_text()
     );
-    assert!(matches!(
-        audit(
-            dir.path(),
-            &AuditOptions::new(fx.log.verifier()),
-            &mut Silent
-        ),
-        Err(InputError::ManifestJson { .. })
-    ));
+    let refused = audit(
+        dir.path(),
+        &AuditOptions::new(fx.log.verifier()),
+        &mut Silent,
+    );
+    assert!(
+        matches!(&refused, Err(InputError::NoAuthorities { manifest_keys }) if manifest_keys.is_empty()),
+        "{refused:?}"
+    );
     let tree_only = AuditOptions {
         tree_only: true,
         ..AuditOptions::new(fx.log.verifier())

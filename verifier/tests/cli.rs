@@ -68,12 +68,14 @@ fn audit_exit_codes_and_json() {
         path(&export),
         "--log-key",
         &vkey,
+        "--authority",
+        &authority,
     ]);
     assert_eq!(code(&o), 0);
     let j = json(&o);
     assert_eq!(j["verdict"], "verified");
-    assert_eq!(j["authority_source"], "manifest");
-    assert_eq!(j["warnings"][0]["code"], "manifest_authorities");
+    assert_eq!(j["authority_source"], "command_line");
+    assert_eq!(j["warnings"], serde_json::json!([]));
     assert_eq!(j["summary"]["entries"], 542);
     assert!(o.stderr.is_empty());
 
@@ -85,6 +87,8 @@ fn audit_exit_codes_and_json() {
         path(&export),
         "--log-key",
         &vkey,
+        "--authority",
+        &authority,
         "--since",
         path(&old),
         "--quiet",
@@ -99,13 +103,23 @@ fn audit_exit_codes_and_json() {
         path(&export),
         "--log-key",
         path(&vkey_file),
+        "--authority",
+        &authority,
         "--quiet",
     ]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
 
     // A tampered tile: exit 1, named in text and JSON.
     flip(&export, "tile/0/001", 40);
-    let o = run(&["audit", path(&export), "--log-key", &vkey, "--quiet"]);
+    let o = run(&[
+        "audit",
+        path(&export),
+        "--log-key",
+        &vkey,
+        "--authority",
+        &authority,
+        "--quiet",
+    ]);
     assert_eq!(code(&o), 1);
     assert!(
         stdout(&o).contains("[index 257] tile_mismatch: tile/0/001"),
@@ -118,6 +132,8 @@ fn audit_exit_codes_and_json() {
         path(&export),
         "--log-key",
         &vkey,
+        "--authority",
+        &authority,
         "--quiet",
     ]);
     let j = json(&o);
@@ -131,7 +147,16 @@ fn audit_exit_codes_and_json() {
     // lineage of the last build event.
     flip(&export, "tile/0/001", 40);
     let id = s.build_head.to_string();
-    let o = run(&["lineage", &id, path(&export), "--log-key", &vkey, "--quiet"]);
+    let o = run(&[
+        "lineage",
+        &id,
+        path(&export),
+        "--log-key",
+        &vkey,
+        "--authority",
+        &authority,
+        "--quiet",
+    ]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
     assert!(
         stdout(&o).contains("build#0 workload.start"),
@@ -145,9 +170,93 @@ fn audit_exit_codes_and_json() {
         path(&export),
         "--log-key",
         &vkey,
+        "--authority",
+        &authority,
         "--quiet",
     ]);
     assert_eq!(json(&o)["nodes"].as_array().map(Vec::len), Some(8));
+}
+
+/// Issue 10 item 5: the export's manifest.json is written by the operator being
+/// audited; a compromised host lists its own key there. Without `--authority`,
+/// `audit` and `lineage` must not report success: they exit 2, verify nothing,
+/// say how to pass the keys, and show the manifest's keys only as NOT trusted.
+#[test]
+fn audit_and_lineage_without_authority_refuse_to_trust_the_manifest() {
+    let mut fx = Fixture::new();
+    let s = scenario(&mut fx);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("export");
+    fx.write(&export);
+    let vkey = fx.vkey();
+    let listed = public(&fx.authority);
+    let id = s.build_head.to_string();
+    let audit = ["audit", path(&export), "--log-key", &vkey];
+    let lineage = ["lineage", &id, path(&export), "--log-key", &vkey];
+    for args in [&audit[..], &lineage[..]] {
+        let o = run(args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 2, "{args:?}: {}{stderr}", stdout(&o));
+        assert_eq!(
+            stdout(&o),
+            "",
+            "{args:?}: nothing verified, nothing printed"
+        );
+        for want in [
+            "no --authority given",
+            "--authority <B64> (base64 of the 32-byte key; repeatable",
+            "NOT trusted",
+            &format!("--authority {listed}"),
+            "--tree-only",
+        ] {
+            assert!(stderr.contains(want), "{args:?}: {want:?} in:\n{stderr}");
+        }
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        let o = run(&with_json);
+        assert_eq!(code(&o), 2);
+        let j = json(&o);
+        assert_eq!(
+            (j["verdict"].as_str(), j["exit_code"].as_u64()),
+            (Some("error"), Some(2))
+        );
+        assert!(
+            j["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("--authority <B64>")),
+            "{j}"
+        );
+    }
+
+    // No manifest: the same refusal, without a hint.
+    std::fs::remove_file(export.join("manifest.json")).expect("rm");
+    let o = run(&audit);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{stderr}");
+    assert!(!stderr.contains("NOT trusted"), "{stderr}");
+
+    // --tree-only replays no governance and needs no authority key.
+    let o = run(&[
+        "audit",
+        path(&export),
+        "--log-key",
+        &vkey,
+        "--tree-only",
+        "--quiet",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("VERIFIED\n"), "{}", stdout(&o));
+
+    // The help says so.
+    for command in ["audit", "lineage"] {
+        // Whitespace collapsed: clap wraps long lines.
+        let help = stdout(&run(&[command, "--help"]))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(help.contains("manifest.json keys are never used"), "{help}");
+        assert!(help.contains("exit 2 and verify nothing"), "{help}");
+    }
 }
 
 #[test]
