@@ -6,7 +6,7 @@
 //! checkpoints, workloads, runtimes), the C2SP tlog-tiles read endpoints
 //! (`/checkpoint`, `/tile/...`), health and Prometheus metrics, and the
 //! accept loop that serves them over cleartext HTTP/1.1 or TLS with bounded
-//! connection lifetimes ([`serve`]).
+//! connection lifetimes ([`mod@serve`]).
 //!
 //! **What it is not.** It holds no rule and no Merkle math: every check and
 //! every hash comes from the ledger crate's pure core. It does not parse
