@@ -344,24 +344,6 @@ impl Rejection {
             | Rejection::UnknownParent { .. } => RejectionClass::Unprocessable,
         }
     }
-
-    /// Every code [`Rejection::code`] can return.
-    pub const CODES: [&'static str; 14] = [
-        "payload_too_large",
-        "invalid_envelope",
-        "unknown_key",
-        "bad_signature",
-        "revoked_key",
-        "invalid_payload",
-        "runtime_mismatch",
-        "clock_skew",
-        "key_conflict",
-        "duplicate_event",
-        "equivocation",
-        "sequence_gap",
-        "prev_mismatch",
-        "unknown_parent",
-    ];
 }
 
 /// What is wrong with a grant or revocation.

@@ -443,7 +443,7 @@ impl Violation {
             Violation::ExportTruncated { .. } => "export_truncated",
             Violation::MalformedEntry { .. } => "malformed_entry",
             Violation::IntegrationTime { .. } => "integration_time",
-            Violation::Rule { rejection, .. } => rejection_code(rejection),
+            Violation::Rule { rejection, .. } => rejection.code(),
             Violation::Internal { .. } => "internal",
             Violation::SinceNewer { .. } => "since_newer",
             Violation::SinceUndecided { .. } => "since_undecided",
@@ -545,26 +545,6 @@ impl Violation {
                 | Violation::SinceUndecided { .. }
                 | Violation::Fork { .. }
         )
-    }
-}
-
-/// The API's stable code for a rule failure (the same strings as `lineage-api`'s problem codes).
-pub fn rejection_code(r: &Rejection) -> &'static str {
-    match r {
-        Rejection::PayloadTooLarge { .. } => "payload_too_large",
-        Rejection::InvalidEnvelope(_) => "invalid_envelope",
-        Rejection::UnknownKey { .. } => "unknown_key",
-        Rejection::BadSignature { .. } => "bad_signature",
-        Rejection::RevokedKey { .. } => "revoked_key",
-        Rejection::InvalidPayload(_) => "invalid_payload",
-        Rejection::RuntimeMismatch { .. } => "runtime_mismatch",
-        Rejection::ClockSkew { .. } => "clock_skew",
-        Rejection::KeyConflict { .. } => "key_conflict",
-        Rejection::DuplicateEvent { .. } => "duplicate_event",
-        Rejection::Equivocation { .. } => "equivocation",
-        Rejection::SequenceGap { .. } => "sequence_gap",
-        Rejection::PrevMismatch { .. } => "prev_mismatch",
-        Rejection::UnknownParent { .. } => "unknown_parent",
     }
 }
 
