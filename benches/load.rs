@@ -659,7 +659,7 @@ fn main() {
         })
         .collect();
     let authority = match &a.authority_key {
-        Some(p) => lineage_ledger::keys::read_key_file(p).expect("authority key"),
+        Some(p) => lineage::keyfile::read_key_file(p).expect("authority key"),
         None => SigningKey::from_bytes(&[9; 32]),
     };
     let mut server = match &a.server {

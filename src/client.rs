@@ -5,8 +5,9 @@ use std::io::Read as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use lineage::keyfile::read_key_file;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
-use lineage_ledger::keys::{parse_public_key, read_key_file};
+use lineage_ledger::keys::parse_public_key;
 use lineage_schemas::{GovernanceAction, GovernancePayload};
 use time::format_description::well_known::Rfc3339;
 

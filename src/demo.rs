@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
+use lineage::keyfile::{generate_signing_key, read_key_file};
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
-use lineage_ledger::keys::{EventId, generate_signing_key, public_key_base64, read_key_file};
+use lineage_ledger::keys::{EventId, public_key_base64};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;

@@ -3,6 +3,7 @@
 //! private modules.
 
 pub mod export;
+pub mod keyfile;
 
 use axum::Router;
 use lineage_api::AppState;

@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use lineage::keyfile::{generate_signing_key, key_file_is_private, read_key_file, write_key_file};
 use lineage_api::{AppState, HttpLimits};
-use lineage_ledger::keys::{
-    generate_signing_key, key_file_is_private, parse_public_key, read_key_file, write_key_file,
-};
+use lineage_ledger::keys::parse_public_key;
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::Authorities;
 use lineage_ledger::store::RocksStore;
