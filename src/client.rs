@@ -11,7 +11,8 @@ use lineage_ledger::keys::parse_public_key;
 use lineage_schemas::{GovernanceAction, GovernancePayload};
 use time::format_description::well_known::Rfc3339;
 
-const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
+/// The ledger `serve` runs by default (`config::DEFAULT_LISTEN`; a test pins it).
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
 
 /// Flags of `grant` and `revoke`.
 #[derive(clap::Args, Debug)]

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use lineage_api::HttpLimits;
+use lineage_log::LogConfig;
 use serde::Deserialize;
 
 /// Flags of `lineage serve` (each also settable by environment or file).
@@ -98,24 +100,33 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
 }
 
-/// The validated configuration.
+/// Where `serve` keeps its data unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "lineage-data";
+
+/// Where `serve` listens unless told otherwise (and where the CLI looks).
+pub const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 7878);
+
+/// The validated configuration of `lineage serve`: the log service's and
+/// the HTTP layer's own config types, plus what only the binary decides.
+/// Every default is defined once: [`LogConfig::default`],
+/// [`HttpLimits::default`], and the two constants above.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// Data directory (RocksDB in `db/`, the log key, the dev authority key).
     pub data_dir: PathBuf,
+    /// Listen address.
     pub listen: SocketAddr,
-    pub origin: String,
+    /// Log signing key file.
     pub log_key: PathBuf,
+    /// Authority public keys (standard base64); empty: development authority.
     pub authority: Vec<String>,
-    pub max_skew: Duration,
-    pub batch_max_entries: usize,
-    pub batch_linger: Duration,
-    pub queue_depth: usize,
-    pub max_body_bytes: usize,
-    pub max_batch: usize,
-    pub request_timeout: Duration,
-    pub max_in_flight: usize,
+    /// The log service's tunables (origin, skew, batching, queue).
+    pub log: LogConfig,
+    /// The HTTP layer's limits (body, batch, request timeout, in-flight cap).
+    pub limits: HttpLimits,
     /// (events per second, burst), when limited.
     pub rate_limit: Option<(std::num::NonZeroU32, std::num::NonZeroU32)>,
+    /// Bearer token required on every read, when set.
     pub read_token: Option<String>,
     /// (certificate chain, key), when serving TLS directly.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -132,14 +143,13 @@ impl ServeArgs {
                 toml::from_str(&text).with_context(|| format!("config file {}", p.display()))?
             }
         };
+        let log_defaults = LogConfig::default();
+        let http_defaults = HttpLimits::default();
         let data_dir = self
             .data_dir
             .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("lineage-data"));
-        let origin = self
-            .origin
-            .or(file.origin)
-            .unwrap_or_else(|| "lineage.local/log".into());
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let origin = self.origin.or(file.origin).unwrap_or(log_defaults.origin);
         if origin.is_empty() || origin.contains(|c: char| c.is_whitespace() || c == '+') {
             bail!("origin: {origin:?} must be non-empty with no white space and no '+'");
         }
@@ -158,48 +168,89 @@ impl ServeArgs {
             }
             Ok(v)
         };
-        let cfg = ServeConfig {
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+        let max_skew = match self.max_skew_secs.or(file.max_skew_secs) {
+            None => log_defaults.max_skew,
+            Some(secs) => time::Duration::seconds(
+                i64::try_from(secs).map_err(|_| anyhow::anyhow!("max_skew_secs: too large"))?,
+            ),
+        };
+        let log = LogConfig {
             origin,
-            log_key,
-            authority,
-            max_skew: Duration::from_secs(self.max_skew_secs.or(file.max_skew_secs).unwrap_or(300)),
+            max_skew,
             batch_max_entries: positive(
                 "batch_max_entries",
                 self.batch_max_entries
                     .or(file.batch_max_entries)
-                    .unwrap_or(4096),
+                    .unwrap_or(log_defaults.batch_max_entries),
             )?,
-            batch_linger: Duration::from_millis(
-                self.batch_linger_ms.or(file.batch_linger_ms).unwrap_or(0),
-            ),
+            batch_linger: self
+                .batch_linger_ms
+                .or(file.batch_linger_ms)
+                .map_or(log_defaults.batch_linger, Duration::from_millis),
             queue_depth: positive(
                 "queue_depth",
-                self.queue_depth.or(file.queue_depth).unwrap_or(4096),
+                self.queue_depth
+                    .or(file.queue_depth)
+                    .unwrap_or(log_defaults.queue_depth),
             )?,
+        };
+        let limits = HttpLimits {
             max_body_bytes: positive(
                 "max_body_bytes",
                 self.max_body_bytes
                     .or(file.max_body_bytes)
-                    .unwrap_or(64 * 1024 * 1024),
+                    .unwrap_or(http_defaults.max_body_bytes),
             )?,
             max_batch: positive(
                 "max_batch",
-                self.max_batch.or(file.max_batch).unwrap_or(1000),
+                self.max_batch
+                    .or(file.max_batch)
+                    .unwrap_or(http_defaults.max_batch),
             )?,
-            request_timeout: Duration::from_secs(
-                self.request_timeout_secs
-                    .or(file.request_timeout_secs)
-                    .unwrap_or(30),
-            ),
+            request_timeout: self
+                .request_timeout_secs
+                .or(file.request_timeout_secs)
+                .map_or(http_defaults.request_timeout, Duration::from_secs),
             max_in_flight: positive(
                 "max_in_flight",
-                self.max_in_flight.or(file.max_in_flight).unwrap_or(1024),
+                self.max_in_flight
+                    .or(file.max_in_flight)
+                    .unwrap_or(http_defaults.max_in_flight),
             )?,
-            rate_limit: None,
+        };
+        if log.batch_linger > Duration::from_secs(1) {
+            bail!("batch_linger_ms: at most 1000");
+        }
+        if limits.request_timeout.is_zero() {
+            bail!("request_timeout_secs: must be at least 1");
+        }
+        let rate = self
+            .rate_limit_per_runtime
+            .or(file.rate_limit_per_runtime)
+            .unwrap_or(0);
+        let rate_limit = match std::num::NonZeroU32::new(rate) {
+            None => None,
+            Some(rate) => {
+                let burst = self
+                    .rate_limit_burst
+                    .or(file.rate_limit_burst)
+                    .unwrap_or(rate.get().saturating_mul(10));
+                let Some(burst) = std::num::NonZeroU32::new(burst) else {
+                    bail!("rate_limit_burst: must be at least 1");
+                };
+                Some((rate, burst))
+            }
+        };
+        Ok(ServeConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(DEFAULT_LISTEN)),
+            log_key,
+            authority,
+            log,
+            limits,
+            rate_limit,
             read_token: self
                 .read_token
                 .or(file.read_token)
@@ -213,29 +264,7 @@ impl ServeArgs {
                 _ => bail!("tls_cert and tls_key: give both or neither"),
             },
             data_dir,
-        };
-        let mut cfg = cfg;
-        let rate = self
-            .rate_limit_per_runtime
-            .or(file.rate_limit_per_runtime)
-            .unwrap_or(0);
-        if let Some(rate) = std::num::NonZeroU32::new(rate) {
-            let burst = self
-                .rate_limit_burst
-                .or(file.rate_limit_burst)
-                .unwrap_or(rate.get().saturating_mul(10));
-            let Some(burst) = std::num::NonZeroU32::new(burst) else {
-                bail!("rate_limit_burst: must be at least 1");
-            };
-            cfg.rate_limit = Some((rate, burst));
-        }
-        if cfg.batch_linger > Duration::from_secs(1) {
-            bail!("batch_linger_ms: at most 1000");
-        }
-        if cfg.request_timeout.is_zero() {
-            bail!("request_timeout_secs: must be at least 1");
-        }
-        Ok(cfg)
+        })
     }
 }
 
@@ -253,7 +282,8 @@ mod tests {
         )
         .expect("write");
         let cfg = ServeArgs::default().resolve().expect("defaults");
-        assert_eq!(cfg.origin, "lineage.local/log");
+        assert_eq!(cfg.log.origin, LogConfig::default().origin);
+        assert_eq!(cfg.limits.max_batch, HttpLimits::default().max_batch);
         assert_eq!(cfg.listen.port(), 7878);
         assert_eq!(cfg.log_key, PathBuf::from("lineage-data/log.key"));
         let cfg = ServeArgs {
@@ -262,8 +292,8 @@ mod tests {
         }
         .resolve()
         .expect("file");
-        assert_eq!(cfg.origin, "file.example/log");
-        assert_eq!(cfg.batch_linger, Duration::from_millis(5));
+        assert_eq!(cfg.log.origin, "file.example/log");
+        assert_eq!(cfg.log.batch_linger, Duration::from_millis(5));
         let cfg = ServeArgs {
             config: Some(file),
             origin: Some("flag.example/log".into()),
@@ -271,7 +301,15 @@ mod tests {
         }
         .resolve()
         .expect("flags");
-        assert_eq!(cfg.origin, "flag.example/log");
+        assert_eq!(cfg.log.origin, "flag.example/log");
+    }
+
+    #[test]
+    fn the_clients_default_server_is_the_default_listen_address() {
+        assert_eq!(
+            crate::client::DEFAULT_SERVER,
+            format!("http://{}", SocketAddr::from(DEFAULT_LISTEN))
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let authority = cfg.data_dir.join("authority.key");
-    crate::serve(
+    crate::serve::serve(
         cfg,
         Some(Box::new(move |url: &str| {
             let url = url.to_owned();
