@@ -21,8 +21,8 @@ use lineage_ledger::state::BatchState;
 use lineage_ledger::store::{Store, StoreError};
 
 use crate::cache::HeadCache;
-use crate::sequencer::Outcome;
-use crate::service::read;
+use crate::job::Outcome;
+use crate::sync::read;
 
 /// The committed log as the rules see it: the store, the key registry in
 /// memory, and the sequencer's cache of workload heads.

@@ -17,12 +17,14 @@ pub mod batch;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod job;
 pub mod metrics;
 pub mod nodes;
 pub mod sequencer;
 pub mod service;
+mod sync;
 
 pub use clock::Clock;
 pub use config::LogConfig;
-pub use sequencer::{JobReply, Outcome};
+pub use job::{JobReply, Outcome};
 pub use service::{Core, LogService, ReadError, StartError, SubmitError};

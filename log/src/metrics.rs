@@ -1,6 +1,7 @@
 //! Prometheus metrics (text exposition format), with `prometheus-client`:
 //! the official client, no global registry, typed label sets.
 
+use lineage_ledger::rules::{Candidate, Rejection};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -162,28 +163,23 @@ pub struct RecentRejections {
 }
 
 impl RecentRejections {
-    /// Remembers the rejected events of one sequencer job: `outcomes[i]` is
-    /// the outcome of `items[i]`; `sender` names the runtime of a key.
-    /// Envelopes refused before their signature was known good (unknown key,
-    /// bad signature) are not recorded: their sender is unknown.
-    pub fn note(
+    /// Remembers refused envelopes (each with the rule that refused it);
+    /// `sender` names the runtime of a key. Envelopes refused before their
+    /// signature was known good (unknown key, bad signature) are not
+    /// recorded: their sender is unknown.
+    pub fn note<'a>(
         &self,
-        items: &[lineage_ledger::rules::Candidate],
-        outcomes: &[crate::sequencer::Outcome],
+        refused: impl IntoIterator<Item = (&'a Candidate, &'a Rejection)>,
         at_ms: u64,
         sender: impl Fn(&lineage_ledger::keys::KeyId) -> Option<String>,
     ) {
         use lineage_ledger::dsse::PayloadType;
-        use lineage_ledger::rules::Rejection;
         #[derive(serde::Deserialize)]
         struct Claim {
             workload: Option<String>,
             seq: Option<u64>,
         }
-        for (c, o) in items.iter().zip(outcomes) {
-            let crate::sequencer::Outcome::Rejected(r) = o else {
-                continue;
-            };
+        for (c, r) in refused {
             if c.envelope.payload_type != PayloadType::Event {
                 continue;
             }

@@ -12,7 +12,7 @@ use lineage_ledger::Hash;
 use lineage_ledger::store::{Store, StoreError};
 use lineage_ledger::tree::{BoundedMemo, MemoNodes, NodeMemo, NodeSource, TileSpan};
 
-use crate::service::{lock, read};
+use crate::sync::{lock, read};
 
 /// A stored tile row, shared between the nodes read from it.
 pub(crate) type SharedTile = Arc<Vec<u8>>;

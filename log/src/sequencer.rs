@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
-use lineage_ledger::rules::{Candidate, Rejection, RuleContext};
+use lineage_ledger::rules::RuleContext;
 use lineage_ledger::store::{CommitBatch, StoreError, StoredCheckpoint};
 use lineage_ledger::tree::{TreeEdge, plan_append};
 use lineage_ledger::{Hash, leaf_hash};
@@ -20,42 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::{Batch, Committed};
 use crate::cache::{HEAD_CACHE_WORKLOADS, HeadCache};
 use crate::clock::unix_ms;
-use crate::service::{Core, read, write};
-
-/// The outcome of one submitted envelope.
-#[derive(Clone, Debug)]
-pub enum Outcome {
-    /// Newly appended at `index`; `entry` is the encoded log entry.
-    Appended {
-        /// Its index.
-        index: u64,
-        /// The encoded entry.
-        entry: Arc<Vec<u8>>,
-    },
-    /// Identical to the entry already at `index`.
-    Identical {
-        /// Its index.
-        index: u64,
-    },
-    /// Refused by a rule.
-    Rejected(Rejection),
-    /// Not appended because the store failed.
-    Failed,
-}
-
-/// The sequencer's answer to one request.
-#[derive(Debug)]
-pub struct JobReply {
-    /// One outcome per candidate, in order.
-    pub outcomes: Vec<Outcome>,
-    /// The checkpoint of the batch (covers every `Appended` entry).
-    pub checkpoint: Arc<StoredCheckpoint>,
-}
-
-pub(crate) struct Job {
-    pub(crate) items: Vec<Candidate>,
-    pub(crate) reply: oneshot::Sender<JobReply>,
-}
+use crate::job::{Job, JobReply, Outcome};
+use crate::service::Core;
+use crate::sync::{read, write};
 
 // ---------------------------------------------------------------------------
 // The sequencer.
@@ -252,9 +219,17 @@ fn process(
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     for (job, outcomes) in jobs.iter_mut().zip(outcomes) {
+        let refused = job
+            .items
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(c, o)| match o {
+                Outcome::Rejected(r) => Some((c, r)),
+                Outcome::Appended { .. } | Outcome::Identical { .. } | Outcome::Failed => None,
+            });
         core.metrics
             .recent_rejections
-            .note(&job.items, &outcomes, integrated_at_ms, |id| {
+            .note(refused, integrated_at_ms, |id| {
                 core.key(id).map(|k| k.runtime.as_str().to_owned())
             });
         for o in &outcomes {

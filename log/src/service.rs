@@ -25,9 +25,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cache::NODE_MEMO_NODES;
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
+use crate::job::{Job, JobReply};
 use crate::metrics::Metrics;
 use crate::nodes::{Memo, ProofNodes, SharedTile};
-use crate::sequencer::{Job, JobReply, spawn_sequencer};
+use crate::sequencer::spawn_sequencer;
+use crate::sync::{read, write};
 
 /// Why the log could not start.
 #[derive(Debug, thiserror::Error)]
@@ -117,18 +119,6 @@ pub enum SubmitError {
     Overloaded,
     /// The sequencer stopped (shutdown or a crash).
     Stopped,
-}
-
-pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl LogService {

@@ -1,0 +1,42 @@
+//! What a request hands the sequencer, and what it gets back.
+
+use std::sync::Arc;
+
+use lineage_ledger::rules::{Candidate, Rejection};
+use lineage_ledger::store::StoredCheckpoint;
+use tokio::sync::oneshot;
+
+/// The outcome of one submitted envelope.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Newly appended at `index`; `entry` is the encoded log entry.
+    Appended {
+        /// Its index.
+        index: u64,
+        /// The encoded entry.
+        entry: Arc<Vec<u8>>,
+    },
+    /// Identical to the entry already at `index`.
+    Identical {
+        /// Its index.
+        index: u64,
+    },
+    /// Refused by a rule.
+    Rejected(Rejection),
+    /// Not appended because the store failed.
+    Failed,
+}
+
+/// The sequencer's answer to one request.
+#[derive(Debug)]
+pub struct JobReply {
+    /// One outcome per candidate, in order.
+    pub outcomes: Vec<Outcome>,
+    /// The checkpoint of the batch (covers every `Appended` entry).
+    pub checkpoint: Arc<StoredCheckpoint>,
+}
+
+pub(crate) struct Job {
+    pub(crate) items: Vec<Candidate>,
+    pub(crate) reply: oneshot::Sender<JobReply>,
+}
