@@ -1,12 +1,12 @@
 //! The stylesheet and the two scripts, embedded in the binary. Pages link
 //! them as `/static/<name>?v=<content hash>`, so they are served with a
 //! one-year immutable cache and a new build changes the URL.
+//!
+//! It knows no page: the route (`lib.rs`) answers a name that is not here
+//! with the explorer's 404 page, whose layout links these files.
 
-use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-
-use crate::page::PageError;
 
 struct Asset {
     name: &'static str,
@@ -52,11 +52,10 @@ pub(crate) fn url(name: &str) -> String {
     }
 }
 
-pub(crate) async fn serve(Path(file): Path<String>) -> Result<Response, PageError> {
-    let asset = ASSETS
-        .iter()
-        .find(|a| a.name == file)
-        .ok_or_else(|| PageError::NotFound(format!("There is no static file named {file:?}.")))?;
+/// The response serving asset `name`: its body, type and a one-year
+/// immutable cache; `None` when there is no such asset.
+pub(crate) fn response(name: &str) -> Option<Response> {
+    let asset = ASSETS.iter().find(|a| a.name == name)?;
     let mut r = asset.body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.mime));
@@ -68,5 +67,5 @@ pub(crate) async fn serve(Path(file): Path<String>) -> Result<Response, PageErro
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    Ok(r)
+    Some(r)
 }

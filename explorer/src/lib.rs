@@ -42,6 +42,8 @@ mod workload;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Path;
+use axum::response::Response;
 use axum::routing::get;
 use lineage_log::{Core, LogService};
 
@@ -86,8 +88,14 @@ pub fn router(log: Arc<LogService>) -> Router {
         .route("/checkpoints", get(checkpoints::page))
         .route("/proofs/inclusion", get(proofs::inclusion))
         .route("/proofs/consistency", get(proofs::consistency))
-        .route("/static/{file}", get(assets::serve))
+        .route("/static/{file}", get(static_file))
         .with_state(ex)
+}
+
+/// `/static/{file}`: an embedded asset, or the 404 page.
+async fn static_file(Path(file): Path<String>) -> Result<Response, PageError> {
+    assets::response(&file)
+        .ok_or_else(|| PageError::NotFound(format!("There is no static file named {file:?}.")))
 }
 
 /// Runs a blocking read against the core on the blocking pool.

@@ -9,7 +9,7 @@
 
 use ed25519_dalek::VerifyingKey;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::event::RuntimeId;
 use crate::keys::KeyId;
 use crate::rules::KeyRecord;

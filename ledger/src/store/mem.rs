@@ -4,18 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::codec::{child_key, workload_key, workload_prefix};
-use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint};
+use super::{CommitBatch, Fault, Store, StoreError, StoreMeta, StoredCheckpoint};
 use crate::keys::{EventId, KeyId};
 use crate::rules::KeyRecord;
-
-/// A fault to inject into the next commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The write fails and nothing is applied.
-    LoseWrite,
-    /// The write is applied, but the store reports a failure (as a failed sync can).
-    ApplyThenFail,
-}
 
 #[derive(Default)]
 struct State {

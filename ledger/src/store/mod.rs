@@ -15,60 +15,20 @@
 //! of that batch.
 
 mod codec;
+mod error;
 mod mem;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 
 pub use codec::{FORMAT_VERSION, StoreMeta, StoredCheckpoint};
-pub use mem::{Fault, MemStore};
+pub use error::{Fault, StoreError};
+pub use mem::MemStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
 use crate::tree::{TileSource, TileWrite};
-
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database reported an error.
-    #[error("database error: {0}")]
-    Database(String),
-    /// A stored value does not decode: the data directory is damaged or foreign.
-    #[error("corrupt {what} record at key {key}")]
-    Corrupt {
-        /// The kind of record.
-        what: &'static str,
-        /// The key, hex-encoded.
-        key: String,
-    },
-    /// A commit did not start at the store's current size (a lost race or a stale caller).
-    #[error("commit starts at index {first_index} but the log has {size} entries")]
-    Conflict {
-        /// The batch's first index.
-        first_index: u64,
-        /// The store's size.
-        size: u64,
-    },
-    /// The store was already initialised.
-    #[error("the store is already initialised")]
-    AlreadyInitialized,
-    /// A fault injected by a test.
-    #[error("injected fault: {0:?}")]
-    Injected(Fault),
-    /// The data directory belongs to another log or another format.
-    #[error(
-        "the data directory holds {field} {stored:?}, but this ledger is configured with {configured:?}"
-    )]
-    MetaMismatch {
-        /// Which property differs.
-        field: &'static str,
-        /// What the store holds.
-        stored: String,
-        /// What the configuration says.
-        configured: String,
-    },
-}
 
 /// Everything one sequencer batch writes, applied atomically.
 #[derive(Clone, Debug, Default)]

@@ -1,0 +1,244 @@
+//! Roots and proofs over a [`NodeSource`]: RFC 6962 `MTH`, `PATH` (§2.1.1) and `PROOF`
+//! (§2.1.2), i.e. RFC 9162 §2.1.3.1 and §2.1.4.1, reading O(log n) complete subtree hashes.
+
+use crate::hash::{EMPTY_ROOT, Hash, node_hash};
+
+/// A source of complete subtree hashes ("nodes").
+///
+/// Node (level, index) is the RFC 6962 hash of the perfect subtree over leaves
+/// `[index << level, (index + 1) << level)`; level 0 holds the leaf hashes.
+pub trait NodeSource {
+    /// Why a node could not be read.
+    type Error;
+
+    /// Hash of the complete subtree at (level, index).
+    ///
+    /// The functions of this module only call it for subtrees that are complete within the
+    /// tree size being proven.
+    ///
+    /// # Errors
+    /// Implementation-defined: the node is missing or could not be read.
+    fn node(&self, level: u8, index: u64) -> Result<Hash, Self::Error>;
+}
+
+impl<S: NodeSource + ?Sized> NodeSource for &S {
+    type Error = S::Error;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, Self::Error> {
+        (**self).node(level, index)
+    }
+}
+
+/// Error building a root or a proof from a [`NodeSource`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError<E> {
+    /// The leaf index is not in the tree.
+    #[error("leaf index {index} is out of range for a tree of size {size}")]
+    IndexOutOfRange {
+        /// The requested leaf index.
+        index: u64,
+        /// The tree size.
+        size: u64,
+    },
+    /// A consistency proof was requested from a larger tree to a smaller one.
+    #[error("tree size {first} is larger than tree size {second}")]
+    SizesOutOfOrder {
+        /// The older tree size.
+        first: u64,
+        /// The newer tree size.
+        second: u64,
+    },
+    /// The node source failed.
+    #[error(transparent)]
+    Source(E),
+}
+
+/// Hash of the leaves `[lo, hi)`, as RFC 6962 `MTH(D[lo:hi])` computes it when `lo` is a
+/// multiple of a power of two that is at least `hi - lo` (true of every range the RFC's
+/// recursion visits). [`EMPTY_ROOT`] when the range is empty.
+///
+/// The range splits into the perfect subtrees given by the binary digits of `hi - lo`, largest
+/// on the left; they are folded right to left, so at most 64 nodes are read.
+fn subtree_hash<S: NodeSource + ?Sized>(
+    lo: u64,
+    hi: u64,
+    src: &S,
+) -> Result<Hash, ProofError<S::Error>> {
+    let n = hi.saturating_sub(lo);
+    let mut end = hi;
+    let mut acc: Option<Hash> = None;
+    for level in 0..64u8 {
+        if (n >> level) & 1 == 1 {
+            let start = end - (1u64 << level);
+            let h = src
+                .node(level, start >> level)
+                .map_err(ProofError::Source)?;
+            acc = Some(match acc {
+                None => h,
+                Some(right) => node_hash(&h, &right),
+            });
+            end = start;
+        }
+    }
+    Ok(acc.unwrap_or(EMPTY_ROOT))
+}
+
+/// The largest power of two strictly below `n`, the RFC 6962 split point `k`. Needs `n >= 2`.
+fn split_point(n: u64) -> u64 {
+    1u64 << (63 - (n - 1).leading_zeros())
+}
+
+/// The RFC 6962 Merkle tree hash `MTH(D[0:size])`: [`EMPTY_ROOT`] for an empty tree.
+///
+/// Reads at most 64 nodes (one per set bit of `size`).
+///
+/// # Errors
+/// [`ProofError::Source`] when the node source fails.
+pub fn root<S: NodeSource + ?Sized>(size: u64, src: &S) -> Result<Hash, ProofError<S::Error>> {
+    subtree_hash(0, size, src)
+}
+
+/// The RFC 6962 audit path `PATH(index, D[0:size])`, ordered from the leaf level upwards.
+///
+/// # Errors
+/// [`ProofError::IndexOutOfRange`] when `index >= size`; [`ProofError::Source`] when the
+/// node source fails.
+pub fn prove_inclusion<S: NodeSource + ?Sized>(
+    index: u64,
+    size: u64,
+    src: &S,
+) -> Result<Vec<Hash>, ProofError<S::Error>> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    // Walk down from the root; only the first right sibling can be an incomplete subtree.
+    let (mut lo, mut hi) = (0, size);
+    let mut path = Vec::with_capacity(64);
+    while hi - lo > 1 {
+        let k = split_point(hi - lo);
+        if index < lo + k {
+            path.push(subtree_hash(lo + k, hi, src)?);
+            hi = lo + k;
+        } else {
+            path.push(subtree_hash(lo, lo + k, src)?);
+            lo += k;
+        }
+    }
+    path.reverse();
+    Ok(path)
+}
+
+/// The RFC 6962 consistency proof `PROOF(first, D[0:second])`, in `SUBPROOF` order.
+///
+/// Empty when `first == 0` or `first == second`.
+///
+/// # Errors
+/// [`ProofError::SizesOutOfOrder`] when `first > second`; [`ProofError::Source`] when the
+/// node source fails.
+pub fn prove_consistency<S: NodeSource + ?Sized>(
+    first: u64,
+    second: u64,
+    src: &S,
+) -> Result<Vec<Hash>, ProofError<S::Error>> {
+    if first > second {
+        return Err(ProofError::SizesOutOfOrder { first, second });
+    }
+    if first == 0 || first == second {
+        return Ok(Vec::new());
+    }
+    // SUBPROOF(m, D[lo:hi], b), unrolled: siblings are collected outermost first, then the
+    // innermost node (when b is false), and reversed at the end.
+    let (mut lo, mut hi, mut m, mut whole) = (0, second, first, true);
+    let mut proof = Vec::with_capacity(65);
+    loop {
+        let n = hi - lo;
+        if m == n {
+            if !whole {
+                proof.push(subtree_hash(lo, hi, src)?);
+            }
+            break;
+        }
+        let k = split_point(n);
+        if m <= k {
+            proof.push(subtree_hash(lo + k, hi, src)?);
+            hi = lo + k;
+        } else {
+            proof.push(subtree_hash(lo, lo + k, src)?);
+            lo += k;
+            m -= k;
+            whole = false;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::hash::leaf_hash;
+    use crate::tree::fixture::{FIXTURE_SIZE, check, config, fixture, mem_root, vector_roots};
+    use crate::tree::verify_inclusion;
+
+    #[test]
+    fn roots_match_vectors_via_mem_nodes() {
+        let f = fixture();
+        for (size, want) in vector_roots() {
+            check((size, mem_root(size)), (size, want));
+        }
+        check(f.mem.size(), FIXTURE_SIZE);
+        check(f.edge.root(), mem_root(FIXTURE_SIZE));
+    }
+
+    // -- rs_merkle as a second implementation -------------------------------------------
+
+    /// RFC 6962 hashing for rs_merkle: it is given leaf hashes, and promotes an odd right
+    /// node unchanged, which is what RFC 6962's unbalanced split does.
+    #[derive(Clone)]
+    struct Rfc6962;
+
+    impl rs_merkle::Hasher for Rfc6962 {
+        type Hash = [u8; 32];
+
+        fn hash(data: &[u8]) -> [u8; 32] {
+            leaf_hash(data).0
+        }
+
+        fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
+            match right {
+                Some(right) => node_hash(&Hash(*left), &Hash(*right)).0,
+                None => *left,
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(48))]
+
+        #[test]
+        fn roots_and_inclusion_proofs_match_rs_merkle(size in 1u64..3000, seed in any::<u64>()) {
+            let f = fixture();
+            let leaves: Vec<[u8; 32]> =
+                f.leaves.iter().take(size as usize).map(|h| h.0).collect();
+            let tree = rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&leaves);
+            prop_assert_eq!(tree.root().map(Hash), Some(mem_root(size)));
+            for index in [seed % size, size - 1, 0] {
+                let theirs: Vec<Hash> = tree
+                    .proof(&[index as usize])
+                    .proof_hashes()
+                    .iter()
+                    .map(|h| Hash(*h))
+                    .collect();
+                let ours = prove_inclusion(index, size, &f.mem);
+                prop_assert_eq!(ours.as_ref(), Ok(&theirs));
+                let leaf = f.leaves.get(index as usize).copied().unwrap_or_default();
+                prop_assert_eq!(
+                    verify_inclusion(&leaf, index, size, &theirs, &mem_root(size)),
+                    Ok(())
+                );
+            }
+        }
+    }
+}

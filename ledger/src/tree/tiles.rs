@@ -1,0 +1,448 @@
+//! Nodes from C2SP tlog-tiles hash tiles: a node is the [`row_root`] of a run of one tile row
+//! ([`TileSpan`] says which); [`TileNodes`] serves every node from a [`TileSource`].
+
+use super::proof::NodeSource;
+use crate::hash::{EMPTY_ROOT, HASH_SIZE, Hash, node_hash};
+use crate::{TILE_HEIGHT, TILE_WIDTH};
+
+/// Largest tree size [`TreeEdge::load`] accepts. Appending to such a tree cannot overflow a
+/// `u64` before 2^63 more leaves have been hashed.
+///
+/// [`TreeEdge::load`]: super::TreeEdge::load
+// Here, not in `append.rs`: `TileNodesError::TreeTooLarge` names it, and `append.rs` imports
+// this file.
+pub const MAX_TREE_SIZE: u64 = 1 << 63;
+
+/// Read access to stored C2SP tlog-tiles hash tiles.
+///
+/// Hash tile (level `L`, index `N`) holds the hashes of tree level `8 * L`, indices
+/// `N * 256 ..`, 32 bytes each, concatenated.
+pub trait TileSource {
+    /// Why a tile could not be read.
+    type Error;
+
+    /// Bytes of hash tile (level, index) as currently stored: a concatenation of 32-byte
+    /// hashes, at least `min_width` of them (the store may hold more if the tree has grown).
+    ///
+    /// # Errors
+    /// Implementation-defined: the tile is missing, too narrow, or could not be read.
+    fn tile(&self, level: u8, index: u64, min_width: u16) -> Result<Vec<u8>, Self::Error>;
+}
+
+impl<T: TileSource + ?Sized> TileSource for &T {
+    type Error = T::Error;
+
+    fn tile(&self, level: u8, index: u64, min_width: u16) -> Result<Vec<u8>, Self::Error> {
+        (**self).tile(level, index, min_width)
+    }
+}
+
+/// Error reading nodes or a tree edge from tiles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TileNodesError<E> {
+    /// The tile source failed.
+    #[error(transparent)]
+    Source(E),
+    /// The tile source returned fewer hashes than asked for.
+    #[error("tile {level}/{index} holds {width} hashes, {needed} needed")]
+    ShortTile {
+        /// Tile level.
+        level: u8,
+        /// Tile index.
+        index: u64,
+        /// Number of whole hashes returned.
+        width: u64,
+        /// Number of hashes asked for.
+        needed: u16,
+    },
+    /// The tile source returned bytes that are not a whole number of hashes.
+    #[error("tile {level}/{index} is {len} bytes, not a multiple of 32")]
+    MisalignedTile {
+        /// Tile level.
+        level: u8,
+        /// Tile index.
+        index: u64,
+        /// Length in bytes.
+        len: usize,
+    },
+    /// A node whose leaves lie beyond `u64` leaf indexes.
+    #[error("node ({level}, {index}) lies beyond the largest possible tree")]
+    NodeOutOfRange {
+        /// Tree level.
+        level: u8,
+        /// Index in that level.
+        index: u64,
+    },
+    /// [`TreeEdge::load`] was asked for a tree larger than [`MAX_TREE_SIZE`].
+    ///
+    /// [`TreeEdge::load`]: super::TreeEdge::load
+    #[error("tree size {size} is larger than the maximum {MAX_TREE_SIZE}")]
+    TreeTooLarge {
+        /// The requested size.
+        size: u64,
+    },
+}
+
+/// Reads the first `width` hashes of tile (level, index).
+pub(super) fn read_tile<T: TileSource + ?Sized>(
+    tiles: &T,
+    level: u8,
+    index: u64,
+    width: u16,
+) -> Result<Vec<Hash>, TileNodesError<T::Error>> {
+    let bytes = tiles
+        .tile(level, index, width)
+        .map_err(TileNodesError::Source)?;
+    if !bytes.len().is_multiple_of(HASH_SIZE) {
+        return Err(TileNodesError::MisalignedTile {
+            level,
+            index,
+            len: bytes.len(),
+        });
+    }
+    let have = bytes.len() / HASH_SIZE;
+    if have < usize::from(width) {
+        return Err(TileNodesError::ShortTile {
+            level,
+            index,
+            width: have as u64,
+            needed: width,
+        });
+    }
+    Ok(bytes
+        .chunks_exact(HASH_SIZE)
+        .take(usize::from(width))
+        .filter_map(Hash::from_slice)
+        .collect())
+}
+
+/// The RFC 6962 Merkle tree hash of a run of hashes taken as leaves: `MTH` over entries that
+/// are already hashed. [`EMPTY_ROOT`] when there are none.
+///
+/// For `2^k` consecutive nodes of one tree level, starting at a multiple of `2^k` (such as a
+/// run of a tile row), it is the node `k` levels above them; for the leaf hashes of a whole
+/// tree it is that tree's [`root`]. It hashes each interior node once (`len - 1` hashes) and
+/// keeps O(log n) hashes, not a copy of the run.
+///
+/// [`root`]: super::root
+pub fn row_root(hashes: &[Hash]) -> Hash {
+    fold_row(hashes.iter().copied())
+}
+
+/// [`row_root`] over an iterator: merges equal-height subtrees as each hash arrives (one
+/// merge per trailing one bit of the count so far), then folds what is left right to left,
+/// as RFC 6962 splits an unbalanced tree.
+fn fold_row(hashes: impl Iterator<Item = Hash>) -> Hash {
+    // Roots of the perfect subtrees so far, largest (leftmost) first: at most 64.
+    let mut stack: Vec<Hash> = Vec::with_capacity(8);
+    for (count, hash) in (0u64..).zip(hashes) {
+        let mut node = hash;
+        for _ in 0..count.trailing_ones() {
+            let Some(left) = stack.pop() else { break };
+            node = node_hash(&left, &node);
+        }
+        stack.push(node);
+    }
+    let mut nodes = stack.into_iter().rev();
+    let Some(last) = nodes.next() else {
+        return EMPTY_ROOT;
+    };
+    nodes.fold(last, |acc, left| node_hash(&left, &acc))
+}
+
+/// Where a complete subtree's hash lies in C2SP tlog-tiles storage: node (level, index) is
+/// the root of `count = 2^(level % 8)` consecutive hashes of one tile row, tile level
+/// `level / 8`, starting at position `offset` of its tile.
+///
+/// This is how [`TileNodes`] reads nodes; callers that hold tile rows in their own form
+/// locate and hash a node with [`TileSpan::of_node`] and [`TileSpan::root`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileSpan {
+    level: u8,
+    index: u64,
+    offset: u16,
+    count: u16,
+}
+
+impl TileSpan {
+    /// The span of node (level, index); `None` when the node's leaves lie beyond `u64` leaf
+    /// indexes.
+    pub fn of_node(level: u8, index: u64) -> Option<TileSpan> {
+        let count = 1u64 << (level % TILE_HEIGHT);
+        let first = index.checked_mul(count)?;
+        // `count` divides 256 and `first` is a multiple of it, so the run lies in one tile;
+        // `offset + count` is at most 256.
+        let offset = first % TILE_WIDTH;
+        Some(TileSpan {
+            level: level / TILE_HEIGHT,
+            index: first / TILE_WIDTH,
+            offset: u16::try_from(offset).ok()?,
+            count: u16::try_from(count).ok()?,
+        })
+    }
+
+    /// Tile level: the tile row holds the hashes of tree level `8 * level`.
+    pub fn level(&self) -> u8 {
+        self.level
+    }
+
+    /// Tile index within its level.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Position of the first hash of the run in the tile.
+    pub fn offset(&self) -> u16 {
+        self.offset
+    }
+
+    /// Number of hashes in the run: a power of two, 1 to 128.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// The tile width the node needs: `offset + count` hashes.
+    pub fn width(&self) -> u16 {
+        self.offset + self.count
+    }
+
+    /// The node's hash from the bytes of its tile as stored (32-byte hashes, concatenated):
+    /// the [`row_root`] of the span's run. Bytes past the run are ignored, so a tile that has
+    /// grown since serves older nodes unchanged. `None` when `tile` is shorter than
+    /// [`width`](Self::width) hashes.
+    pub fn root(&self, tile: &[u8]) -> Option<Hash> {
+        let start = usize::from(self.offset) * HASH_SIZE;
+        let run = tile.get(start..start + usize::from(self.count) * HASH_SIZE)?;
+        Some(fold_row(
+            run.chunks_exact(HASH_SIZE).filter_map(Hash::from_slice),
+        ))
+    }
+}
+
+/// Number of nodes of tree level `8 * tile_level` in a tree of `size`.
+pub(super) fn row_len(size: u64, tile_level: u8) -> u64 {
+    size.checked_shr(u32::from(tile_level) * u32::from(TILE_HEIGHT))
+        .unwrap_or(0)
+}
+
+/// A [`NodeSource`] over stored hash tiles.
+///
+/// Node (level, index) is read from the row of tile level `level / 8`: the `2^(level % 8)`
+/// consecutive row entries under it (its [`TileSpan`]) are hashed as a perfect subtree (at
+/// most 127 hashes).
+#[derive(Debug)]
+pub struct TileNodes<'a, T: ?Sized>(pub &'a T);
+
+impl<T: ?Sized> Clone for TileNodes<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for TileNodes<'_, T> {}
+
+impl<T: TileSource + ?Sized> NodeSource for TileNodes<'_, T> {
+    type Error = TileNodesError<T::Error>;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, Self::Error> {
+        let span = TileSpan::of_node(level, index)
+            .ok_or(TileNodesError::NodeOutOfRange { level, index })?;
+        let row = read_tile(self.0, span.level, span.index, span.width())?;
+        Ok(row_root(
+            row.get(usize::from(span.offset)..).unwrap_or_default(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::tree::fixture::{FIXTURE_SIZE, check, config, fixture, mem_root};
+    use crate::tree::{MissingTile, TreeEdge};
+
+    #[test]
+    fn row_root_is_the_tree_root_of_its_hashes() {
+        let f = fixture();
+        for size in (0..=64u64).chain([255, 256, 257, 300, 1000, 4096]) {
+            let leaves = f.leaves.get(..size as usize).unwrap_or_default();
+            check((size, row_root(leaves)), (size, mem_root(size)));
+        }
+        // A power-of-two run of a higher level is the node above it.
+        for level in 0..=8u8 {
+            let row: Vec<Hash> = (0..8u64)
+                .filter_map(|i| f.mem.node(level, i).ok())
+                .collect();
+            check(row_root(&row), f.mem.node(level + 3, 0).unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn tile_spans_locate_and_hash_every_node() {
+        let f = fixture();
+        for level in 0..=16u8 {
+            for index in [
+                0,
+                1,
+                2,
+                3,
+                5,
+                127,
+                128,
+                (FIXTURE_SIZE >> level).saturating_sub(1),
+            ] {
+                if (index + 1) << level > FIXTURE_SIZE {
+                    continue;
+                }
+                let span = TileSpan::of_node(level, index).expect("in range");
+                let count = 1u64 << (level % 8);
+                check(
+                    (
+                        level,
+                        index,
+                        span.level(),
+                        span.index(),
+                        u64::from(span.offset()),
+                        u64::from(span.count()),
+                    ),
+                    (
+                        level,
+                        index,
+                        level / 8,
+                        index * count / 256,
+                        index * count % 256,
+                        count,
+                    ),
+                );
+                check(span.width(), span.offset() + span.count());
+                let tile = f.tiles.get(span.level(), span.index()).unwrap_or_default();
+                let bytes: Vec<u8> = tile.iter().flat_map(|h| h.0).collect();
+                check(
+                    (level, index, span.root(&bytes)),
+                    (level, index, f.mem.node(level, index).ok()),
+                );
+                let exact = bytes
+                    .get(..usize::from(span.width()) * 32)
+                    .unwrap_or_default();
+                check(span.root(exact), span.root(&bytes));
+                let short = bytes
+                    .get(..usize::from(span.width()) * 32 - 1)
+                    .unwrap_or_default();
+                check(span.root(short), None);
+            }
+        }
+        check(TileSpan::of_node(7, u64::MAX), None);
+        check(
+            TileSpan::of_node(0, u64::MAX).map(|s| (s.index(), s.offset())),
+            Some((u64::MAX / 256, 255)),
+        );
+        check(
+            TileSpan::of_node(255, 1).map(|s| (s.level(), s.count(), s.width())),
+            Some((31, 128, 256)),
+        );
+    }
+
+    /// A tile source returning fixed bytes, to exercise malformed stores.
+    #[derive(Debug)]
+    struct FixedTile(Vec<u8>);
+
+    impl TileSource for FixedTile {
+        type Error = std::convert::Infallible;
+
+        fn tile(&self, _: u8, _: u64, _: u16) -> Result<Vec<u8>, Self::Error> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn tile_nodes_report_bad_tiles() {
+        let f = fixture();
+        let nodes = TileNodes(&f.tiles);
+        // Every node of a complete subtree matches MemNodes, at every level.
+        for level in 0..=16u8 {
+            for index in [0, 1, (FIXTURE_SIZE >> level).saturating_sub(1)] {
+                if (index + 1) << level <= FIXTURE_SIZE {
+                    check(
+                        (level, index, nodes.node(level, index).ok()),
+                        (level, index, f.mem.node(level, index).ok()),
+                    );
+                }
+            }
+        }
+        check(
+            nodes.node(0, FIXTURE_SIZE),
+            Err(TileNodesError::Source(MissingTile {
+                level: 0,
+                index: 256,
+                width: 1,
+                min_width: 2,
+            })),
+        );
+        check(
+            nodes.node(8, 300),
+            Err(TileNodesError::Source(MissingTile {
+                level: 1,
+                index: 1,
+                width: 0,
+                min_width: 45,
+            })),
+        );
+        check(
+            nodes.node(7, u64::MAX),
+            Err(TileNodesError::NodeOutOfRange {
+                level: 7,
+                index: u64::MAX,
+            }),
+        );
+        check(
+            TileNodes(&FixedTile(vec![0; 33])).node(0, 0),
+            Err(TileNodesError::MisalignedTile {
+                level: 0,
+                index: 0,
+                len: 33,
+            }),
+        );
+        check(
+            TileNodes(&FixedTile(vec![0; 64])).node(3, 1),
+            Err(TileNodesError::ShortTile {
+                level: 0,
+                index: 0,
+                width: 2,
+                needed: 16,
+            }),
+        );
+        check(
+            TileNodes(&FixedTile(vec![0; 64])).node(1, 0),
+            Ok(node_hash(&Hash::default(), &Hash::default())),
+        );
+        check(
+            TreeEdge::load(3, &FixedTile(vec![0; 64])),
+            Err(TileNodesError::ShortTile {
+                level: 0,
+                index: 0,
+                width: 2,
+                needed: 3,
+            }),
+        );
+        check(
+            TreeEdge::load(MAX_TREE_SIZE + 1, &f.tiles),
+            Err(TileNodesError::TreeTooLarge {
+                size: MAX_TREE_SIZE + 1,
+            }),
+        );
+        check(TreeEdge::load(0, &f.tiles), Ok(TreeEdge::empty()));
+        check(TreeEdge::load(FIXTURE_SIZE, &f.tiles).as_ref(), Ok(&f.edge));
+        check(TreeEdge::load(FIXTURE_SIZE + 1, &f.tiles).is_err(), true);
+    }
+
+    proptest! {
+        #![proptest_config(config(64))]
+
+        #[test]
+        fn tile_nodes_never_panic(level in any::<u8>(), index in any::<u64>(), len in 0usize..9000) {
+            let _ = TileNodes(&FixedTile(vec![7; len])).node(level, index);
+            let _ = TreeEdge::load(index, &FixedTile(vec![7; len]));
+        }
+    }
+}
