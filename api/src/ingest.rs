@@ -219,10 +219,10 @@ fn rate_limit(app: &AppState, c: &Candidate) -> Result<(), ApiError> {
     let Some(limiter) = &app.runtime_limiter else {
         return Ok(());
     };
-    if c.signature_checked != Some(true) {
+    if !c.signature_verified() {
         return Ok(());
     }
-    match app.log.key(&c.envelope.key_id) {
+    match app.log.key(&c.envelope().key_id) {
         Some(k) => limiter.check(k.runtime.as_str()),
         None => Ok(()),
     }

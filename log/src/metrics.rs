@@ -184,7 +184,7 @@ impl RecentRejections {
             let crate::sequencer::Outcome::Rejected(r) = o else {
                 continue;
             };
-            if c.envelope.payload_type != PayloadType::Event {
+            if c.envelope().payload_type != PayloadType::Event {
                 continue;
             }
             // Is the named workload the sender's own (checked by the rules)?
@@ -204,10 +204,10 @@ impl RecentRejections {
                 | Rejection::PrevMismatch { .. }
                 | Rejection::UnknownParent { .. } => true,
             };
-            let Some(runtime) = sender(&c.envelope.key_id) else {
+            let Some(runtime) = sender(&c.envelope().key_id) else {
                 continue;
             };
-            let claim = serde_json::from_slice::<Claim>(&c.envelope.payload).ok();
+            let claim = serde_json::from_slice::<Claim>(&c.envelope().payload).ok();
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() >= RECENT_REJECTIONS {
                 ring.pop_front();

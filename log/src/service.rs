@@ -267,9 +267,9 @@ impl Core {
     /// Checks a candidate's signature now if its key is already known: the
     /// expensive check, done in parallel before the sequencer.
     pub fn precheck(&self, c: &mut Candidate) {
-        let key = match c.envelope.payload_type {
-            PayloadType::Event => self.key(&c.envelope.key_id).map(|k| k.public_key),
-            PayloadType::Governance => self.authorities.get(&c.envelope.key_id).copied(),
+        let key = match c.envelope().payload_type {
+            PayloadType::Event => self.key(&c.envelope().key_id).map(|k| k.public_key),
+            PayloadType::Governance => self.authorities.get(&c.envelope().key_id).copied(),
         };
         if let Some(key) = key {
             c.precheck_signature(&key);

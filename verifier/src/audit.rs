@@ -600,8 +600,8 @@ fn prepare_chunk(
     // ever computed against the key an entry itself names (its key ID).
     for entry in bundles.iter().flat_map(|b| &b.entries) {
         if let Prepared::Decoded { candidate, .. } = entry
-            && candidate.envelope.payload_type == EntryType::Governance.payload_type()
-            && let Ok(statement) = parse_governance(&candidate.envelope.payload)
+            && candidate.envelope().payload_type == EntryType::Governance.payload_type()
+            && let Ok(statement) = parse_governance(&candidate.envelope().payload)
         {
             directory.insert(statement.key_id, statement.public_key);
         }
@@ -612,7 +612,7 @@ fn prepare_chunk(
         .flat_map(|b| b.entries.par_iter_mut())
         .for_each(|entry| {
             if let Prepared::Decoded { candidate, .. } = entry
-                && let Some(key) = directory.get(&candidate.envelope.key_id)
+                && let Some(key) = directory.get(&candidate.envelope().key_id)
             {
                 candidate.precheck_signature(key);
             }
@@ -782,7 +782,7 @@ impl Tree<'_> {
                 candidate,
                 integrated_at_ms,
             } => {
-                if candidate.envelope.payload_type == EntryType::Event.payload_type() {
+                if candidate.envelope().payload_type == EntryType::Event.payload_type() {
                     self.counts.events += 1;
                 } else {
                     self.counts.governance += 1;
