@@ -1357,7 +1357,7 @@ impl TileWrite {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.hashes.len() * HASH_SIZE);
         for h in &self.hashes {
-            out.extend_from_slice(&h.0);
+            out.extend_from_slice(h.as_bytes());
         }
         out
     }
@@ -1491,7 +1491,7 @@ impl TileSource for MemTiles {
                 min_width,
             });
         }
-        Ok(hashes.iter().flat_map(|h| h.0).collect())
+        Ok(hashes.iter().flat_map(|h| h.to_bytes()).collect())
     }
 }
 
@@ -1569,11 +1569,11 @@ mod tests {
     }
 
     fn flip(h: &Hash, bit: usize) -> Hash {
-        let mut out = *h;
-        if let Some(byte) = out.0.get_mut(bit / 8) {
+        let mut bytes = h.to_bytes();
+        if let Some(byte) = bytes.get_mut(bit / 8) {
             *byte ^= 1 << (bit % 8);
         }
-        out
+        Hash::from_bytes(bytes)
     }
 
     /// The one assertion helper for tiny cases: `got` must equal `want`.
@@ -1895,12 +1895,14 @@ mod tests {
         type Hash = [u8; 32];
 
         fn hash(data: &[u8]) -> [u8; 32] {
-            leaf_hash(data).0
+            leaf_hash(data).to_bytes()
         }
 
         fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
             match right {
-                Some(right) => node_hash(&Hash(*left), &Hash(*right)).0,
+                Some(right) => {
+                    node_hash(&Hash::from_bytes(*left), &Hash::from_bytes(*right)).to_bytes()
+                }
                 None => *left,
             }
         }
@@ -1913,15 +1915,15 @@ mod tests {
         fn roots_and_inclusion_proofs_match_rs_merkle(size in 1u64..3000, seed in any::<u64>()) {
             let f = fixture();
             let leaves: Vec<[u8; 32]> =
-                f.leaves.iter().take(size as usize).map(|h| h.0).collect();
+                f.leaves.iter().take(size as usize).map(|h| h.to_bytes()).collect();
             let tree = rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&leaves);
-            prop_assert_eq!(tree.root().map(Hash), Some(mem_root(size)));
+            prop_assert_eq!(tree.root().map(Hash::from_bytes), Some(mem_root(size)));
             for index in [seed % size, size - 1, 0] {
                 let theirs: Vec<Hash> = tree
                     .proof(&[index as usize])
                     .proof_hashes()
                     .iter()
-                    .map(|h| Hash(*h))
+                    .map(|h| Hash::from_bytes(*h))
                     .collect();
                 let ours = prove_inclusion(index, size, &f.mem);
                 prop_assert_eq!(ours.as_ref(), Ok(&theirs));
@@ -2525,7 +2527,7 @@ mod tests {
                 );
                 check(span.width(), span.offset() + span.count());
                 let tile = f.tiles.get(span.level(), span.index()).unwrap_or_default();
-                let bytes: Vec<u8> = tile.iter().flat_map(|h| h.0).collect();
+                let bytes: Vec<u8> = tile.iter().flat_map(|h| h.to_bytes()).collect();
                 check(
                     (level, index, span.root(&bytes)),
                     (level, index, f.mem.node(level, index).ok()),
@@ -3062,8 +3064,8 @@ mod tests {
             a in any::<[u8; 32]>(),
             b in any::<[u8; 32]>(),
         ) {
-            let proof: Vec<Hash> = proof.into_iter().map(Hash).collect();
-            let (a, b) = (Hash(a), Hash(b));
+            let proof: Vec<Hash> = proof.into_iter().map(Hash::from_bytes).collect();
+            let (a, b) = (Hash::from_bytes(a), Hash::from_bytes(b));
             let _ = verify_inclusion(&a, index, size, &proof, &b);
             let _ = root_from_inclusion(&a, index, size, &proof);
             let _ = verify_consistency(index, size, &a, &b, &proof);

@@ -615,8 +615,8 @@ mod tests {
             tree_level: 0,
             node: 17,
             mismatched: 1,
-            recomputed: Hash([1; 32]),
-            found: Hash([2; 32]),
+            recomputed: Hash::from_bytes([1; 32]),
+            found: Hash::from_bytes([2; 32]),
         };
         let json = serde_json::to_value(&v).unwrap_or_default();
         assert_eq!(json["code"], "tile_mismatch");

@@ -161,7 +161,7 @@ fn each_tampered_field_is_named() {
         ),
         (
             "event_id",
-            edited(&good, "event_id", json!(Hash([7; 32]).to_hex())),
+            edited(&good, "event_id", json!(Hash::from_bytes([7; 32]).to_hex())),
             vec![("event_id", "failed", Some("event_id_mismatch"))],
         ),
         (
