@@ -42,7 +42,7 @@ impl From<ReadError> for ApiError {
                 tracing::error!(error = %e, "store read failed");
                 ApiError::Unavailable
             }
-            ReadError::Tree(e) => {
+            e @ (ReadError::Tree(_) | ReadError::Entry { .. }) => {
                 tracing::error!(error = %e, "tree read failed");
                 ApiError::Internal
             }

@@ -10,23 +10,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use lineage_ledger::Hash;
-use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
+use lineage_ledger::checkpoint::{Checkpoint, CheckpointError, sign_checkpoint};
 use lineage_ledger::dsse::PayloadType;
-use lineage_ledger::entry::LogEntry;
+use lineage_ledger::entry::{EntryError, LogEntry};
 use lineage_ledger::keys::{EventId, KeyId};
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::{Authorities, Candidate, KeyRecord};
 use lineage_ledger::store::{
-    FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint, open_log,
+    FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint, TileReadError,
+    open_log,
 };
-use lineage_ledger::tree::{BoundedMemo, TreeEdge, prove_consistency, prove_inclusion};
+use lineage_ledger::tree::{
+    BoundedMemo, ProofError, TileNodesError, TreeEdge, prove_consistency, prove_inclusion,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::NODE_MEMO_NODES;
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
 use crate::metrics::Metrics;
-use crate::nodes::{Memo, ProofNodes, SharedTile};
+use crate::nodes::{Memo, NodeError, ProofNodes, SharedTile};
 use crate::sequencer::{Job, JobReply, spawn_sequencer};
 
 /// Why the log could not start.
@@ -36,16 +39,17 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Stored tiles do not rebuild the tree edge.
-    #[error("the stored tree of size {size} cannot be loaded: {detail}")]
+    #[error("the stored tree of size {size} cannot be loaded: {source}")]
     Tree {
         /// The stored size.
         size: u64,
-        /// What failed.
-        detail: String,
+        /// What failed: a tile could not be read, or is short or misaligned.
+        #[source]
+        source: TileNodesError<TileReadError>,
     },
     /// The checkpoint could not be signed.
     #[error("cannot sign checkpoints: {0}")]
-    Sign(String),
+    Sign(#[source] CheckpointError),
     /// The sequencer's thread could not be started.
     #[error("cannot start the sequencer thread: {0}")]
     Sequencer(#[source] std::io::Error),
@@ -157,8 +161,7 @@ impl LogService {
             root: lineage_ledger::EMPTY_ROOT,
             extensions: vec![],
         };
-        let note =
-            sign_checkpoint(&genesis, &signer).map_err(|e| StartError::Sign(e.to_string()))?;
+        let note = sign_checkpoint(&genesis, &signer).map_err(StartError::Sign)?;
         let now_ms = unix_ms(clock.now());
         open_log(store.as_ref(), &meta, || StoredCheckpoint {
             size: 0,
@@ -280,12 +283,13 @@ impl Core {
     /// Reloads everything the sequencer keeps in memory from the store.
     pub(crate) fn reload(&self) -> Result<TreeEdge, StartError> {
         let head = self.store.head()?;
-        let edge = TreeEdge::load(head.size, &StoreTiles(self.store.as_ref())).map_err(|e| {
-            StartError::Tree {
-                size: head.size,
-                detail: e.to_string(),
-            }
-        })?;
+        let edge =
+            TreeEdge::load(head.size, &StoreTiles(self.store.as_ref())).map_err(|source| {
+                StartError::Tree {
+                    size: head.size,
+                    source,
+                }
+            })?;
         let keys = self.store.keys()?;
         let counts = self.store.runtime_counts()?;
         write(&self.hot_tiles).clear();
@@ -312,13 +316,12 @@ impl Core {
         nodes: &ProofNodes<'_>,
     ) -> Result<lineage_schemas::Bundle, ReadError> {
         use base64::Engine as _;
-        let proof = prove_inclusion(index, checkpoint.size, nodes)
-            .map_err(|e| ReadError::Tree(e.to_string()))?;
+        let proof = prove_inclusion(index, checkpoint.size, nodes)?;
         Ok(lineage_schemas::Bundle {
             format: lineage_schemas::BUNDLE_FORMAT.to_owned(),
             event_id: EventId::of_payload(
                 &LogEntry::decode(entry)
-                    .map_err(|e| ReadError::Tree(e.to_string()))?
+                    .map_err(|source| ReadError::Entry { index, source })?
                     .payload,
             )
             .to_string(),
@@ -374,8 +377,7 @@ impl Core {
         if size > current || index >= size {
             return Err(ReadError::OutOfRange);
         }
-        prove_inclusion(index, size, &self.proof_nodes())
-            .map_err(|e| ReadError::Tree(e.to_string()))
+        Ok(prove_inclusion(index, size, &self.proof_nodes())?)
     }
 
     /// RFC 6962 consistency proof between tree sizes `first` and `second`.
@@ -387,8 +389,7 @@ impl Core {
         if first > second || second > current {
             return Err(ReadError::OutOfRange);
         }
-        prove_consistency(first, second, &self.proof_nodes())
-            .map_err(|e| ReadError::Tree(e.to_string()))
+        Ok(prove_consistency(first, second, &self.proof_nodes())?)
     }
 }
 
@@ -404,7 +405,17 @@ pub enum ReadError {
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The stored tree is inconsistent (a bug or damage).
+    /// The stored tree is inconsistent (a bug or damage): a proof needs a
+    /// node the tiles do not give.
     #[error("tree: {0}")]
-    Tree(String),
+    Tree(#[from] ProofError<NodeError>),
+    /// A stored entry does not decode (damage).
+    #[error("tree: entry {index}: {source}")]
+    Entry {
+        /// The entry's leaf index.
+        index: u64,
+        /// Why it does not decode.
+        #[source]
+        source: EntryError,
+    },
 }
