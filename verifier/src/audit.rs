@@ -44,7 +44,7 @@ use time::Duration;
 
 use crate::export::{ExportDir, Manifest};
 use crate::replay::Replay;
-use crate::report::{ForkKind, Line, Verdict, Violation};
+use crate::report::{ForkEvidence, Line, Verdict, Violation};
 use crate::tiles::{TileRebuilder, compare};
 use crate::{InputError, Progress};
 
@@ -840,14 +840,13 @@ impl Tree<'_> {
             Some(root) if root_verified => {
                 since.extends = Some(false);
                 self.violations.push(Violation::Fork {
-                    kind: ForkKind::Recomputed,
                     old_size: since.checkpoint.size,
                     new_size: checkpoint.size,
-                    detail: format!(
-                        "the older checkpoint signs root {} for the first {} leaves, \
-                         but the first {} leaves of the export hash to {}",
-                        since.checkpoint.root, since.checkpoint.size, since.checkpoint.size, root
-                    ),
+                    evidence: ForkEvidence::Recomputed {
+                        size: since.checkpoint.size,
+                        signed: since.checkpoint.root,
+                        computed: root,
+                    },
                 });
             }
             Some(_) | None => self.violations.push(Violation::SinceUndecided {

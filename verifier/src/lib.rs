@@ -50,7 +50,7 @@ pub mod report;
 pub mod tiles;
 pub mod trust;
 
-pub use report::{ForkKind, Verdict, Violation, exit};
+pub use report::{ForkEvidence, ForkKind, Verdict, Violation, exit};
 
 /// Why a command could not start: bad arguments or unreadable inputs. Nothing
 /// was verified; the exit code is [`exit::USAGE`].

@@ -180,7 +180,7 @@ fn diverging() -> (Fixture, Fixture) {
 
 fn fork_kind(violations: &[Violation]) -> Option<ForkKind> {
     violations.iter().find_map(|v| match v {
-        Violation::Fork { kind, .. } => Some(*kind),
+        Violation::Fork { evidence, .. } => Some(evidence.kind()),
         _ => None,
     })
 }
