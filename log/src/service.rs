@@ -303,22 +303,23 @@ impl Core {
         Ok(edge)
     }
 
-    /// The receipt (offline-verifiable bundle) for the entry at `index`
-    /// against `checkpoint`; `tiles` may be shared across many receipts.
+    /// The receipt (entry, inclusion proof, signed checkpoint: verifiable
+    /// offline) for the entry at `index` against `checkpoint`; `nodes` may be
+    /// shared across many receipts.
     ///
     /// # Errors
     /// Storage failures or a missing tile (an internal inconsistency).
-    pub fn bundle(
+    pub fn receipt(
         &self,
         index: u64,
         entry: &[u8],
         checkpoint: &StoredCheckpoint,
         nodes: &ProofNodes<'_>,
-    ) -> Result<lineage_schemas::Bundle, ReadError> {
+    ) -> Result<lineage_schemas::Receipt, ReadError> {
         use base64::Engine as _;
         let proof = prove_inclusion(index, checkpoint.size, nodes)?;
-        Ok(lineage_schemas::Bundle {
-            format: lineage_schemas::BUNDLE_FORMAT.to_owned(),
+        Ok(lineage_schemas::Receipt {
+            format: lineage_schemas::RECEIPT_FORMAT.to_owned(),
             event_id: EventId::of_payload(
                 &LogEntry::decode(entry)
                     .map_err(|source| ReadError::Entry { index, source })?
@@ -336,13 +337,13 @@ impl Core {
     ///
     /// # Errors
     /// Storage failures; `NotFound` past the end of the log.
-    pub fn bundle_at_head(&self, index: u64) -> Result<lineage_schemas::Bundle, ReadError> {
+    pub fn receipt_at_head(&self, index: u64) -> Result<lineage_schemas::Receipt, ReadError> {
         let head = self.head();
         if index >= head.size {
             return Err(ReadError::NotFound);
         }
         let entry = self.store.entry(index)?.ok_or(ReadError::NotFound)?;
-        self.bundle(index, &entry, &head, &self.proof_nodes())
+        self.receipt(index, &entry, &head, &self.proof_nodes())
     }
 
     /// A node source for proofs: the hot right-edge tiles, then the store.

@@ -19,7 +19,7 @@ use lineage_schemas::ConsistencyProofResponse;
 use serde_json::{Value, json};
 
 use crate::audit::checkpoint_json;
-use crate::bundle::decode_proof;
+use crate::receipt::decode_proof;
 use crate::report::{ForkEvidence, Line, Verdict, Violation};
 
 /// The result of checking two checkpoints.

@@ -20,7 +20,7 @@ use lineage_ledger::keys::{EventId, KeyId};
 use lineage_ledger::rules::Rejection;
 use lineage_ledger::tile::BundleError;
 use lineage_ledger::tree::VerifyError;
-use lineage_schemas::BUNDLE_FORMAT;
+use lineage_schemas::RECEIPT_FORMAT;
 use serde::Serialize;
 
 /// The outcome of a command, from best to worst. Its exit code is [`Verdict::exit_code`].
@@ -352,13 +352,13 @@ pub enum Violation {
         evidence: ForkEvidence,
     },
     /// A receipt is not `lineage-bundle/v1` JSON.
-    #[error("receipt is not {BUNDLE_FORMAT} JSON: {error}")]
+    #[error("receipt is not {RECEIPT_FORMAT} JSON: {error}")]
     ReceiptJson {
         /// The parser's error.
         error: serde_json::Error,
     },
     /// A receipt's `format` field.
-    #[error("receipt format is {found:?}, expected {BUNDLE_FORMAT:?}")]
+    #[error("receipt format is {found:?}, expected {RECEIPT_FORMAT:?}")]
     ReceiptFormat {
         /// The value found.
         found: String,
