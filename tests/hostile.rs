@@ -902,7 +902,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Field names of the envelope, the bundle and the answers, plus noise.
+/// Field names of the envelope, the receipt and the answers, plus noise.
 fn field_name() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
@@ -978,18 +978,18 @@ proptest! {
         }
     }
 
-    /// The receipt parser (`lineage_schemas::Bundle` via serde_json), on bytes
-    /// and on bundle-shaped objects; a parsed bundle round-trips.
+    /// The receipt parser (`lineage_schemas::Receipt` via serde_json), on bytes
+    /// and on receipt-shaped objects; a parsed receipt round-trips.
     #[test]
-    fn bundle_parser_is_total(
+    fn receipt_parser_is_total(
         bytes in proptest::collection::vec(any::<u8>(), 0..512),
         shaped in json_value(),
     ) {
-        let _ = serde_json::from_slice::<lineage_schemas::Bundle>(&bytes);
+        let _ = serde_json::from_slice::<lineage_schemas::Receipt>(&bytes);
         let text = serde_json::to_vec(&shaped).expect("json");
-        if let Ok(b) = serde_json::from_slice::<lineage_schemas::Bundle>(&text) {
-            let again = serde_json::to_vec(&b).expect("json");
-            prop_assert_eq!(serde_json::from_slice::<lineage_schemas::Bundle>(&again).ok(), Some(b));
+        if let Ok(r) = serde_json::from_slice::<lineage_schemas::Receipt>(&text) {
+            let again = serde_json::to_vec(&r).expect("json");
+            prop_assert_eq!(serde_json::from_slice::<lineage_schemas::Receipt>(&again).ok(), Some(r));
         }
     }
 

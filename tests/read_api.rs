@@ -58,11 +58,11 @@ async fn tiles_checkpoint_and_proofs_agree() {
     row.extend_from_slice(&t1);
     assert_eq!(row.len(), 300 * 32);
     for (i, h) in leaves.iter().enumerate() {
-        assert_eq!(&row[i * 32..i * 32 + 32], &h.0, "leaf {i}");
+        assert_eq!(&row[i * 32..i * 32 + 32], h.as_bytes(), "leaf {i}");
     }
     let nodes = MemNodes::new(leaves.clone());
     let (_, t10) = l.get("/tile/1/000.p/1").await;
-    assert_eq!(t10, nodes.node(8, 0).expect("node").0.to_vec());
+    assert_eq!(t10, nodes.node(8, 0).expect("node").to_bytes().to_vec());
     assert_eq!(root(300, &nodes).expect("root"), cp.checkpoint().root);
     // Older partial widths are prefixes; beyond the tree is 404; malformed is 400.
     let (s, b) = l.get("/tile/0/001.p/10").await;

@@ -127,7 +127,7 @@ fn check(now: OffsetDateTime, offsets_ns: &[(bool, i64)]) -> usize {
                         matches!(&verdict, Err(Violation::Rule { rejection, .. })
                             if matches!(**rejection, Rejection::ClockSkew { .. })),
                         "the ledger refused {} for skew, the replay says {verdict:?}",
-                        c.event_id
+                        c.event_id()
                     );
                 }
                 other => panic!("unexpected outcome {other:?}"),

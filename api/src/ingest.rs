@@ -205,7 +205,7 @@ async fn ingest(app: AppState, body: Result<Bytes, BytesRejection>) -> Result<Re
     if single {
         let (status, item) = items.into_iter().next().ok_or(ApiError::Internal)?;
         return Ok(match item {
-            SubmitItem::Receipt(b) => json_response(status, &b),
+            SubmitItem::Receipt(r) => json_response(status, &r),
             SubmitItem::Problem(p) => problem_response(&p),
         });
     }
@@ -219,10 +219,10 @@ fn rate_limit(app: &AppState, c: &Candidate) -> Result<(), ApiError> {
     let Some(limiter) = &app.runtime_limiter else {
         return Ok(());
     };
-    if c.signature_checked != Some(true) {
+    if !c.signature_verified() {
         return Ok(());
     }
-    match app.log.key(&c.envelope.key_id) {
+    match app.log.key(&c.envelope().key_id) {
         Some(k) => limiter.check(k.runtime.as_str()),
         None => Ok(()),
     }
@@ -261,7 +261,7 @@ fn answer(
                         stored.as_deref().ok_or(ApiError::Internal)?
                     }
                 };
-                core.bundle(index, entry, &reply.checkpoint, &nodes)
+                core.receipt(index, entry, &reply.checkpoint, &nodes)
                     .map_err(|e| {
                         tracing::error!(error = %e, index, "building a receipt");
                         ApiError::Internal
@@ -270,12 +270,12 @@ fn answer(
             match reply.outcomes.get(i) {
                 Some(Outcome::Appended { index, entry }) => {
                     match receipt(*index, Some(entry.as_slice())) {
-                        Ok(b) => (StatusCode::CREATED, SubmitItem::Receipt(b)),
+                        Ok(r) => (StatusCode::CREATED, SubmitItem::Receipt(r)),
                         Err(e) => problem(e),
                     }
                 }
                 Some(Outcome::Identical { index }) => match receipt(*index, None) {
-                    Ok(b) => (StatusCode::OK, SubmitItem::Receipt(b)),
+                    Ok(r) => (StatusCode::OK, SubmitItem::Receipt(r)),
                     Err(e) => problem(e),
                 },
                 Some(Outcome::Rejected(r)) => problem(ApiError::Rejected(r.clone())),

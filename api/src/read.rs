@@ -42,7 +42,7 @@ impl From<ReadError> for ApiError {
                 tracing::error!(error = %e, "store read failed");
                 ApiError::Unavailable
             }
-            ReadError::Tree(e) => {
+            e @ (ReadError::Tree(_) | ReadError::Entry { .. }) => {
                 tracing::error!(error = %e, "tree read failed");
                 ApiError::Internal
             }
@@ -109,9 +109,9 @@ fn decode_entry(index: u64, bytes: &[u8]) -> Result<LogEntry, ApiError> {
 }
 
 fn entry_response(core: &Core, index: u64) -> Result<EntryResponse, ApiError> {
-    let bundle = core.bundle_at_head(index)?;
+    let receipt = core.receipt_at_head(index)?;
     let bytes = STANDARD
-        .decode(&bundle.entry)
+        .decode(&receipt.entry)
         .map_err(|_| ApiError::Internal)?;
     let entry = decode_entry(index, &bytes)?;
     let event_id = entry.event_id();
@@ -139,7 +139,7 @@ fn entry_response(core: &Core, index: u64) -> Result<EntryResponse, ApiError> {
         envelope: entry.to_envelope().to_wire(),
         payload: serde_json::from_slice(&entry.payload).unwrap_or(serde_json::Value::Null),
         children,
-        bundle,
+        receipt,
     })
 }
 

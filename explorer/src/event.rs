@@ -1,6 +1,6 @@
 //! `/events/{id}`: one entry, every field, its signer's key state, its place
 //! in the workload and the lineage graph; `/events/{id}/receipt`: its
-//! offline bundle.
+//! receipt, to check offline.
 
 use std::collections::HashMap;
 
@@ -377,15 +377,15 @@ pub(crate) async fn receipt(
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&raw)?;
-    let bundle = blocking(&ex, move |core| {
+    let receipt = blocking(&ex, move |core| {
         let index = core
             .store
             .event_index(&id)?
             .ok_or_else(|| PageError::NotFound(format!("No event with ID {id} is in this log.")))?;
-        Ok(core.bundle_at_head(index)?)
+        Ok(core.receipt_at_head(index)?)
     })
     .await?;
-    let body = serde_json::to_vec_pretty(&bundle).map_err(|_| PageError::Internal)?;
+    let body = serde_json::to_vec_pretty(&receipt).map_err(|_| PageError::Internal)?;
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(
@@ -394,7 +394,7 @@ pub(crate) async fn receipt(
     );
     if let Ok(v) = HeaderValue::from_str(&format!(
         "attachment; filename=\"lineage-receipt-{}.json\"",
-        bundle.index
+        receipt.index
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

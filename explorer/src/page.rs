@@ -43,7 +43,7 @@ impl From<ReadError> for PageError {
                 "The indices or tree sizes are outside the current tree.".into(),
             ),
             ReadError::Store(e) => e.into(),
-            ReadError::Tree(e) => {
+            e @ (ReadError::Tree(_) | ReadError::Entry { .. }) => {
                 tracing::error!(error = %e, "explorer tree read failed");
                 PageError::Internal
             }

@@ -546,7 +546,7 @@ async fn the_event_page_shows_fields_signer_lineage_and_receipt() {
         shallow.text.matches("class=\"node-link\"").count()
             < deep.text.matches("class=\"node-link\"").count()
     );
-    // The receipt is the offline bundle.
+    // The receipt is the lineage-bundle/v1 document.
     let r = s.l.get(&format!("/events/{id}/receipt")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(
@@ -555,8 +555,8 @@ async fn the_event_page_shows_fields_signer_lineage_and_receipt() {
             .unwrap_or("")
             .contains("lineage-receipt-5.json")
     );
-    let bundle: lineage_schemas::Bundle = serde_json::from_str(&r.text).expect("bundle");
-    assert_eq!((bundle.index, bundle.event_id.as_str()), (5, id.as_str()));
+    let receipt: lineage_schemas::Receipt = serde_json::from_str(&r.text).expect("receipt");
+    assert_eq!((receipt.index, receipt.event_id.as_str()), (5, id.as_str()));
     // Governance entries have a page too.
     s.l.get("/entries/9").await;
     let gov = s.l.get("/search?q=9").await.location();

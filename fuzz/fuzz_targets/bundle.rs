@@ -1,4 +1,4 @@
-//! Entry bundles (`tile::decode_bundle`) and receipts (`lineage_schemas::Bundle`
+//! Entry bundles (`tile::decode_bundle`) and receipts (`lineage_schemas::Receipt`
 //! via serde_json): any bytes give Ok or Err; a decoded entry bundle encodes
 //! back to the same bytes.
 #![no_main]
@@ -11,10 +11,10 @@ fuzz_target!(|data: &[u8]| {
         let again = encode_bundle(entries.iter().copied()).expect("a decoded bundle encodes");
         assert_eq!(again, data);
     }
-    if let Ok(receipt) = serde_json::from_slice::<lineage_schemas::Bundle>(data) {
+    if let Ok(receipt) = serde_json::from_slice::<lineage_schemas::Receipt>(data) {
         let again = serde_json::to_vec(&receipt).expect("a receipt serializes");
         assert_eq!(
-            serde_json::from_slice::<lineage_schemas::Bundle>(&again).ok(),
+            serde_json::from_slice::<lineage_schemas::Receipt>(&again).ok(),
             Some(receipt)
         );
     }

@@ -359,7 +359,7 @@ mod tests {
     fn size_zero_needs_the_empty_root() {
         let zero = checkpoint(0);
         assert_eq!(Checkpoint::parse(&zero.to_text()), Ok(zero.clone()));
-        for root in [Hash([0; 32]), leaf_hash(b"0")] {
+        for root in [Hash::from_bytes([0; 32]), leaf_hash(b"0")] {
             let bad = Checkpoint {
                 root,
                 ..zero.clone()
@@ -465,7 +465,11 @@ mod tests {
             .prop_map(|(origin, size, root, extensions)| Checkpoint {
                 origin,
                 size,
-                root: if size == 0 { EMPTY_ROOT } else { Hash(root) },
+                root: if size == 0 {
+                    EMPTY_ROOT
+                } else {
+                    Hash::from_bytes(root)
+                },
                 extensions,
             })
     }

@@ -16,8 +16,13 @@ use sha2::{Digest, Sha256};
 pub const HASH_SIZE: usize = 32;
 
 /// A SHA-256 value in the Merkle tree (a leaf hash, an interior node hash or a root).
+///
+/// The bytes are private: a hash comes from [`leaf_hash`] or [`node_hash`],
+/// or from 32 bytes read off the wire or the store ([`Hash::from_bytes`],
+/// [`Hash::from_slice`], [`Hash::from_base64`]); [`Hash::as_bytes`] and
+/// [`Hash::to_bytes`] read them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Hash(pub [u8; HASH_SIZE]);
+pub struct Hash([u8; HASH_SIZE]);
 
 /// Root of the empty tree: `SHA-256("")` (RFC 6962 §2.1).
 pub const EMPTY_ROOT: Hash = Hash([
@@ -51,6 +56,22 @@ pub struct HashDecodeError {
 }
 
 impl Hash {
+    /// The hash whose 32 bytes are `bytes` (a value read from a tile, a proof
+    /// or a test vector; nothing is hashed).
+    pub const fn from_bytes(bytes: [u8; HASH_SIZE]) -> Hash {
+        Hash(bytes)
+    }
+
+    /// The 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; HASH_SIZE] {
+        &self.0
+    }
+
+    /// The 32 bytes, by value.
+    pub const fn to_bytes(self) -> [u8; HASH_SIZE] {
+        self.0
+    }
+
     /// Standard base64 with padding (44 characters), as used on the wire and in checkpoints.
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0)

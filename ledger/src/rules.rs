@@ -111,14 +111,19 @@ impl Authorities {
 /// An envelope that passed the size and shape checks, with its signature
 /// checked early when its key was already known (a key ID is the hash of the
 /// public key, so that verdict can never change afterwards).
+///
+/// The fields are private so that what was checked stays tied to what it was
+/// checked on: the envelope and its event ID cannot change after
+/// construction, and the signature verdict is only ever set by
+/// [`Candidate::precheck_signature`], which verifies. No caller can mark a
+/// signature as checked without checking it.
 #[derive(Clone, Debug)]
 pub struct Candidate {
-    /// The parsed envelope.
-    pub envelope: SignedEnvelope,
-    /// BLAKE3 of the payload.
-    pub event_id: EventId,
-    /// `Some(verdict)` when the signature was already checked against the key named by the envelope.
-    pub signature_checked: Option<bool>,
+    envelope: SignedEnvelope,
+    event_id: EventId,
+    /// `Some(verdict)` once [`Candidate::precheck_signature`] checked the
+    /// signature against the key the envelope names.
+    signature: Option<bool>,
     /// The event payload parsed early (see [`Candidate::preparse`]): the rules
     /// use this verdict instead of parsing again. `parse_event` is a pure
     /// function of the payload, so the verdict cannot differ.
@@ -132,9 +137,19 @@ impl Candidate {
         Candidate {
             envelope,
             event_id,
-            signature_checked: None,
+            signature: None,
             parsed: None,
         }
+    }
+
+    /// The parsed envelope.
+    pub fn envelope(&self) -> &SignedEnvelope {
+        &self.envelope
+    }
+
+    /// BLAKE3 of the payload.
+    pub fn event_id(&self) -> EventId {
+        self.event_id
     }
 
     /// Parses an event payload now, so the sequencer does not: call this off
@@ -153,16 +168,26 @@ impl Candidate {
         }
     }
 
-    /// Checks the signature now against `key` if the envelope names it.
+    /// Verifies the signature now (`verify_strict` over the DSSE PAE) against
+    /// `key` if the envelope names it, and keeps the verdict for the rules;
+    /// a key the envelope does not name leaves the signature unchecked.
     /// Call this off the sequencer, in parallel: it is the expensive part.
     pub fn precheck_signature(&mut self, key: &VerifyingKey) {
         if KeyId::from_public_key(key) == self.envelope.key_id {
-            self.signature_checked = Some(self.envelope.verify(key).is_ok());
+            self.signature = Some(self.envelope.verify(key).is_ok());
         }
     }
 
+    /// True when [`Candidate::precheck_signature`] verified the signature
+    /// under the key the envelope names; false when it does not verify or was
+    /// not checked yet. Admission control that must only charge the key's
+    /// owner (the API's per-runtime rate limit) reads this.
+    pub fn signature_verified(&self) -> bool {
+        self.signature == Some(true)
+    }
+
     fn signature_ok(&self, key: &VerifyingKey) -> bool {
-        match self.signature_checked {
+        match self.signature {
             Some(verdict) => verdict,
             None => self.envelope.verify(key).is_ok(),
         }
@@ -868,9 +893,10 @@ mod tests {
         c.envelope.payload.push(b' ');
         c.event_id = c.envelope.event_id();
         check(&v, &c, Err("BadSignature"));
-        // A precomputed verdict is used as is.
+        // A precomputed verdict is used as is (only `precheck_signature`
+        // sets it outside this module; this forges one to show it is read).
         let mut c = event(&k, ev("agent/a", "p", 0, None));
-        c.signature_checked = Some(false);
+        c.signature = Some(false);
         check(&v, &c, Err("BadSignature"));
         // Runtime mismatch before clock skew; skew before sequence.
         let mut both = ev("agent/b", "q", 3, Some(EventId::of_payload(b"x")));
@@ -879,6 +905,30 @@ mod tests {
         let mut skew_and_gap = ev("agent/a", "q", 3, Some(EventId::of_payload(b"x")));
         skew_and_gap["at"] = json!("2020-01-01T00:00:00Z");
         check(&v, &event(&k, skew_and_gap), Err("ClockSkew"));
+    }
+
+    #[test]
+    fn a_signature_verdict_comes_only_from_verifying() {
+        let (v, k, _) = setup();
+        let good = || event(&k, ev("agent/a", "p", 0, None));
+        // Verified under the key the envelope names.
+        let mut c = good();
+        assert!(!c.signature_verified());
+        c.precheck_signature(&k.verifying_key());
+        assert!(c.signature_verified());
+        check(&v, &c, Ok(()));
+        // Another key leaves it unchecked; the rules then verify it themselves.
+        let mut c = good();
+        c.precheck_signature(&key(9).verifying_key());
+        assert!(!c.signature_verified());
+        check(&v, &c, Ok(()));
+        // A payload changed after signing does not verify, early or late.
+        let mut envelope = good().envelope().clone();
+        envelope.payload.push(b' ');
+        let mut c = Candidate::new(envelope);
+        c.precheck_signature(&k.verifying_key());
+        assert!(!c.signature_verified());
+        check(&v, &c, Err("BadSignature"));
     }
 
     #[test]

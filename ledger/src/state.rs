@@ -129,10 +129,10 @@ impl<V: LedgerView> BatchState<V> {
     /// Records what `admission`, the verdict of [`BatchState::admit`] on
     /// `candidate` against this very state, changes, with the entry at `index`.
     pub fn apply(&mut self, index: u64, candidate: &Candidate, admission: &Admission) {
-        self.events.insert(candidate.event_id, index);
+        self.events.insert(candidate.event_id(), index);
         if self.keep_envelopes {
             self.envelopes
-                .insert(candidate.event_id, candidate.envelope.clone());
+                .insert(candidate.event_id(), candidate.envelope().clone());
         }
         match admission {
             Admission::Event(event) => {
@@ -144,7 +144,7 @@ impl<V: LedgerView> BatchState<V> {
                         first_seq: event.seq,
                         ids: Vec::new(),
                     });
-                chain.ids.push(candidate.event_id);
+                chain.ids.push(candidate.event_id());
                 *self
                     .runtime_events
                     .entry(event.runtime.clone())
@@ -311,12 +311,12 @@ mod tests {
         assert_eq!(step(&mut s, 0, &governance("grant", &k)), Ok(()));
         let e0 = event(&k, "w", 0, None);
         assert_eq!(step(&mut s, 1, &e0), Ok(()));
-        assert_eq!(s.event_index(&e0.event_id), Ok(Some(1)));
+        assert_eq!(s.event_index(&e0.event_id()), Ok(Some(1)));
         assert_eq!(
             s.workload_event(&"w".parse().expect("w"), 0),
-            Ok(Some(e0.event_id))
+            Ok(Some(e0.event_id()))
         );
-        let e1 = event(&k, "w", 1, Some(e0.event_id));
+        let e1 = event(&k, "w", 1, Some(e0.event_id()));
         assert_eq!(step(&mut s, 2, &e1), Ok(()));
         assert_eq!(
             s.workload_head(&"w".parse().expect("w"))
@@ -334,7 +334,7 @@ mod tests {
             Some(3)
         );
         assert_eq!(
-            step(&mut s, 4, &event(&k, "w", 2, Some(e1.event_id))),
+            step(&mut s, 4, &event(&k, "w", 2, Some(e1.event_id()))),
             Err("RevokedKey".to_owned())
         );
         assert_eq!(s.len(), 4);
@@ -349,11 +349,11 @@ mod tests {
         assert_eq!(step(&mut committed, 1, &e0), Ok(()));
         // A batch over the committed state reads through to it.
         let mut batch = BatchState::new(committed, true);
-        let e1 = event(&k, "w", 1, Some(e0.event_id));
+        let e1 = event(&k, "w", 1, Some(e0.event_id()));
         assert_eq!(step(&mut batch, 2, &e1), Ok(()));
         let w: WorkloadId = "w".parse().expect("w");
-        assert_eq!(batch.workload_event(&w, 0), Ok(Some(e0.event_id)));
-        assert_eq!(batch.workload_event(&w, 1), Ok(Some(e1.event_id)));
+        assert_eq!(batch.workload_event(&w, 0), Ok(Some(e0.event_id())));
+        assert_eq!(batch.workload_event(&w, 1), Ok(Some(e1.event_id())));
         assert_eq!(batch.workload_event(&w, 2), Ok(None));
         assert_eq!(batch.chains()[&w].first_seq, 1);
         // Identical envelopes are found in the batch and in the base.
@@ -362,7 +362,7 @@ mod tests {
         let rival = candidate(
             PayloadType::Event,
             json!({"runtime": "agent/a", "workload": "w", "seq": 1, "kind": "rival",
-                "at": AT, "prev": e0.event_id.to_string()}),
+                "at": AT, "prev": e0.event_id().to_string()}),
             &k,
         );
         assert_eq!(step(&mut batch, 3, &rival), Err("Equivocation".to_owned()));

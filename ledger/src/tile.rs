@@ -650,7 +650,7 @@ mod tests {
     fn log_300_hash_tiles_match_the_bundles() {
         let all = decimal_leaves(0..300);
         let hashes: Vec<Hash> = all.iter().map(|l| leaf_hash(l)).collect();
-        let concat = |hs: &[Hash]| hs.iter().flat_map(|h| h.0).collect::<Vec<u8>>();
+        let concat = |hs: &[Hash]| hs.iter().flat_map(|h| h.to_bytes()).collect::<Vec<u8>>();
         assert_eq!(read_vector("log-300/tile/0/000"), concat(&hashes[..256]));
         assert_eq!(
             read_vector("log-300/tile/0/001.p/44"),
@@ -658,7 +658,7 @@ mod tests {
         );
         assert_eq!(
             read_vector("log-300/tile/1/000.p/1"),
-            crate::tree::row_root(&hashes[..256]).0.to_vec()
+            crate::tree::row_root(&hashes[..256]).to_bytes().to_vec()
         );
         assert_eq!(
             layout(TileKind::Hash { level: 1 }, 300).partial,

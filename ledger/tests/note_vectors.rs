@@ -246,5 +246,5 @@ fn empty_tree_checkpoint_has_the_empty_root() {
     )
     .expect("verifies");
     assert_eq!(verified.checkpoint().root, EMPTY_ROOT);
-    assert_ne!(verified.checkpoint().root, Hash([0; 32]));
+    assert_ne!(verified.checkpoint().root, Hash::from_bytes([0; 32]));
 }

@@ -178,9 +178,10 @@ impl<'a> Batch<'a> {
         };
         let index = self.next_index;
         self.next_index += 1;
-        let entry = Arc::new(LogEntry::from_envelope(&c.envelope, ctx.integrated_at_ms()).encode());
+        let entry =
+            Arc::new(LogEntry::from_envelope(c.envelope(), ctx.integrated_at_ms()).encode());
         self.entries.push(entry.clone());
-        self.events.push((c.event_id, index));
+        self.events.push((c.event_id(), index));
         if let Admission::Event(event) = &admission {
             self.workloads
                 .push((event.workload.as_str().to_owned(), event.seq, index));

@@ -180,7 +180,7 @@ impl RecentRejections {
             seq: Option<u64>,
         }
         for (c, r) in refused {
-            if c.envelope.payload_type != PayloadType::Event {
+            if c.envelope().payload_type != PayloadType::Event {
                 continue;
             }
             // Is the named workload the sender's own (checked by the rules)?
@@ -200,10 +200,10 @@ impl RecentRejections {
                 | Rejection::PrevMismatch { .. }
                 | Rejection::UnknownParent { .. } => true,
             };
-            let Some(runtime) = sender(&c.envelope.key_id) else {
+            let Some(runtime) = sender(&c.envelope().key_id) else {
                 continue;
             };
-            let claim = serde_json::from_slice::<Claim>(&c.envelope.payload).ok();
+            let claim = serde_json::from_slice::<Claim>(&c.envelope().payload).ok();
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() >= RECENT_REJECTIONS {
                 ring.pop_front();

@@ -10,16 +10,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use lineage_ledger::Hash;
-use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
+use lineage_ledger::checkpoint::{Checkpoint, CheckpointError, sign_checkpoint};
 use lineage_ledger::dsse::PayloadType;
-use lineage_ledger::entry::LogEntry;
+use lineage_ledger::entry::{EntryError, LogEntry};
 use lineage_ledger::keys::{EventId, KeyId};
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::{Authorities, Candidate, KeyRecord};
 use lineage_ledger::store::{
-    FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint, open_log,
+    FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint, TileReadError,
+    open_log,
 };
-use lineage_ledger::tree::{BoundedMemo, TreeEdge, prove_consistency, prove_inclusion};
+use lineage_ledger::tree::{
+    BoundedMemo, ProofError, TileNodesError, TreeEdge, prove_consistency, prove_inclusion,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::NODE_MEMO_NODES;
@@ -27,7 +30,7 @@ use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
 use crate::job::{Job, JobReply};
 use crate::metrics::Metrics;
-use crate::nodes::{Memo, ProofNodes, SharedTile};
+use crate::nodes::{Memo, NodeError, ProofNodes, SharedTile};
 use crate::sequencer::spawn_sequencer;
 use crate::sync::{read, write};
 
@@ -38,16 +41,17 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Stored tiles do not rebuild the tree edge.
-    #[error("the stored tree of size {size} cannot be loaded: {detail}")]
+    #[error("the stored tree of size {size} cannot be loaded: {source}")]
     Tree {
         /// The stored size.
         size: u64,
-        /// What failed.
-        detail: String,
+        /// What failed: a tile could not be read, or is short or misaligned.
+        #[source]
+        source: TileNodesError<TileReadError>,
     },
     /// The checkpoint could not be signed.
     #[error("cannot sign checkpoints: {0}")]
-    Sign(String),
+    Sign(#[source] CheckpointError),
     /// The sequencer's thread could not be started.
     #[error("cannot start the sequencer thread: {0}")]
     Sequencer(#[source] std::io::Error),
@@ -147,8 +151,7 @@ impl LogService {
             root: lineage_ledger::EMPTY_ROOT,
             extensions: vec![],
         };
-        let note =
-            sign_checkpoint(&genesis, &signer).map_err(|e| StartError::Sign(e.to_string()))?;
+        let note = sign_checkpoint(&genesis, &signer).map_err(StartError::Sign)?;
         let now_ms = unix_ms(clock.now());
         open_log(store.as_ref(), &meta, || StoredCheckpoint {
             size: 0,
@@ -257,9 +260,9 @@ impl Core {
     /// Checks a candidate's signature now if its key is already known: the
     /// expensive check, done in parallel before the sequencer.
     pub fn precheck(&self, c: &mut Candidate) {
-        let key = match c.envelope.payload_type {
-            PayloadType::Event => self.key(&c.envelope.key_id).map(|k| k.public_key),
-            PayloadType::Governance => self.authorities.get(&c.envelope.key_id).copied(),
+        let key = match c.envelope().payload_type {
+            PayloadType::Event => self.key(&c.envelope().key_id).map(|k| k.public_key),
+            PayloadType::Governance => self.authorities.get(&c.envelope().key_id).copied(),
         };
         if let Some(key) = key {
             c.precheck_signature(&key);
@@ -270,12 +273,13 @@ impl Core {
     /// Reloads everything the sequencer keeps in memory from the store.
     pub(crate) fn reload(&self) -> Result<TreeEdge, StartError> {
         let head = self.store.head()?;
-        let edge = TreeEdge::load(head.size, &StoreTiles(self.store.as_ref())).map_err(|e| {
-            StartError::Tree {
-                size: head.size,
-                detail: e.to_string(),
-            }
-        })?;
+        let edge =
+            TreeEdge::load(head.size, &StoreTiles(self.store.as_ref())).map_err(|source| {
+                StartError::Tree {
+                    size: head.size,
+                    source,
+                }
+            })?;
         let keys = self.store.keys()?;
         let counts = self.store.runtime_counts()?;
         write(&self.hot_tiles).clear();
@@ -289,26 +293,26 @@ impl Core {
         Ok(edge)
     }
 
-    /// The receipt (offline-verifiable bundle) for the entry at `index`
-    /// against `checkpoint`; `tiles` may be shared across many receipts.
+    /// The receipt (entry, inclusion proof, signed checkpoint: verifiable
+    /// offline) for the entry at `index` against `checkpoint`; `nodes` may be
+    /// shared across many receipts.
     ///
     /// # Errors
     /// Storage failures or a missing tile (an internal inconsistency).
-    pub fn bundle(
+    pub fn receipt(
         &self,
         index: u64,
         entry: &[u8],
         checkpoint: &StoredCheckpoint,
         nodes: &ProofNodes<'_>,
-    ) -> Result<lineage_schemas::Bundle, ReadError> {
+    ) -> Result<lineage_schemas::Receipt, ReadError> {
         use base64::Engine as _;
-        let proof = prove_inclusion(index, checkpoint.size, nodes)
-            .map_err(|e| ReadError::Tree(e.to_string()))?;
-        Ok(lineage_schemas::Bundle {
-            format: lineage_schemas::BUNDLE_FORMAT.to_owned(),
+        let proof = prove_inclusion(index, checkpoint.size, nodes)?;
+        Ok(lineage_schemas::Receipt {
+            format: lineage_schemas::RECEIPT_FORMAT.to_owned(),
             event_id: EventId::of_payload(
                 &LogEntry::decode(entry)
-                    .map_err(|e| ReadError::Tree(e.to_string()))?
+                    .map_err(|source| ReadError::Entry { index, source })?
                     .payload,
             )
             .to_string(),
@@ -323,13 +327,13 @@ impl Core {
     ///
     /// # Errors
     /// Storage failures; `NotFound` past the end of the log.
-    pub fn bundle_at_head(&self, index: u64) -> Result<lineage_schemas::Bundle, ReadError> {
+    pub fn receipt_at_head(&self, index: u64) -> Result<lineage_schemas::Receipt, ReadError> {
         let head = self.head();
         if index >= head.size {
             return Err(ReadError::NotFound);
         }
         let entry = self.store.entry(index)?.ok_or(ReadError::NotFound)?;
-        self.bundle(index, &entry, &head, &self.proof_nodes())
+        self.receipt(index, &entry, &head, &self.proof_nodes())
     }
 
     /// A node source for proofs: the hot right-edge tiles, then the store.
@@ -364,8 +368,7 @@ impl Core {
         if size > current || index >= size {
             return Err(ReadError::OutOfRange);
         }
-        prove_inclusion(index, size, &self.proof_nodes())
-            .map_err(|e| ReadError::Tree(e.to_string()))
+        Ok(prove_inclusion(index, size, &self.proof_nodes())?)
     }
 
     /// RFC 6962 consistency proof between tree sizes `first` and `second`.
@@ -377,8 +380,7 @@ impl Core {
         if first > second || second > current {
             return Err(ReadError::OutOfRange);
         }
-        prove_consistency(first, second, &self.proof_nodes())
-            .map_err(|e| ReadError::Tree(e.to_string()))
+        Ok(prove_consistency(first, second, &self.proof_nodes())?)
     }
 }
 
@@ -394,7 +396,17 @@ pub enum ReadError {
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The stored tree is inconsistent (a bug or damage).
+    /// The stored tree is inconsistent (a bug or damage): a proof needs a
+    /// node the tiles do not give.
     #[error("tree: {0}")]
-    Tree(String),
+    Tree(#[from] ProofError<NodeError>),
+    /// A stored entry does not decode (damage).
+    #[error("tree: entry {index}: {source}")]
+    Entry {
+        /// The entry's leaf index.
+        index: u64,
+        /// Why it does not decode.
+        #[source]
+        source: EntryError,
+    },
 }

@@ -2,8 +2,8 @@
 //!
 //! **What it is.** The JSON shapes that cross a process boundary: the DSSE v1
 //! envelope clients submit ([`Envelope`]), the two payloads it may carry
-//! ([`EventPayload`], [`GovernancePayload`]), the receipt / proof bundle the log
-//! returns ([`Bundle`]), RFC 9457 problem details ([`Problem`]) and the read API
+//! ([`EventPayload`], [`GovernancePayload`]), the receipt the log returns
+//! ([`Receipt`]), RFC 9457 problem details ([`Problem`]) and the read API
 //! responses. Every type derives `serde` and `schemars`; [`all_schemas`] renders
 //! the JSON Schemas (draft 2020-12) checked in under `schemas/json/`, and a test
 //! fails when they drift from these definitions.
@@ -15,8 +15,8 @@
 //! them, by building validated core types from these with `TryFrom`-style
 //! parsers.
 //!
-//! **Versioning.** Request types and the bundle reject unknown fields
-//! (`deny_unknown_fields`): a new field means a new payload type or bundle
+//! **Versioning.** Request types and the receipt reject unknown fields
+//! (`deny_unknown_fields`): a new field means a new payload type or receipt
 //! format. Response types accept unknown fields, so clients keep working when
 //! the server adds one.
 //!
@@ -31,8 +31,13 @@ use serde_json::{Map, Value};
 pub const EVENT_PAYLOAD_TYPE: &str = "application/vnd.lineage.event.v1+json";
 /// DSSE `payloadType` of a governance statement (key grant or revocation).
 pub const GOVERNANCE_PAYLOAD_TYPE: &str = "application/vnd.lineage.grant.v1+json";
-/// Value of [`Bundle::format`] for this version of the receipt.
-pub const BUNDLE_FORMAT: &str = "lineage-bundle/v1";
+/// Value of [`Receipt::format`] for this version of the receipt.
+///
+/// The string says "bundle" for history: receipts were first called proof
+/// bundles, and clients are written against this exact value, so it stays
+/// as it is even though the Rust names now say "receipt" (in this codebase
+/// "bundle" otherwise means only a C2SP tlog-tiles entry bundle).
+pub const RECEIPT_FORMAT: &str = "lineage-bundle/v1";
 /// Prefix of every [`Problem`] `type` URI; the stable error code follows it.
 /// The URI identifies the problem type and need not resolve (RFC 9457 §3.1.1:
 /// consumers must not dereference it automatically).
@@ -200,10 +205,18 @@ pub struct GovernancePayload {
 }
 
 /// A receipt: everything needed to check offline that an entry is in the log.
+///
+/// On the wire its format is `lineage-bundle/v1` ([`RECEIPT_FORMAT`]) and its
+/// JSON Schema is `schemas/json/bundle.schema.json`, as they were before the
+/// Rust type was named `Receipt`: clients are written against both, and
+/// renaming them would be a new format, not a rename.
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Bundle {
-    /// Format and version of this bundle: always `lineage-bundle/v1`.
+#[schemars(
+    description = "A receipt: everything needed to check offline that an entry is in the log."
+)]
+pub struct Receipt {
+    /// Format and version of this receipt: always `lineage-bundle/v1`.
     #[schemars(extend("const" = "lineage-bundle/v1"))]
     pub format: String,
     /// Event ID (lowercase hex BLAKE3 of the payload) of the entry.
@@ -276,7 +289,7 @@ impl Problem {
 #[serde(untagged)]
 pub enum SubmitItem {
     /// The item was integrated; here is its receipt.
-    Receipt(Bundle),
+    Receipt(Receipt),
     /// The item was rejected.
     Problem(Problem),
 }
@@ -356,8 +369,11 @@ pub struct EntryResponse {
     pub payload: Value,
     /// Event IDs of the events that name this one as `prev` or in `parents`.
     pub children: Vec<String>,
-    /// The entry's receipt, against the latest checkpoint.
-    pub bundle: Bundle,
+    /// The entry's receipt, against the latest checkpoint. The JSON field
+    /// is `bundle`, its name since the first version (see [`Receipt`]).
+    #[serde(rename = "bundle")]
+    #[schemars(description = "The entry's receipt, against the latest checkpoint.")]
+    pub receipt: Receipt,
 }
 
 /// A page of a workload's event chain.
@@ -434,7 +450,8 @@ pub fn all_schemas() -> Vec<(&'static str, Value)> {
         ("envelope", schema::<Envelope>()),
         ("event-payload", schema::<EventPayload>()),
         ("governance-payload", schema::<GovernancePayload>()),
-        ("bundle", schema::<Bundle>()),
+        // The file keeps its first name; see [`Receipt`].
+        ("bundle", schema::<Receipt>()),
         ("problem", schema::<Problem>()),
         ("submit-item", schema::<SubmitItem>()),
         (
@@ -554,8 +571,8 @@ mod tests {
 
     #[test]
     fn submit_item_tells_receipts_from_problems() {
-        let bundle = Bundle {
-            format: BUNDLE_FORMAT.into(),
+        let receipt = Receipt {
+            format: RECEIPT_FORMAT.into(),
             event_id: ID.into(),
             index: 7,
             entry: "AQ==".into(),
@@ -565,7 +582,7 @@ mod tests {
         let mut problem = Problem::new(400, "invalid_field", "Invalid field", "seq is negative");
         problem.field = Some("seq".into());
         assert_eq!(problem.r#type, "urn:lineage:problem:invalid_field");
-        let items = vec![SubmitItem::Receipt(bundle), SubmitItem::Problem(problem)];
+        let items = vec![SubmitItem::Receipt(receipt), SubmitItem::Problem(problem)];
         let text = serde_json::to_string(&items).expect("serialize");
         let back: Vec<SubmitItem> = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, items);

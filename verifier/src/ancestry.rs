@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit::{AuditOptions, AuditReport, run};
-use crate::bundle::{Decoded, decoded_json};
 use crate::export::ExportDir;
+use crate::receipt::{Decoded, decoded_json};
 use crate::report::{Line, Verdict, Violation};
 use crate::{InputError, Progress};
 

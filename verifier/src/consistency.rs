@@ -19,8 +19,8 @@ use lineage_schemas::ConsistencyProofResponse;
 use serde_json::{Value, json};
 
 use crate::audit::checkpoint_json;
-use crate::bundle::decode_proof;
-use crate::report::{ForkKind, Line, Verdict, Violation};
+use crate::receipt::decode_proof;
+use crate::report::{ForkEvidence, Line, Verdict, Violation};
 
 /// The result of checking two checkpoints.
 #[derive(Debug)]
@@ -126,20 +126,17 @@ pub fn verify_checkpoints(
 }
 
 fn check_pair(old: &Checkpoint, new: &Checkpoint, proof: &[u8]) -> Result<(), Violation> {
-    let fork = |kind, detail| Violation::Fork {
-        kind,
+    let fork = |evidence| Violation::Fork {
         old_size: old.size,
         new_size: new.size,
-        detail,
+        evidence,
     };
     if old.size == new.size && old.root != new.root {
-        return Err(fork(
-            ForkKind::SameSize,
-            format!(
-                "two roots for tree size {}: {} and {}",
-                old.size, old.root, new.root
-            ),
-        ));
+        return Err(fork(ForkEvidence::SameSize {
+            size: old.size,
+            first: old.root,
+            second: new.root,
+        }));
     }
     if old.size > new.size {
         return Err(Violation::SizesOutOfOrder {
@@ -161,13 +158,7 @@ fn check_pair(old: &Checkpoint, new: &Checkpoint, proof: &[u8]) -> Result<(), Vi
     match verify_consistency(old.size, new.size, &old.root, &new.root, &hashes) {
         Ok(()) => Ok(()),
         Err(error @ (VerifyError::FirstRootMismatch { .. } | VerifyError::RootMismatch { .. })) => {
-            Err(fork(
-                ForkKind::Proof,
-                format!(
-                    "the consistency proof does not link the signed roots ({error}); \
-                     if the proof came from the log unaltered, the log forked"
-                ),
-            ))
+            Err(fork(ForkEvidence::Proof(error)))
         }
         Err(
             error @ (VerifyError::WrongProofLength { .. }

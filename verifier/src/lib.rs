@@ -3,7 +3,8 @@
 //! **What it is.** Everything an auditor who does not trust the ledger's
 //! operator needs to check the log's claims, offline, from files:
 //!
-//! - [`bundle`]: one receipt (`lineage-bundle/v1`): the signed checkpoint, the
+//! - [`receipt`]: one receipt (`lineage-bundle/v1`, checked by the
+//!   `lineage-verify bundle` command): the signed checkpoint, the
 //!   RFC 9162 inclusion proof of the entry, the envelope's Ed25519 signature
 //!   and its event ID.
 //! - [`consistency`]: two signed checkpoints and a consistency proof; two
@@ -42,15 +43,15 @@ use lineage_ledger::note::NoteError;
 
 pub mod ancestry;
 pub mod audit;
-pub mod bundle;
 pub mod consistency;
 pub mod export;
+pub mod receipt;
 pub mod replay;
 pub mod report;
 pub mod tiles;
 pub mod trust;
 
-pub use report::{ForkKind, Verdict, Violation, exit};
+pub use report::{ForkEvidence, ForkKind, Verdict, Violation, exit};
 
 /// Why a command could not start: bad arguments or unreadable inputs. Nothing
 /// was verified; the exit code is [`exit::USAGE`].

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lineage_verify::ancestry::ancestry;
 use lineage_verify::audit::{AuditOptions, DEFAULT_MAX_SKEW_SECS, audit};
-use lineage_verify::bundle::{ReceiptOptions, verify_receipt};
 use lineage_verify::consistency::verify_checkpoints;
+use lineage_verify::receipt::{ReceiptOptions, verify_receipt};
 use lineage_verify::{InputError, Progress, Silent, Verdict, exit, trust};
 use serde_json::{Value, json};
 
@@ -51,8 +51,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Verify a receipt (lineage-bundle/v1): checkpoint, inclusion proof, signature, event ID.
-    #[command(after_help = EXIT_CODES)]
-    Bundle {
+    // The command keeps its first name, `bundle`, like the receipt's format string.
+    #[command(name = "bundle", after_help = EXIT_CODES)]
+    Receipt {
         /// The receipt JSON file.
         receipt: PathBuf,
         /// The log's note verifier key, or a file holding it.
@@ -181,7 +182,7 @@ fn skew(secs: u64) -> time::Duration {
 
 fn run(command: Command, progress: &mut dyn Progress) -> anyhow::Result<Output> {
     Ok(match command {
-        Command::Bundle {
+        Command::Receipt {
             receipt,
             log_key,
             authorities,

@@ -96,7 +96,7 @@ impl Replay {
     ) -> Result<(), Violation> {
         // The ledger's own rule clock: the stored integration millisecond.
         let Some(ctx) = RuleContext::at(&self.authorities, integrated_at_ms, self.max_skew) else {
-            self.refuse(candidate.event_id, index);
+            self.refuse(candidate.event_id(), index);
             return Err(Violation::IntegrationTime {
                 index,
                 ms: integrated_at_ms,
@@ -115,11 +115,11 @@ impl Replay {
                 Ok(())
             }
             Err(rejection) => {
-                self.refuse(candidate.event_id, index);
+                self.refuse(candidate.event_id(), index);
                 let builds_on = self.refused_ancestor(candidate, &rejection);
                 Err(Violation::Rule {
                     index,
-                    event_id: candidate.event_id,
+                    event_id: candidate.event_id(),
                     rejection: Box::new(rejection),
                     builds_on,
                 })
@@ -141,7 +141,7 @@ impl Replay {
             Rejection::UnknownParent { parent, .. } => refused(parent),
             Rejection::PrevMismatch { got, .. } => refused(got),
             Rejection::SequenceGap { .. } => {
-                let event = parse_event(&candidate.envelope.payload).ok()?;
+                let event = parse_event(&candidate.envelope().payload).ok()?;
                 event.prev.as_ref().and_then(refused)
             }
             Rejection::PayloadTooLarge { .. }
@@ -226,24 +226,24 @@ mod tests {
         let bad = event(&k, "w", 1, Some(EventId::of_payload(b"x")));
         assert_eq!(code(r.apply(2, &bad, T0)), Some(("prev_mismatch", None)));
         // ...so what builds on it is refused too, naming it.
-        let after = event(&k, "w", 2, Some(bad.event_id));
+        let after = event(&k, "w", 2, Some(bad.event_id()));
         assert_eq!(
             code(r.apply(3, &after, T0)),
             Some(("sequence_gap", Some(2)))
         );
         assert_eq!(
-            r.seen(&bad.event_id),
+            r.seen(&bad.event_id()),
             Some(Seen {
                 index: 2,
                 admitted: false
             })
         );
-        let e1 = event(&k, "w", 1, Some(e0.event_id));
+        let e1 = event(&k, "w", 1, Some(e0.event_id()));
         assert_eq!(code(r.apply(4, &e1, T0)), None);
         assert_eq!(code(r.apply(5, &e1, T0)), Some(("duplicate_event", None)));
         // Revocation applies from its index on.
         assert_eq!(code(r.apply(6, &grant("revoke", "r", &k), T0)), None);
-        let e2 = event(&k, "w", 2, Some(e1.event_id));
+        let e2 = event(&k, "w", 2, Some(e1.event_id()));
         assert_eq!(code(r.apply(7, &e2, T0)), Some(("revoked_key", None)));
         // The clock is the integration time.
         let late = event(&key(2), "v", 0, None);

@@ -20,7 +20,7 @@ use lineage_ledger::keys::{EventId, KeyId};
 use lineage_ledger::rules::Rejection;
 use lineage_ledger::tile::BundleError;
 use lineage_ledger::tree::VerifyError;
-use lineage_schemas::BUNDLE_FORMAT;
+use lineage_schemas::RECEIPT_FORMAT;
 use serde::Serialize;
 
 /// The outcome of a command, from best to worst. Its exit code is [`Verdict::exit_code`].
@@ -101,6 +101,51 @@ impl fmt::Display for ForkKind {
             ForkKind::Recomputed => "recomputed from the export's leaves",
             ForkKind::Proof => "by the consistency proof",
         })
+    }
+}
+
+/// The values that show two signed checkpoints of one log to be inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForkEvidence {
+    /// Both checkpoints sign the same tree size with different roots.
+    #[error("two roots for tree size {size}: {first} and {second}")]
+    SameSize {
+        /// The tree size.
+        size: u64,
+        /// The older checkpoint's root.
+        first: Hash,
+        /// The newer checkpoint's root.
+        second: Hash,
+    },
+    /// The older checkpoint's root is not what its leaves in the export hash to.
+    #[error(
+        "the older checkpoint signs root {signed} for the first {size} leaves, \
+         but the first {size} leaves of the export hash to {computed}"
+    )]
+    Recomputed {
+        /// The older tree size.
+        size: u64,
+        /// The root the older checkpoint signs.
+        signed: Hash,
+        /// The root of the export's first `size` leaves.
+        computed: Hash,
+    },
+    /// A well-formed consistency proof does not lead to both signed roots.
+    #[error(
+        "the consistency proof does not link the signed roots ({0}); \
+         if the proof came from the log unaltered, the log forked"
+    )]
+    Proof(#[source] VerifyError),
+}
+
+impl ForkEvidence {
+    /// How the fork was found.
+    pub fn kind(&self) -> ForkKind {
+        match self {
+            ForkEvidence::SameSize { .. } => ForkKind::SameSize,
+            ForkEvidence::Recomputed { .. } => ForkKind::Recomputed,
+            ForkEvidence::Proof(_) => ForkKind::Proof,
+        }
     }
 }
 
@@ -294,26 +339,26 @@ pub enum Violation {
     },
     /// Two validly signed checkpoints of the log that are not consistent.
     #[error(
-        "the log signed checkpoints of sizes {old_size} and {new_size} that are not consistent ({kind}): {detail}"
+        "the log signed checkpoints of sizes {old_size} and {new_size} that are not consistent ({}): {evidence}",
+        evidence.kind()
     )]
     Fork {
-        /// How it was found.
-        kind: ForkKind,
         /// The older tree size.
         old_size: u64,
         /// The newer tree size.
         new_size: u64,
-        /// The hashes that disagree.
-        detail: String,
+        /// The hashes that disagree, and how it was found ([`ForkEvidence::kind`]).
+        #[source]
+        evidence: ForkEvidence,
     },
     /// A receipt is not `lineage-bundle/v1` JSON.
-    #[error("receipt is not {BUNDLE_FORMAT} JSON: {error}")]
+    #[error("receipt is not {RECEIPT_FORMAT} JSON: {error}")]
     ReceiptJson {
         /// The parser's error.
         error: serde_json::Error,
     },
     /// A receipt's `format` field.
-    #[error("receipt format is {found:?}, expected {BUNDLE_FORMAT:?}")]
+    #[error("receipt format is {found:?}, expected {RECEIPT_FORMAT:?}")]
     ReceiptFormat {
         /// The value found.
         found: String,
@@ -590,10 +635,13 @@ mod tests {
     #[test]
     fn a_fork_outranks_other_failures() {
         let fork = Violation::Fork {
-            kind: ForkKind::SameSize,
             old_size: 1,
             new_size: 1,
-            detail: String::new(),
+            evidence: ForkEvidence::SameSize {
+                size: 1,
+                first: Hash::from_bytes([1; 32]),
+                second: Hash::from_bytes([2; 32]),
+            },
         };
         let other = Violation::EntryEncoding;
         assert_eq!(Verdict::of(&[]), Verdict::Verified);
@@ -606,6 +654,53 @@ mod tests {
     }
 
     #[test]
+    fn fork_messages_name_the_kind_and_the_hashes() {
+        let (a, b) = (Hash::from_bytes([1; 32]), Hash::from_bytes([2; 32]));
+        let fork = |evidence| Violation::Fork {
+            old_size: 3,
+            new_size: 5,
+            evidence,
+        };
+        let head = "the log signed checkpoints of sizes 3 and 5 that are not consistent";
+        assert_eq!(
+            fork(ForkEvidence::SameSize {
+                size: 3,
+                first: a,
+                second: b
+            })
+            .to_string(),
+            format!("{head} (same size, different roots): two roots for tree size 3: {a} and {b}")
+        );
+        assert_eq!(
+            fork(ForkEvidence::Recomputed {
+                size: 3,
+                signed: a,
+                computed: b
+            })
+            .to_string(),
+            format!(
+                "{head} (recomputed from the export's leaves): the older checkpoint signs root {a} \
+                 for the first 3 leaves, but the first 3 leaves of the export hash to {b}"
+            )
+        );
+        let error = VerifyError::RootMismatch {
+            expected: a,
+            computed: b,
+        };
+        let v = fork(ForkEvidence::Proof(error.clone()));
+        assert_eq!(
+            v.to_string(),
+            format!(
+                "{head} (by the consistency proof): the consistency proof does not link the \
+                 signed roots ({error}); if the proof came from the log unaltered, the log forked"
+            )
+        );
+        // The proof's own verdict stays reachable as the source.
+        let source = std::error::Error::source(&v).map(ToString::to_string);
+        assert_eq!(source, Some(ForkEvidence::Proof(error).to_string()));
+    }
+
+    #[test]
     fn json_form_names_code_index_and_path() {
         let v = Violation::TileMismatch {
             path: "tile/0/000".into(),
@@ -615,8 +710,8 @@ mod tests {
             tree_level: 0,
             node: 17,
             mismatched: 1,
-            recomputed: Hash([1; 32]),
-            found: Hash([2; 32]),
+            recomputed: Hash::from_bytes([1; 32]),
+            found: Hash::from_bytes([2; 32]),
         };
         let json = serde_json::to_value(&v).unwrap_or_default();
         assert_eq!(json["code"], "tile_mismatch");

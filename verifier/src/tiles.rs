@@ -112,7 +112,7 @@ impl TileSource for TileRebuilder {
         let l = usize::from(level);
         match (self.rows.get(l), self.full.get(l)) {
             (Some(row), Some(&count)) if count == index && row.len() >= usize::from(min_width) => {
-                Ok(row.iter().flat_map(|h| h.0).collect())
+                Ok(row.iter().flat_map(|h| h.to_bytes()).collect())
             }
             _ => Err(NotBuffered { level, index }),
         }
@@ -143,7 +143,7 @@ pub fn compare(recomputed: &TileWrite, file: &[u8]) -> Result<(), Violation> {
         .iter()
         .zip(file.chunks_exact(HASH_SIZE))
         .enumerate()
-        .filter(|(_, (h, f))| h.0 != **f);
+        .filter(|(_, (h, f))| h.to_bytes() != **f);
     let Some((position, (want, got))) = diffs.next() else {
         return Ok(());
     };

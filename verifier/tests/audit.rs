@@ -626,7 +626,7 @@ fn a_signed_size_beyond_the_files_ends_the_audit_at_the_gap() {
     let huge = lineage_ledger::checkpoint::Checkpoint {
         origin: common::ORIGIN.into(),
         size: 1 << 40,
-        root: lineage_ledger::Hash([9; 32]),
+        root: lineage_ledger::Hash::from_bytes([9; 32]),
         extensions: vec![],
     };
     let note = lineage_ledger::checkpoint::sign_checkpoint(&huge, &fx.log).expect("sign");

@@ -180,7 +180,7 @@ fn diverging() -> (Fixture, Fixture) {
 
 fn fork_kind(violations: &[Violation]) -> Option<ForkKind> {
     violations.iter().find_map(|v| match v {
-        Violation::Fork { kind, .. } => Some(*kind),
+        Violation::Fork { evidence, .. } => Some(evidence.kind()),
         _ => None,
     })
 }
@@ -252,9 +252,9 @@ fn bad_proofs_and_checkpoints_are_named() {
     };
     let mut flipped = proof.clone();
     let h0 = proof["proof"][0].as_str().unwrap_or_default();
-    let mut bytes = Hash::from_base64(h0).expect("hash").0;
+    let mut bytes = Hash::from_base64(h0).expect("hash").to_bytes();
     bytes[0] ^= 1;
-    flipped["proof"][0] = json!(Hash(bytes).to_base64());
+    flipped["proof"][0] = json!(Hash::from_bytes(bytes).to_base64());
     // A changed proof hash cannot link the signed roots.
     assert_eq!(
         check(&old, &new, &flipped.to_string()),

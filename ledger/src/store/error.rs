@@ -8,9 +8,10 @@
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error.
+    /// The database (RocksDB) reported an error.
+    #[cfg(feature = "rocksdb")]
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[from] rocksdb::Error),
     /// A stored value does not decode: the data directory is damaged or foreign.
     #[error("corrupt {what} record at key {key}")]
     Corrupt {

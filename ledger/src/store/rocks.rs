@@ -55,12 +55,6 @@ const META_FORMAT: &[u8] = b"format";
 type KeyValue = (Box<[u8]>, Box<[u8]>);
 const META_SIZE: &[u8] = b"size";
 
-impl From<rocksdb::Error> for StoreError {
-    fn from(e: rocksdb::Error) -> StoreError {
-        StoreError::Database(e.into_string())
-    }
-}
-
 /// Block cache shared by every column family: data blocks, and also index
 /// and filter blocks, so the server's memory stays flat as the log grows.
 const BLOCK_CACHE_BYTES: usize = 64 << 20;

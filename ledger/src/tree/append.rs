@@ -178,7 +178,7 @@ impl TileWrite {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.hashes.len() * HASH_SIZE);
         for h in &self.hashes {
-            out.extend_from_slice(&h.0);
+            out.extend_from_slice(h.as_bytes());
         }
         out
     }

@@ -72,11 +72,11 @@ pub(super) fn mem_root(size: u64) -> Hash {
 }
 
 pub(super) fn flip(h: &Hash, bit: usize) -> Hash {
-    let mut out = *h;
-    if let Some(byte) = out.0.get_mut(bit / 8) {
+    let mut bytes = h.to_bytes();
+    if let Some(byte) = bytes.get_mut(bit / 8) {
         *byte ^= 1 << (bit % 8);
     }
-    out
+    Hash::from_bytes(bytes)
 }
 
 /// The one assertion helper for tiny cases: `got` must equal `want`.

@@ -150,6 +150,6 @@ impl TileSource for MemTiles {
                 min_width,
             });
         }
-        Ok(hashes.iter().flat_map(|h| h.0).collect())
+        Ok(hashes.iter().flat_map(|h| h.to_bytes()).collect())
     }
 }

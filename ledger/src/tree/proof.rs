@@ -203,12 +203,14 @@ mod tests {
         type Hash = [u8; 32];
 
         fn hash(data: &[u8]) -> [u8; 32] {
-            leaf_hash(data).0
+            leaf_hash(data).to_bytes()
         }
 
         fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
             match right {
-                Some(right) => node_hash(&Hash(*left), &Hash(*right)).0,
+                Some(right) => {
+                    node_hash(&Hash::from_bytes(*left), &Hash::from_bytes(*right)).to_bytes()
+                }
                 None => *left,
             }
         }
@@ -221,15 +223,15 @@ mod tests {
         fn roots_and_inclusion_proofs_match_rs_merkle(size in 1u64..3000, seed in any::<u64>()) {
             let f = fixture();
             let leaves: Vec<[u8; 32]> =
-                f.leaves.iter().take(size as usize).map(|h| h.0).collect();
+                f.leaves.iter().take(size as usize).map(|h| h.to_bytes()).collect();
             let tree = rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&leaves);
-            prop_assert_eq!(tree.root().map(Hash), Some(mem_root(size)));
+            prop_assert_eq!(tree.root().map(Hash::from_bytes), Some(mem_root(size)));
             for index in [seed % size, size - 1, 0] {
                 let theirs: Vec<Hash> = tree
                     .proof(&[index as usize])
                     .proof_hashes()
                     .iter()
-                    .map(|h| Hash(*h))
+                    .map(|h| Hash::from_bytes(*h))
                     .collect();
                 let ours = prove_inclusion(index, size, &f.mem);
                 prop_assert_eq!(ours.as_ref(), Ok(&theirs));

@@ -317,7 +317,7 @@ mod tests {
                 );
                 check(span.width(), span.offset() + span.count());
                 let tile = f.tiles.get(span.level(), span.index()).unwrap_or_default();
-                let bytes: Vec<u8> = tile.iter().flat_map(|h| h.0).collect();
+                let bytes: Vec<u8> = tile.iter().flat_map(|h| h.to_bytes()).collect();
                 check(
                     (level, index, span.root(&bytes)),
                     (level, index, f.mem.node(level, index).ok()),

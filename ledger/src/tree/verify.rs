@@ -1345,8 +1345,8 @@ mod tests {
             a in any::<[u8; 32]>(),
             b in any::<[u8; 32]>(),
         ) {
-            let proof: Vec<Hash> = proof.into_iter().map(Hash).collect();
-            let (a, b) = (Hash(a), Hash(b));
+            let proof: Vec<Hash> = proof.into_iter().map(Hash::from_bytes).collect();
+            let (a, b) = (Hash::from_bytes(a), Hash::from_bytes(b));
             let _ = verify_inclusion(&a, index, size, &proof, &b);
             let _ = root_from_inclusion(&a, index, size, &proof);
             let _ = verify_consistency(index, size, &a, &b, &proof);

@@ -60,8 +60,8 @@ pub(super) fn prepare_chunk(
     // ever computed against the key an entry itself names (its key ID).
     for entry in bundles.iter().flat_map(|b| &b.entries) {
         if let Prepared::Decoded { candidate, .. } = entry
-            && candidate.envelope.payload_type == EntryType::Governance.payload_type()
-            && let Ok(statement) = parse_governance(&candidate.envelope.payload)
+            && candidate.envelope().payload_type == EntryType::Governance.payload_type()
+            && let Ok(statement) = parse_governance(&candidate.envelope().payload)
         {
             directory.insert(statement.key_id, statement.public_key);
         }
@@ -72,7 +72,7 @@ pub(super) fn prepare_chunk(
         .flat_map(|b| b.entries.par_iter_mut())
         .for_each(|entry| {
             if let Prepared::Decoded { candidate, .. } = entry
-                && let Some(key) = directory.get(&candidate.envelope.key_id)
+                && let Some(key) = directory.get(&candidate.envelope().key_id)
             {
                 candidate.precheck_signature(key);
             }

@@ -12,7 +12,7 @@ use super::report::{Counts, Since};
 use crate::Progress;
 use crate::export::ExportDir;
 use crate::replay::Replay;
-use crate::report::{ForkKind, Violation};
+use crate::report::{ForkEvidence, Violation};
 use crate::tiles::{TileRebuilder, compare};
 
 /// The sequential half: tiles, root, `--since`, and the rules.
@@ -91,7 +91,7 @@ impl Tree<'_> {
                 candidate,
                 integrated_at_ms,
             } => {
-                if candidate.envelope.payload_type == EntryType::Event.payload_type() {
+                if candidate.envelope().payload_type == EntryType::Event.payload_type() {
                     self.counts.events += 1;
                 } else {
                     self.counts.governance += 1;
@@ -149,14 +149,13 @@ impl Tree<'_> {
             Some(root) if root_verified => {
                 since.extends = Some(false);
                 self.violations.push(Violation::Fork {
-                    kind: ForkKind::Recomputed,
                     old_size: since.checkpoint.size,
                     new_size: checkpoint.size,
-                    detail: format!(
-                        "the older checkpoint signs root {} for the first {} leaves, \
-                         but the first {} leaves of the export hash to {}",
-                        since.checkpoint.root, since.checkpoint.size, since.checkpoint.size, root
-                    ),
+                    evidence: ForkEvidence::Recomputed {
+                        size: since.checkpoint.size,
+                        signed: since.checkpoint.root,
+                        computed: root,
+                    },
                 });
             }
             Some(_) | None => self.violations.push(Violation::SinceUndecided {

@@ -1,4 +1,5 @@
-//! `bundle`: receipts from the fixture log, and one field or byte changed at a time.
+//! `lineage-verify bundle` (`receipt`): receipts from the fixture log, and one
+//! field or byte changed at a time.
 
 mod common;
 
@@ -8,7 +9,9 @@ use common::{Fixture, scenario};
 use ed25519_dalek::VerifyingKey;
 use lineage_ledger::Hash;
 use lineage_verify::Verdict;
-use lineage_verify::bundle::{CheckStatus, Decoded, ReceiptOptions, ReceiptReport, verify_receipt};
+use lineage_verify::receipt::{
+    CheckStatus, Decoded, ReceiptOptions, ReceiptReport, verify_receipt,
+};
 use serde_json::{Value, json};
 
 struct Setup {
@@ -161,7 +164,7 @@ fn each_tampered_field_is_named() {
         ),
         (
             "event_id",
-            edited(&good, "event_id", json!(Hash([7; 32]).to_hex())),
+            edited(&good, "event_id", json!(Hash::from_bytes([7; 32]).to_hex())),
             vec![("event_id", "failed", Some("event_id_mismatch"))],
         ),
         (

@@ -25,7 +25,7 @@ use lineage_ledger::keys::{EventId, KeyId, public_key_base64};
 use lineage_ledger::note::NoteVerifier;
 use lineage_ledger::tree::verify_inclusion;
 use lineage_ledger::{Hash, leaf_hash};
-use lineage_schemas::{BUNDLE_FORMAT, Bundle};
+use lineage_schemas::{RECEIPT_FORMAT, Receipt};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
@@ -315,7 +315,7 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
         integrated_at_ms: None,
         decoded: None,
     };
-    let bundle: Bundle = match serde_json::from_slice(bytes) {
+    let receipt: Receipt = match serde_json::from_slice(bytes) {
         Ok(b) => b,
         Err(error) => {
             report
@@ -324,21 +324,21 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
             return report;
         }
     };
-    report.index = Some(bundle.index);
+    report.index = Some(receipt.index);
     let checks = &mut report.checks;
-    checks.push(if bundle.format == BUNDLE_FORMAT {
-        Check::passed("format", BUNDLE_FORMAT)
+    checks.push(if receipt.format == RECEIPT_FORMAT {
+        Check::passed("format", RECEIPT_FORMAT)
     } else {
         Check::failed(
             "format",
             Violation::ReceiptFormat {
-                found: bundle.format.chars().take(80).collect(),
+                found: receipt.format.chars().take(80).collect(),
             },
         )
     });
 
     let key = opts.log_key;
-    let checkpoint = match verify_checkpoint(bundle.checkpoint.as_bytes(), key, key.name()) {
+    let checkpoint = match verify_checkpoint(receipt.checkpoint.as_bytes(), key, key.name()) {
         Ok(v) => {
             let cp = v.into_checkpoint();
             checks.push(Check::passed(
@@ -366,7 +366,7 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
         }
     };
 
-    let entry_bytes = decode_base64(&bundle.entry);
+    let entry_bytes = decode_base64(&receipt.entry);
     let entry = match &entry_bytes {
         None => {
             checks.push(Check::failed("entry", Violation::EntryEncoding));
@@ -391,7 +391,7 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
                 checks.push(Check::failed(
                     "entry",
                     Violation::MalformedEntry {
-                        index: bundle.index,
+                        index: receipt.index,
                         error,
                     },
                 ));
@@ -404,10 +404,10 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
         (None, _) => Check::not_checked("inclusion", "no verified checkpoint"),
         (_, None) => Check::not_checked("inclusion", "no entry bytes"),
         (Some(cp), Some(bytes)) => {
-            match decode_proof("inclusion_proof", &bundle.inclusion_proof).and_then(|proof| {
-                verify_inclusion(&leaf_hash(bytes), bundle.index, cp.size, &proof, &cp.root)
+            match decode_proof("inclusion_proof", &receipt.inclusion_proof).and_then(|proof| {
+                verify_inclusion(&leaf_hash(bytes), receipt.index, cp.size, &proof, &cp.root)
                     .map_err(|error| Violation::InclusionProof {
-                        index: bundle.index,
+                        index: receipt.index,
                         size: cp.size,
                         error,
                     })
@@ -416,9 +416,9 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
                     "inclusion",
                     format!(
                         "leaf {} is in the tree of size {} ({} proof hashes)",
-                        bundle.index,
+                        receipt.index,
                         cp.size,
-                        bundle.inclusion_proof.len()
+                        receipt.inclusion_proof.len()
                     ),
                 ),
                 Err(v) => Check::failed("inclusion", v),
@@ -437,13 +437,13 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
         return report;
     };
     let id = entry.event_id();
-    checks.push(if id.to_string() == bundle.event_id {
+    checks.push(if id.to_string() == receipt.event_id {
         Check::passed("event_id", id.to_string())
     } else {
         Check::failed(
             "event_id",
             Violation::EventIdMismatch {
-                claimed: bundle.event_id.chars().take(80).collect(),
+                claimed: receipt.event_id.chars().take(80).collect(),
                 computed: id,
             },
         )
