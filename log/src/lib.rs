@@ -17,6 +17,7 @@ pub mod batch;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod core;
 pub mod job;
 pub mod metrics;
 pub mod nodes;
@@ -26,5 +27,6 @@ mod sync;
 
 pub use clock::Clock;
 pub use config::LogConfig;
+pub use core::{Core, ReadError, StartError};
 pub use job::{JobReply, Outcome};
-pub use service::{Core, LogService, ReadError, StartError, SubmitError};
+pub use service::{LogService, SubmitError};

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::{Batch, Committed};
 use crate::cache::{HEAD_CACHE_WORKLOADS, HeadCache};
 use crate::clock::unix_ms;
+use crate::core::Core;
 use crate::job::{Job, JobReply, Outcome};
-use crate::service::Core;
 use crate::sync::{read, write};
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-//! The running log: the handle ([`LogService`]), the read state it shares
-//! with request handlers ([`Core`]), and the reads: heads, keys, receipts
-//! and proofs.
+//! The running log's handle ([`LogService`]): start (open the store, load
+//! state, start the sequencer), submit, shut down. The state it shares with
+//! request handlers, and the reads, are [`Core`]'s (`core.rs`).
 //!
 //! **Architecture invariant:** exactly one thread (the sequencer, see
 //! [`crate::sequencer`]) appends. Everything it keeps in memory is
@@ -9,96 +9,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use lineage_ledger::Hash;
-use lineage_ledger::checkpoint::{Checkpoint, CheckpointError, sign_checkpoint};
-use lineage_ledger::dsse::PayloadType;
-use lineage_ledger::entry::{EntryError, LogEntry};
-use lineage_ledger::keys::{EventId, KeyId};
+use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
 use lineage_ledger::note::NoteSigner;
-use lineage_ledger::rules::{Authorities, Candidate, KeyRecord};
-use lineage_ledger::store::{
-    FORMAT_VERSION, Store, StoreError, StoreMeta, StoreTiles, StoredCheckpoint, TileReadError,
-    open_log,
-};
-use lineage_ledger::tree::{
-    BoundedMemo, ProofError, TileNodesError, TreeEdge, prove_consistency, prove_inclusion,
-};
+use lineage_ledger::rules::{Authorities, Candidate};
+use lineage_ledger::store::{FORMAT_VERSION, Store, StoreMeta, StoredCheckpoint, open_log};
+use lineage_ledger::tree::BoundedMemo;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::NODE_MEMO_NODES;
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
+use crate::core::{Core, StartError};
 use crate::job::{Job, JobReply};
 use crate::metrics::Metrics;
-use crate::nodes::{Memo, NodeError, ProofNodes, SharedTile};
 use crate::sequencer::spawn_sequencer;
-use crate::sync::{read, write};
-
-/// Why the log could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The store failed or belongs to another log.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Stored tiles do not rebuild the tree edge.
-    #[error("the stored tree of size {size} cannot be loaded: {source}")]
-    Tree {
-        /// The stored size.
-        size: u64,
-        /// What failed: a tile could not be read, or is short or misaligned.
-        #[source]
-        source: TileNodesError<TileReadError>,
-    },
-    /// The checkpoint could not be signed.
-    #[error("cannot sign checkpoints: {0}")]
-    Sign(#[source] CheckpointError),
-    /// The sequencer's thread could not be started.
-    #[error("cannot start the sequencer thread: {0}")]
-    Sequencer(#[source] std::io::Error),
-}
-
-/// Read-side state shared by request handlers and the sequencer.
-pub struct Core {
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The log's note signer (its verifier gives the vkey).
-    pub(crate) signer: NoteSigner,
-    /// The log key in vkey form.
-    pub vkey: String,
-    /// The trust root.
-    pub authorities: Authorities,
-    /// Every runtime key, committed state.
-    pub(crate) keys: RwLock<HashMap<KeyId, KeyRecord>>,
-    /// Events per runtime, committed state.
-    pub(crate) runtime_counts: RwLock<HashMap<String, u64>>,
-    /// The latest checkpoint.
-    pub(crate) head: RwLock<Arc<StoredCheckpoint>>,
-    /// The newest version of the tiles on the tree's right edge, as last
-    /// committed: receipts for fresh entries are built from these without
-    /// store reads. Tile rows only ever grow, so a newer version serves
-    /// proofs against any older checkpoint.
-    pub(crate) hot_tiles: RwLock<HashMap<(u8, u64), SharedTile>>,
-    /// Interior nodes computed for proofs, shared by all requests: a node of
-    /// a complete subtree never changes, and consecutive receipts near the
-    /// right edge need almost the same ones.
-    pub(crate) node_memo: BoundedMemo,
-    /// False while the sequencer cannot trust its in-memory state.
-    pub(crate) healthy: std::sync::atomic::AtomicBool,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Configuration.
-    pub config: LogConfig,
-    /// The clock.
-    pub clock: Clock,
-}
-
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core")
-            .field("origin", &self.config.origin)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A handle on the running log.
 #[derive(Debug)]
@@ -220,193 +144,4 @@ impl LogService {
             let _ = stopped.await;
         }
     }
-}
-
-impl Core {
-    /// The latest checkpoint.
-    pub fn head(&self) -> Arc<StoredCheckpoint> {
-        read(&self.head).clone()
-    }
-
-    /// False after a failed commit until state was reloaded from the store.
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// A runtime key by ID (committed state).
-    pub fn key(&self, id: &KeyId) -> Option<KeyRecord> {
-        read(&self.keys).get(id).cloned()
-    }
-
-    /// Every key of a runtime, in grant order.
-    pub fn runtime_keys(&self, runtime: &str) -> Vec<KeyRecord> {
-        let mut keys: Vec<KeyRecord> = read(&self.keys)
-            .values()
-            .filter(|k| k.runtime.as_str() == runtime)
-            .cloned()
-            .collect();
-        keys.sort_by_key(|k| k.granted_index);
-        keys
-    }
-
-    /// Events appended by a runtime.
-    pub fn runtime_count(&self, runtime: &str) -> u64 {
-        read(&self.runtime_counts)
-            .get(runtime)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Checks a candidate's signature now if its key is already known: the
-    /// expensive check, done in parallel before the sequencer.
-    pub fn precheck(&self, c: &mut Candidate) {
-        let key = match c.envelope().payload_type {
-            PayloadType::Event => self.key(&c.envelope().key_id).map(|k| k.public_key),
-            PayloadType::Governance => self.authorities.get(&c.envelope().key_id).copied(),
-        };
-        if let Some(key) = key {
-            c.precheck_signature(&key);
-        }
-        c.preparse();
-    }
-
-    /// Reloads everything the sequencer keeps in memory from the store.
-    pub(crate) fn reload(&self) -> Result<TreeEdge, StartError> {
-        let head = self.store.head()?;
-        let edge =
-            TreeEdge::load(head.size, &StoreTiles(self.store.as_ref())).map_err(|source| {
-                StartError::Tree {
-                    size: head.size,
-                    source,
-                }
-            })?;
-        let keys = self.store.keys()?;
-        let counts = self.store.runtime_counts()?;
-        write(&self.hot_tiles).clear();
-        self.node_memo.clear();
-        *write(&self.keys) = keys.into_iter().map(|k| (k.key_id, k)).collect();
-        *write(&self.runtime_counts) = counts.into_iter().collect();
-        self.metrics.tree_size.set(head.size as i64);
-        *write(&self.head) = Arc::new(head);
-        self.healthy
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(edge)
-    }
-
-    /// The receipt (entry, inclusion proof, signed checkpoint: verifiable
-    /// offline) for the entry at `index` against `checkpoint`; `nodes` may be
-    /// shared across many receipts.
-    ///
-    /// # Errors
-    /// Storage failures or a missing tile (an internal inconsistency).
-    pub fn receipt(
-        &self,
-        index: u64,
-        entry: &[u8],
-        checkpoint: &StoredCheckpoint,
-        nodes: &ProofNodes<'_>,
-    ) -> Result<lineage_schemas::Receipt, ReadError> {
-        use base64::Engine as _;
-        let proof = prove_inclusion(index, checkpoint.size, nodes)?;
-        Ok(lineage_schemas::Receipt {
-            format: lineage_schemas::RECEIPT_FORMAT.to_owned(),
-            event_id: EventId::of_payload(
-                &LogEntry::decode(entry)
-                    .map_err(|source| ReadError::Entry { index, source })?
-                    .payload,
-            )
-            .to_string(),
-            index,
-            entry: base64::engine::general_purpose::STANDARD.encode(entry),
-            checkpoint: checkpoint.note.clone(),
-            inclusion_proof: proof.iter().map(Hash::to_base64).collect(),
-        })
-    }
-
-    /// The receipt of an entry already in the log, against the latest checkpoint.
-    ///
-    /// # Errors
-    /// Storage failures; `NotFound` past the end of the log.
-    pub fn receipt_at_head(&self, index: u64) -> Result<lineage_schemas::Receipt, ReadError> {
-        let head = self.head();
-        if index >= head.size {
-            return Err(ReadError::NotFound);
-        }
-        let entry = self.store.entry(index)?.ok_or(ReadError::NotFound)?;
-        self.receipt(index, &entry, &head, &self.proof_nodes())
-    }
-
-    /// A node source for proofs: the hot right-edge tiles, then the store.
-    pub fn proof_nodes(&self) -> ProofNodes<'_> {
-        ProofNodes::with(
-            self.store.as_ref(),
-            Some(&self.hot_tiles),
-            Memo::Shared(&self.node_memo),
-        )
-    }
-
-    /// Publishes the tiles of a durable commit; keeps, per level, only the
-    /// tile at the new right edge and the one before it (bounded memory).
-    pub(crate) fn publish_tiles(&self, tiles: &[lineage_ledger::tree::TileWrite], size: u64) {
-        let mut hot = write(&self.hot_tiles);
-        for t in tiles {
-            hot.insert((t.level, t.index), Arc::new(t.to_bytes()));
-        }
-        hot.retain(|(level, index), _| {
-            let shift = 8 * (u32::from(*level) + 1);
-            let edge = size.checked_shr(shift).unwrap_or(0);
-            *index + 1 >= edge
-        });
-    }
-
-    /// RFC 6962 inclusion proof of `index` in the tree of `size`.
-    ///
-    /// # Errors
-    /// `OutOfRange` unless `index < size <= current size`.
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
-        let current = self.head().size;
-        if size > current || index >= size {
-            return Err(ReadError::OutOfRange);
-        }
-        Ok(prove_inclusion(index, size, &self.proof_nodes())?)
-    }
-
-    /// RFC 6962 consistency proof between tree sizes `first` and `second`.
-    ///
-    /// # Errors
-    /// `OutOfRange` unless `first <= second <= current size`.
-    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ReadError> {
-        let current = self.head().size;
-        if first > second || second > current {
-            return Err(ReadError::OutOfRange);
-        }
-        Ok(prove_consistency(first, second, &self.proof_nodes())?)
-    }
-}
-
-/// A failed read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// Nothing there.
-    #[error("not found")]
-    NotFound,
-    /// Indices or sizes outside the tree.
-    #[error("out of range")]
-    OutOfRange,
-    /// Storage failure.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The stored tree is inconsistent (a bug or damage): a proof needs a
-    /// node the tiles do not give.
-    #[error("tree: {0}")]
-    Tree(#[from] ProofError<NodeError>),
-    /// A stored entry does not decode (damage).
-    #[error("tree: entry {index}: {source}")]
-    Entry {
-        /// The entry's leaf index.
-        index: u64,
-        /// Why it does not decode.
-        #[source]
-        source: EntryError,
-    },
 }
