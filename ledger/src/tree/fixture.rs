@@ -1,6 +1,8 @@
 //! The tree tests' shared fixture: the vectors' leaves, their tree in memory and in tiles
 //! (built once), and the helpers every test file uses.
 
+#![cfg(test)]
+
 use std::fmt::Debug;
 use std::sync::OnceLock;
 
