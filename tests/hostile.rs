@@ -1171,3 +1171,73 @@ async fn explorer_pages_are_shed_like_the_api_when_the_in_flight_cap_is_reached(
     );
     l.stop().await;
 }
+
+/// A large answer read slowly is not an idle connection: the idle bound
+/// (here 1 s) must not cut a response whose bytes are still going out, even
+/// after hyper has taken its whole body. A 60,000-item array answers ~14 MB
+/// of problems; the client reads it at ~2 MB/s through a small receive buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_read_slowly_is_not_cut_by_the_idle_bound() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = TestLedger::start_with_limits(
+        dir.path(),
+        LogConfig::default(),
+        HttpLimits {
+            max_batch: 60_000,
+            request_timeout: Duration::from_secs(1),
+            ..HttpLimits::default()
+        },
+    )
+    .await;
+    let mut body = b"[".to_vec();
+    body.extend_from_slice(&b"1,".repeat(59_999));
+    body.extend_from_slice(b"1]");
+    let addr: std::net::SocketAddr = l.url.trim_start_matches("http://").parse().expect("addr");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("rcvbuf");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/entries HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(&body).await.expect("body");
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    let started = Instant::now();
+    loop {
+        let n = stream.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        // ~2 MB/s: far slower than the server writes.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "gave up reading"
+        );
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let split = text.find("\r\n\r\n").expect("headers") + 4;
+    let length: usize = text[..split]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    assert!(length > 10_000_000, "answer of {length} bytes");
+    assert_eq!(
+        answer.len() - split,
+        length,
+        "the answer was cut after {} of {length} bytes ({:?} of reading)",
+        answer.len() - split,
+        started.elapsed()
+    );
+    l.stop().await;
+}

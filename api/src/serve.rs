@@ -13,8 +13,9 @@
 //! | HTTP/2 peer that stops answering pings | keep-alive ping every `idle_timeout`, dropped if unanswered within it |
 //!
 //! A request counts as in flight from the moment hyper hands it to the
-//! service until its response body has been sent (or dropped): a large
-//! download is not idle. HTTP/2 request headers that trickle in (a HEADERS
+//! service until its response body has been taken (or dropped), and the
+//! bytes of a response still being written restart the idle clock at each
+//! write: a large download read slowly is not idle. HTTP/2 request headers that trickle in (a HEADERS
 //! frame that never completes) start no request, so the idle timer closes
 //! such a connection too.
 
@@ -271,6 +272,13 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (activity, mut load) = Activity::new();
+    // Bytes still going out keep the connection from counting as idle:
+    // hyper drops a response body once it has taken its last frame, which
+    // can be megabytes before a slow reader has them.
+    let stream = Progress {
+        inner: stream,
+        activity: activity.clone(),
+    };
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let in_flight = activity.begin();
         let router = router.clone();
@@ -351,6 +359,81 @@ impl Activity {
     fn begin(&self) -> InFlight {
         self.0.send_modify(|load| load.in_flight += 1);
         InFlight(self.clone())
+    }
+}
+
+/// The connection's stream, noting each write: while bytes go out with no
+/// request in flight (the tail of a response hyper has already taken), the
+/// idle clock restarts at every write, so a response is never cut mid-body
+/// by the idle bound.
+struct Progress<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> Progress<S> {
+    fn wrote(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.activity.0.send_if_modified(|load| {
+            if load.in_flight == 0 {
+                load.idle_since = Instant::now();
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Progress<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Progress<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let done = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &done {
+            this.wrote(*n);
+        }
+        done
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let done = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &done {
+            this.wrote(*n);
+        }
+        done
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
