@@ -319,3 +319,38 @@ fn ingest_is_not_starved_by_a_full_blocking_pool() {
         log.shutdown().await;
     });
 }
+
+/// After a failed commit the ledger reloads its state without waiting for
+/// more work: `/readyz` answers 503 at first and then 200 again, with no
+/// other request. (An orchestrator that takes an unready ledger out of
+/// rotation sends it nothing, so a reload that waited for a write would
+/// never come.)
+#[tokio::test]
+async fn readiness_recovers_after_a_failed_commit_without_more_writes() {
+    let (store, log, app) = setup().await;
+    let rk = key("runtime");
+    assert_eq!(
+        post(&app, &grant("agent/a", &rk)).await.0,
+        StatusCode::CREATED
+    );
+    store.inject([Fault::LoseWrite]);
+    let (s, _) = post(&app, &start("w1", &rk)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let ready = |app: axum::Router| async move {
+        let req = Request::get("/readyz")
+            .body(Body::empty())
+            .expect("request");
+        app.oneshot(req).await.expect("response").status()
+    };
+    let mut recovered = false;
+    for _ in 0..500 {
+        if ready(app.clone()).await == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(recovered, "/readyz stayed 503 with no further write");
+    assert_eq!(log.head().size, 1);
+    log.shutdown().await;
+}

@@ -54,7 +54,36 @@ pub(crate) fn spawn_sequencer(
 async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<Job>) {
     let mut needs_reload = false;
     let mut heads = HeadCache::new(HEAD_CACHE_WORKLOADS);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = if needs_reload {
+            // After a fatal failure, reload without waiting for work: a
+            // ledger taken out of rotation by its failing /readyz would
+            // otherwise never be written to, and never recover.
+            match tokio::time::timeout(RELOAD_RETRY, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(_) => {
+                    let reloaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        heads.clear();
+                        core.reload()
+                    }));
+                    match reloaded {
+                        Ok(Ok(e)) => {
+                            edge = e;
+                            needs_reload = false;
+                        }
+                        Ok(Err(e)) => tracing::warn!(error = %e, "reload failed; retrying"),
+                        Err(_) => tracing::error!("reload panicked; retrying"),
+                    }
+                    continue;
+                }
+            }
+        } else {
+            match rx.recv().await {
+                Some(job) => job,
+                None => break,
+            }
+        };
         let mut count = first.items.len();
         let mut jobs = vec![first];
         let deadline = tokio::time::Instant::now() + core.config.batch_linger;
@@ -122,6 +151,9 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
         fail_jobs(&core, jobs);
     }
 }
+
+/// How often the sequencer retries a reload while it has no work.
+const RELOAD_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a batch was not acknowledged.
 #[derive(Debug)]
