@@ -16,8 +16,23 @@ use lineage_log::{Clock, LogService};
 use crate::config::ServeConfig;
 
 /// Reads a key file, creating it if missing; refuses one others can read.
-fn load_or_create_key(path: &Path, what: &str) -> anyhow::Result<ed25519_dalek::SigningKey> {
+fn load_or_create_key(
+    path: &Path,
+    what: &str,
+    kind: DataDir,
+) -> anyhow::Result<ed25519_dalek::SigningKey> {
     if !path.exists() {
+        if kind == DataDir::Ledger {
+            // A new key would not be this ledger's: a new log key fails the
+            // store's identity check, a new development authority would sign
+            // grants the earlier ones' auditors do not know.
+            bail!(
+                "{what} {} is missing, but the data directory holds a ledger: a new key would \
+                 not be this log's. Restore the key file (or pass the flag that names it). \
+                 Nothing was changed.",
+                path.display()
+            );
+        }
         let key = generate_signing_key()?;
         write_key_file(path, &key)
             .with_context(|| format!("creating {what} {}", path.display()))?;
@@ -47,8 +62,10 @@ enum DataDir {
     Ledger,
 }
 
-/// Files `serve` itself writes into a data directory before the store.
-const OWN_KEY_FILES: [&str; 2] = ["log.key", "authority.key"];
+/// What a data directory may hold before it holds a ledger: the key files
+/// `serve` itself writes before the store, and the `lost+found` of a fresh
+/// file system mounted there.
+const NOT_FOREIGN: [&str; 3] = ["log.key", "authority.key", "lost+found"];
 
 /// Decides whether `dir` is an existing ledger, a place for a new one, or
 /// something else, which is refused: a mistyped `--data-dir` must never
@@ -71,7 +88,7 @@ fn inspect_data_dir(dir: &Path) -> anyhow::Result<DataDir> {
             .file_name()
             .to_string_lossy()
             .into_owned();
-        if !OWN_KEY_FILES.contains(&name.as_str()) {
+        if !NOT_FOREIGN.contains(&name.as_str()) {
             foreign.push(name);
         }
     }
@@ -104,7 +121,7 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
         None => None,
         Some((cert, key)) => Some(lineage_api::serve::Tls::from_pem_files(cert, key)?),
     };
-    let log_key = load_or_create_key(&cfg.log_key, "log key")?;
+    let log_key = load_or_create_key(&cfg.log_key, "log key", kind)?;
     let log_key_id = lineage_ledger::keys::KeyId::from_public_key(&log_key.verifying_key());
     let signer =
         NoteSigner::new(&cfg.log.origin, log_key).context("origin is not a valid key name")?;
@@ -115,7 +132,7 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
     }
     if authority_keys.is_empty() {
         let path = cfg.data_dir.join("authority.key");
-        let key = load_or_create_key(&path, "development authority key")?;
+        let key = load_or_create_key(&path, "development authority key", kind)?;
         tracing::warn!(
             path = %path.display(),
             "NO --authority GIVEN: using a DEVELOPMENT authority key stored next to the data. \

@@ -190,4 +190,28 @@ fn a_data_dir_that_is_not_a_ledger_is_refused_and_a_new_log_is_announced() {
     // The same directory again is the ledger, not a new one.
     let server = serve(&data, &[]);
     drop(server);
+    // A ledger whose key file is gone is refused, and no new key is minted:
+    // a new log key would not be this log's, a new authority not its own.
+    for key in ["log.key", "authority.key"] {
+        let saved = std::fs::read(data.join(key)).expect("key");
+        std::fs::remove_file(data.join(key)).expect("remove");
+        let out = start(&data);
+        assert!(!out.status.success(), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is missing") && err.contains(key),
+            "{key}: {err}"
+        );
+        assert!(!data.join(key).exists(), "{key} was created again");
+        std::fs::write(data.join(key), saved).expect("restore");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(data.join(key), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+    }
+    drop(serve(&data, &[]));
+    // A fresh file system's lost+found is not somebody's files.
+    let volume = dir.path().join("volume");
+    std::fs::create_dir_all(volume.join("lost+found")).expect("mkdir");
+    drop(serve(&volume, &[]));
+    assert!(volume.join("db").join("CURRENT").is_file());
 }
