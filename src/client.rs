@@ -41,6 +41,10 @@ pub struct ServerArgs {
     /// self-signed ledger certificate).
     #[arg(long, env = "LINEAGE_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// Seconds to wait for the ledger's answer (connect, send, receipt)
+    /// before giving up with an error.
+    #[arg(long, env = "LINEAGE_TIMEOUT_SECS", default_value_t = 30)]
+    timeout_secs: u64,
 }
 
 /// Flags of `submit`.
@@ -104,7 +108,8 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
 /// The HTTP client for `server`: rustls with the built-in public roots, or
 /// with only the authorities of `--ca-cert`.
 fn client(server: &ServerArgs) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder();
+    let mut builder =
+        reqwest::Client::builder().timeout(std::time::Duration::from_secs(server.timeout_secs));
     if let Some(path) = &server.ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let roots = reqwest::Certificate::from_pem_bundle(&pem)
@@ -131,12 +136,16 @@ async fn post(server: &ServerArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
         .with_context(|| format!("POST {url}"))?;
     let status = resp.status();
     let body = resp.text().await?;
-    match serde_json::from_str::<serde_json::Value>(&body) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-        Err(_) => println!("{body}"),
-    }
+    let text = match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(v) => serde_json::to_string_pretty(&v)?,
+        Err(_) => body,
+    };
+    // Only a receipt goes to stdout (`submit ... > receipt.json`); a problem
+    // goes to stderr with the non-zero exit.
     if !status.is_success() {
+        eprintln!("{text}");
         bail!("the ledger answered {status}");
     }
+    println!("{text}");
     Ok(())
 }

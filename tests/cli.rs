@@ -72,16 +72,26 @@ fn readme_walkthrough_works_against_the_real_binary() {
     // The same event again from another runtime's key is refused, with a non-zero exit.
     let stranger = dir.path().join("stranger.key");
     run(&["keygen", "--out", stranger.to_str().expect("utf8")]);
-    let (ok, out) = run(&[
-        "submit",
-        "--key",
-        stranger.to_str().expect("utf8"),
-        "--server",
-        &server.url,
-        event.to_str().expect("utf8"),
-    ]);
-    assert!(!ok);
-    assert!(out.contains("unknown_key"), "{out}");
+    // The problem goes to stderr: stdout (`> receipt.json`) holds receipts only.
+    let out = Command::new(BIN)
+        .args([
+            "submit",
+            "--key",
+            stranger.to_str().expect("utf8"),
+            "--server",
+            &server.url,
+            event.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown_key"), "{err}");
     drop(server);
 
     // Restarting with another origin is refused; the data is untouched.
@@ -214,4 +224,44 @@ fn a_data_dir_that_is_not_a_ledger_is_refused_and_a_new_log_is_announced() {
     std::fs::create_dir_all(volume.join("lost+found")).expect("mkdir");
     drop(serve(&volume, &[]));
     assert!(volume.join("db").join("CURRENT").is_file());
+}
+
+/// A ledger that accepts the connection and never answers does not hang the
+/// CLI: `--timeout-secs` bounds the whole exchange.
+#[test]
+fn the_cli_gives_up_on_a_ledger_that_never_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("agent.key");
+    let (ok, _) = run(&["keygen", "--out", key.to_str().expect("utf8")]);
+    assert!(ok);
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"runtime":"agent/a","workload":"w","seq":0,"kind":"workload.start"}"#,
+    )
+    .expect("write");
+    // Connections complete in the kernel's backlog; nobody reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "submit",
+            "--key",
+            key.to_str().expect("utf8"),
+            "--server",
+            &url,
+        ])
+        .args(["--timeout-secs", "1", event.to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("POST"), "{err}");
+    drop(silent);
 }
