@@ -64,17 +64,12 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
                 Ok(None) => break,
                 Err(_) => {
                     let reloaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        heads.clear();
-                        core.reload()
+                        reload(&core, &mut edge, &mut heads)
                     }));
-                    match reloaded {
-                        Ok(Ok(e)) => {
-                            edge = e;
-                            needs_reload = false;
-                        }
-                        Ok(Err(e)) => tracing::warn!(error = %e, "reload failed; retrying"),
-                        Err(_) => tracing::error!("reload panicked; retrying"),
+                    if reloaded.is_err() {
+                        tracing::error!("reload panicked; retrying");
                     }
+                    needs_reload = !matches!(reloaded, Ok(Ok(())));
                     continue;
                 }
             }
@@ -108,17 +103,8 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
         // The batch runs inline: this thread is the sequencer's alone.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if needs_reload {
-                heads.clear();
-                match core.reload() {
-                    Ok(e) => {
-                        edge = e;
-                        needs_reload = false;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reloading state after a failed commit");
-                        return Err(Failure::Reload);
-                    }
-                }
+                reload(&core, &mut edge, &mut heads)?;
+                needs_reload = false;
             }
             process(&core, &mut edge, &mut heads, jobs.as_mut_slice())
         }));
@@ -149,6 +135,21 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
                 .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         fail_jobs(&core, jobs);
+    }
+}
+
+/// Reloads the sequencer's state from the store (after a fatal failure).
+fn reload(core: &Core, edge: &mut TreeEdge, heads: &mut HeadCache) -> Result<(), Failure> {
+    heads.clear();
+    match core.reload() {
+        Ok(e) => {
+            *edge = e;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reloading state after a failed commit");
+            Err(Failure::Reload)
+        }
     }
 }
 
@@ -243,7 +244,7 @@ fn process(
         core.head()
     } else {
         let new_heads = batch.heads();
-        let cp = commit(core, edge, batch, ctx.now())?;
+        let cp = commit(core, edge, batch, ctx.integrated_at_ms())?;
         heads.absorb(new_heads);
         cp
     };
@@ -289,7 +290,7 @@ fn commit(
     core: &Core,
     edge: &mut TreeEdge,
     batch: Batch<'_>,
-    now: time::OffsetDateTime,
+    integrated_at_ms: u64,
 ) -> Result<Arc<StoredCheckpoint>, Failure> {
     let n = batch.entries.len();
     let leaves: Vec<Hash> = batch.entries.iter().map(|e| leaf_hash(e)).collect();
@@ -304,7 +305,7 @@ fn commit(
         sign_checkpoint(&cp, &core.signer).map_err(|e| Failure::Batch(BatchError::Sign(e)))?;
     let checkpoint = StoredCheckpoint {
         size: cp.size,
-        time_ms: unix_ms(now),
+        time_ms: integrated_at_ms,
         note,
     };
     let mut counts = read(&core.runtime_counts).clone();
