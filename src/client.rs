@@ -74,8 +74,13 @@ pub async fn governance(action: &str, a: GovernanceArgs) -> anyhow::Result<()> {
         } else {
             GovernanceAction::Revoke
         },
-        runtime: a.runtime,
-        public_key: a.public_key,
+        runtime: Some(a.runtime),
+        public_key: Some(a.public_key),
+        not_before: None,
+        not_after: None,
+        scope: None,
+        target: None,
+        reason: None,
         at: now_rfc3339()?,
     };
     let bytes = serde_json::to_vec(&payload)?;

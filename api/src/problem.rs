@@ -116,6 +116,10 @@ impl ApiError {
             code: code.to_owned(),
             detail: self.to_string(),
             field,
+            halt_index: match self {
+                ApiError::Rejected(Rejection::Halted { halt_index, .. }) => Some(*halt_index),
+                _ => None,
+            },
         }
     }
 }
@@ -138,6 +142,12 @@ pub fn classify_rejection(r: &Rejection) -> (StatusCode, &'static str, &'static 
         Rejection::UnknownKey { .. } => "Unknown key",
         Rejection::BadSignature { .. } => "Bad signature",
         Rejection::RevokedKey { .. } => "Revoked key",
+        Rejection::KeyNotYetValid { .. } => "Key not yet valid",
+        Rejection::KeyExpired { .. } => "Key expired",
+        Rejection::OutOfScope { .. } => "Out of scope",
+        Rejection::WorkloadClosed { .. } => "Workload closed",
+        Rejection::Halted { .. } => "Halted",
+        Rejection::GovernanceConflict { .. } => "Governance conflict",
         Rejection::InvalidPayload(_) => "Invalid payload",
         Rejection::RuntimeMismatch { .. } => "Runtime mismatch",
         Rejection::ClockSkew { .. } => "Timestamp out of range",
@@ -160,9 +170,14 @@ fn rejection_field(r: &Rejection) -> Option<String> {
         Rejection::SequenceGap { .. } | Rejection::Equivocation { .. } => Some("seq".into()),
         Rejection::PrevMismatch { .. } => Some("prev".into()),
         Rejection::UnknownParent { position, .. } => Some(format!("parents[{position}]")),
+        Rejection::OutOfScope { field, .. } => Some((*field).to_owned()),
+        Rejection::WorkloadClosed { .. } | Rejection::Halted { .. } => Some("workload".into()),
+        Rejection::GovernanceConflict { .. } => Some("target".into()),
         Rejection::UnknownKey { .. }
         | Rejection::BadSignature { .. }
-        | Rejection::RevokedKey { .. } => Some("signatures[0].keyid".into()),
+        | Rejection::RevokedKey { .. }
+        | Rejection::KeyNotYetValid { .. }
+        | Rejection::KeyExpired { .. } => Some("signatures[0].keyid".into()),
         Rejection::KeyConflict { .. } => Some("public_key".into()),
         Rejection::PayloadTooLarge { .. } | Rejection::DuplicateEvent { .. } => None,
     }

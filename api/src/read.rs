@@ -12,12 +12,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use lineage_ledger::TILE_WIDTH;
 use lineage_ledger::entry::{EntryType, LogEntry};
+use lineage_ledger::event::Scope;
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::tile::{TileKind, TilePath, encode_bundle};
 use lineage_schemas::{
     AuthorityKey, ConsistencyProofResponse, EntryResponse, InclusionProofResponse, LogInfo,
     RuntimeInfo, RuntimeKey, WorkloadEvent, WorkloadEvents,
 };
+use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
 use crate::ingest::json_response;
@@ -369,6 +371,9 @@ pub(crate) async fn get_runtime(
                     public_key: public_key_base64(&k.public_key),
                     granted_index: k.granted_index,
                     revoked_index: k.revoked_index,
+                    not_before: k.not_before.and_then(|t| t.format(&Rfc3339).ok()),
+                    not_after: k.not_after.and_then(|t| t.format(&Rfc3339).ok()),
+                    scope: k.scope.as_ref().map(Scope::to_wire),
                 })
                 .collect(),
             event_count,

@@ -9,7 +9,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use lineage_ledger::event::GovernanceAction;
+use lineage_ledger::event::{GovernanceStatement, KeyStatement, Target};
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::leaf_hash;
 use lineage_log::Core;
@@ -246,38 +246,33 @@ pub(crate) async fn page(
             skew = format!("{} after the runtime's `at`", span(integrated - e.at));
         }
         Body::Governance(g) => {
-            let action = match g.action {
-                GovernanceAction::Grant => "grant",
-                GovernanceAction::Revoke => "revoke",
-            };
-            heading = format!("governance · {action} a key of {}", g.runtime);
+            let action = g.action_name();
             fields.push(Field {
                 name: "action",
                 html: format!("<span class=\"badge k-life\">{action}</span>"),
             });
-            fields.push(Field {
-                name: "runtime",
-                html: format!(
-                    "<a href=\"/runtimes/{}\">{}</a>",
-                    enc(g.runtime.as_str()),
-                    crate::view::escape(g.runtime.as_str())
-                ),
-            });
-            fields.push(Field {
-                name: "public_key",
-                html: Digest::new(public_key_base64(&g.public_key)).to_string(),
-            });
-            fields.push(Field {
-                name: "key ID",
-                html: Digest::link(
-                    g.key_id.to_string(),
-                    format!("/runtimes/{}#key-{}", enc(g.runtime.as_str()), g.key_id),
-                )
-                .to_string(),
-            });
+            match g.as_ref() {
+                GovernanceStatement::Key(k) => {
+                    heading = format!("governance · {action} a key of {}", k.runtime);
+                    key_fields(&mut fields, k, now);
+                }
+                GovernanceStatement::Halt(h) => {
+                    heading = format!("governance · {action} {}", h.target);
+                    fields.push(Field {
+                        name: "target",
+                        html: target_link(&h.target),
+                    });
+                    if let Some(reason) = &h.reason {
+                        fields.push(Field {
+                            name: "reason",
+                            html: crate::view::escape(reason),
+                        });
+                    }
+                }
+            }
             fields.push(Field {
                 name: "at",
-                html: When::at(g.at, now).to_string(),
+                html: When::at(g.at(), now).to_string(),
             });
         }
         Body::Unreadable => {
@@ -400,4 +395,65 @@ pub(crate) async fn receipt(
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
+}
+
+/// The fields of a grant or revocation.
+fn key_fields(fields: &mut Vec<Field>, k: &KeyStatement, now: time::OffsetDateTime) {
+    fields.push(Field {
+        name: "runtime",
+        html: format!(
+            "<a href=\"/runtimes/{}\">{}</a>",
+            enc(k.runtime.as_str()),
+            crate::view::escape(k.runtime.as_str())
+        ),
+    });
+    fields.push(Field {
+        name: "public_key",
+        html: Digest::new(public_key_base64(&k.public_key)).to_string(),
+    });
+    fields.push(Field {
+        name: "key ID",
+        html: Digest::link(
+            k.key_id.to_string(),
+            format!("/runtimes/{}#key-{}", enc(k.runtime.as_str()), k.key_id),
+        )
+        .to_string(),
+    });
+    if let Some(t) = k.not_before {
+        fields.push(Field {
+            name: "not_before",
+            html: When::at(t, now).to_string(),
+        });
+    }
+    if let Some(t) = k.not_after {
+        fields.push(Field {
+            name: "not_after",
+            html: When::at(t, now).to_string(),
+        });
+    }
+    if let Some(scope) = &k.scope {
+        fields.push(Field {
+            name: "scope",
+            html: format!(
+                "<code>{}</code>",
+                crate::view::escape(&serde_json::to_string(&scope.to_wire()).unwrap_or_default())
+            ),
+        });
+    }
+}
+
+/// A link to a halt's target page.
+pub(crate) fn target_link(target: &Target) -> String {
+    match target {
+        Target::Workload(w) => format!(
+            "workload <a href=\"/workloads/{}\">{}</a>",
+            enc(w.as_str()),
+            crate::view::escape(w.as_str())
+        ),
+        Target::Runtime(r) => format!(
+            "runtime <a href=\"/runtimes/{}\">{}</a>",
+            enc(r.as_str()),
+            crate::view::escape(r.as_str())
+        ),
+    }
 }

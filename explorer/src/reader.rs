@@ -4,7 +4,7 @@
 
 use lineage_ledger::checkpoint::Checkpoint;
 use lineage_ledger::entry::{ENTRY_HEADER_BYTES, EntryType, LogEntry};
-use lineage_ledger::event::{Event, GovernanceStatement, parse_event, parse_governance};
+use lineage_ledger::event::{Event, GovernanceStatement, Target, parse_event, parse_governance};
 use lineage_ledger::keys::EventId;
 use lineage_ledger::note::Note;
 use lineage_log::Core;
@@ -64,7 +64,13 @@ impl Decoded {
     pub fn runtime(&self) -> Option<&str> {
         match &self.body {
             Body::Event(e) => Some(e.runtime.as_str()),
-            Body::Governance(g) => Some(g.runtime.as_str()),
+            Body::Governance(g) => match g.as_ref() {
+                GovernanceStatement::Key(k) => Some(k.runtime.as_str()),
+                GovernanceStatement::Halt(h) => match &h.target {
+                    Target::Runtime(r) => Some(r.as_str()),
+                    Target::Workload(_) => None,
+                },
+            },
             Body::Unreadable => None,
         }
     }
@@ -73,20 +79,18 @@ impl Decoded {
     pub fn kind(&self) -> String {
         match &self.body {
             Body::Event(e) => e.kind.clone(),
-            Body::Governance(g) => format!(
-                "governance.{}",
-                match g.action {
-                    lineage_ledger::event::GovernanceAction::Grant => "grant",
-                    lineage_ledger::event::GovernanceAction::Revoke => "revoke",
-                }
-            ),
+            Body::Governance(g) => format!("governance.{}", g.action_name()),
             Body::Unreadable => "unreadable".into(),
         }
     }
 
-    /// `attrs.trust_domain` when the runtime states one.
+    /// The event's trust domain: its `domain`, or else `attrs.trust_domain`
+    /// (what runtimes wrote before `domain` existed).
     pub fn trust_domain(&self) -> Option<String> {
         let e = self.event()?;
+        if let Some(d) = &e.domain {
+            return Some(d.as_str().to_owned());
+        }
         e.attrs
             .as_ref()?
             .get("trust_domain")?

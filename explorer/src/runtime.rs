@@ -9,6 +9,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use lineage_ledger::event::GovernanceStatement;
 use lineage_ledger::keys::public_key_base64;
 
 use crate::page::PageError;
@@ -135,12 +136,14 @@ pub(crate) async fn page(
         .filter_map(|d| match &d.body {
             Body::Governance(g) => Some(HistoryRow {
                 index: d.index,
-                action: match g.action {
-                    lineage_ledger::event::GovernanceAction::Grant => "grant",
-                    lineage_ledger::event::GovernanceAction::Revoke => "revoke",
+                action: g.action_name(),
+                key_id: match g.as_ref() {
+                    GovernanceStatement::Key(k) => {
+                        Digest::link(k.key_id.to_string(), format!("#key-{}", k.key_id))
+                    }
+                    GovernanceStatement::Halt(h) => Digest::new(h.target.to_string()),
                 },
-                key_id: Digest::link(g.key_id.to_string(), format!("#key-{}", g.key_id)),
-                at: Some(When::at(g.at, now)),
+                at: Some(When::at(g.at(), now)),
                 integrated: When::from_ms(d.entry.integrated_at_ms, now),
                 href: format!("/events/{}", d.id),
             }),

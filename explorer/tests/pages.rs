@@ -18,7 +18,7 @@ use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::note::{NoteSigner, NoteVerifier};
 use lineage_ledger::rules::{Authorities, KeyRecord};
 use lineage_ledger::store::{
-    CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint,
+    CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow,
 };
 use lineage_ledger::tree::{verify_consistency, verify_inclusion};
 use lineage_log::{Clock, LogConfig, LogService};
@@ -103,6 +103,14 @@ impl Store for Counting {
     }
     fn runtime_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.inner.runtime_counts()
+    }
+    fn governance_scan(
+        &self,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StoredRow>, StoreError> {
+        self.inner.governance_scan(start, prefix, limit)
     }
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         self.inner.commit(batch)

@@ -17,8 +17,14 @@
 //! - `at`: an RFC 3339 timestamp in UTC, written `YYYY-MM-DDTHH:MM:SS[.frac]Z`
 //!   (upper-case `T` and `Z`; numeric offsets, even `+00:00`, are refused).
 //! - `attrs`: optional JSON object.
-//! - Governance: `action` is `grant` or `revoke`; `public_key` is canonical
-//!   base64 of a 32-byte Ed25519 point of large order ([`parse_public_key`]).
+//! - `domain`: optional trust domain, 1-64 characters of `[a-z0-9.-]`.
+//! - Governance: `action` is `grant`, `revoke`, `halt` or `resume`.
+//!   `grant`/`revoke` need `runtime` and `public_key` (canonical base64 of a
+//!   32-byte Ed25519 point of large order, [`parse_public_key`]); a grant may
+//!   add `not_before` < `not_after` (timestamps) and a `scope` of 1-32
+//!   patterns per field ([`Pattern`]). `halt`/`resume` need a `target`
+//!   (`{"workload": W}` or `{"runtime": R}`) and may give a `reason` (1-1024
+//!   characters). A field that belongs to another action is refused.
 //!
 //! Errors name the field (`seq`, `parents[3]`, `attrs.k`, or `""` for the
 //! whole payload) and the reason. The first failing rule is reported, checking
@@ -40,6 +46,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use lineage_schemas::GovernanceAction;
+use lineage_schemas::{GrantScope, HaltTarget};
 
 use crate::keys::{EventId, KeyError, KeyId, parse_public_key, truncate};
 
@@ -51,6 +58,14 @@ pub const MAX_PARENTS: usize = 16;
 pub const MAX_IDENTIFIER_CHARS: usize = 128;
 /// Longest event kind, in characters.
 pub const MAX_KIND_CHARS: usize = 64;
+/// Longest trust domain, in characters.
+pub const MAX_DOMAIN_CHARS: usize = 64;
+/// Most patterns in one scope set.
+pub const MAX_SCOPE_PATTERNS: usize = 32;
+/// Longest halt or resume reason, in characters.
+pub const MAX_REASON_CHARS: usize = 1024;
+/// The event kind that closes its workload.
+pub const WORKLOAD_END: &str = "workload.end";
 
 /// What is wrong with one field of a payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,12 +132,24 @@ pub enum FieldReason {
     /// An RFC 3339 timestamp that does not end in `Z`.
     #[error("timestamp must be in UTC and end in Z")]
     NotUtc,
-    /// `action` is neither `grant` nor `revoke`.
-    #[error("unknown action {value:?}; expected \"grant\" or \"revoke\"")]
+    /// `action` is not `grant`, `revoke`, `halt` or `resume`.
+    #[error("unknown action {value:?}; expected \"grant\", \"revoke\", \"halt\" or \"resume\"")]
     UnknownAction {
         /// The given action (at most 80 characters of it).
         value: String,
     },
+    /// The field belongs to another action.
+    #[error("not allowed in a {action} statement")]
+    NotForAction {
+        /// The statement's action.
+        action: &'static str,
+    },
+    /// `not_after` is not after `not_before`.
+    #[error("must be after not_before")]
+    EmptyWindow,
+    /// A target names neither exactly one `workload` nor one `runtime`.
+    #[error("expected exactly one of \"workload\" or \"runtime\"")]
+    NotTarget,
     /// `public_key` is refused; [`KeyError::WeakKey`] for a small-order key.
     #[error("{0}")]
     PublicKey(KeyError),
@@ -205,7 +232,7 @@ macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Checks 1-128 characters of `[A-Za-z0-9._:/@-]`.
@@ -214,7 +241,7 @@ macro_rules! identifier {
             /// [`FieldReason::Length`] or [`FieldReason::Character`].
             pub fn new(text: &str) -> Result<$name, FieldReason> {
                 check_chars(text, MAX_IDENTIFIER_CHARS, is_identifier_char)?;
-                Ok($name(text.to_owned()))
+                Ok($name(text.into()))
             }
 
             /// The identifier text.
@@ -247,6 +274,195 @@ identifier!(
     /// A workload identifier: 1-128 characters of `[A-Za-z0-9._:/@-]`.
     WorkloadId
 );
+
+fn is_domain_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')
+}
+
+/// A trust domain: 1-64 characters of `[a-z0-9.-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(String);
+
+impl Domain {
+    /// Checks 1-64 characters of `[a-z0-9.-]`.
+    ///
+    /// # Errors
+    /// [`FieldReason::Length`] or [`FieldReason::Character`].
+    pub fn new(text: &str) -> Result<Domain, FieldReason> {
+        check_chars(text, MAX_DOMAIN_CHARS, is_domain_char)?;
+        Ok(Domain(text.to_owned()))
+    }
+
+    /// The domain text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A scope pattern: an exact value, or a prefix followed by `*` that
+/// matches every value starting with it (`tool.*`, `run-*`, `*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pattern(String);
+
+impl Pattern {
+    /// Checks the pattern: the identifier charset (`[A-Za-z0-9._:/@-]`), an
+    /// optional final `*`, 1-128 characters in all.
+    ///
+    /// # Errors
+    /// [`FieldReason::Length`] or [`FieldReason::Character`] (a `*` anywhere
+    /// but last is a character error).
+    pub fn new(text: &str) -> Result<Pattern, FieldReason> {
+        let body = text.strip_suffix('*').unwrap_or(text);
+        let len = text.chars().count();
+        if len == 0 || len > MAX_IDENTIFIER_CHARS {
+            return Err(FieldReason::Length {
+                len,
+                min: 1,
+                max: MAX_IDENTIFIER_CHARS,
+            });
+        }
+        match body
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !is_identifier_char(*c))
+        {
+            Some((position, ch)) => Err(FieldReason::Character { ch, position }),
+            None => Ok(Pattern(text.to_owned())),
+        }
+    }
+
+    /// Whether `value` matches: equal to an exact pattern, or starting with
+    /// a prefix pattern's prefix.
+    pub fn matches(&self, value: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => value.starts_with(prefix),
+            None => self.0 == value,
+        }
+    }
+
+    /// The pattern text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a grant allows. An absent set allows everything; a listed set
+/// allows the values matching one of its patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// Event kinds.
+    pub kinds: Option<Vec<Pattern>>,
+    /// Workload IDs.
+    pub workloads: Option<Vec<Pattern>>,
+    /// Trust domains (an event without a domain matches no listed set).
+    pub domains: Option<Vec<Pattern>>,
+}
+
+impl Scope {
+    /// The first field of `event` outside the scope (`kind`, `workload`,
+    /// `domain`, checked in that order), or `None` when the event is in scope.
+    pub fn first_violation(&self, event: &Event) -> Option<&'static str> {
+        let allows = |set: &Option<Vec<Pattern>>, value: Option<&str>| match set {
+            None => true,
+            Some(patterns) => value.is_some_and(|v| patterns.iter().any(|p| p.matches(v))),
+        };
+        if !allows(&self.kinds, Some(&event.kind)) {
+            return Some("kind");
+        }
+        if !allows(&self.workloads, Some(event.workload.as_str())) {
+            return Some("workload");
+        }
+        if !allows(&self.domains, event.domain.as_ref().map(Domain::as_str)) {
+            return Some("domain");
+        }
+        None
+    }
+
+    /// The scope in its wire form.
+    pub fn to_wire(&self) -> GrantScope {
+        let texts = |set: &Option<Vec<Pattern>>| {
+            set.as_ref()
+                .map(|ps| ps.iter().map(|p| p.0.clone()).collect())
+        };
+        GrantScope {
+            kinds: texts(&self.kinds),
+            workloads: texts(&self.workloads),
+            domains: texts(&self.domains),
+        }
+    }
+
+    /// Checks a wire scope.
+    ///
+    /// # Errors
+    /// The first bad set (`scope.kinds`: empty or over
+    /// [`MAX_SCOPE_PATTERNS`]) or pattern (`scope.kinds[2]`).
+    pub fn from_wire(wire: &GrantScope) -> Result<Scope, PayloadError> {
+        fn set(
+            name: &str,
+            list: &Option<Vec<String>>,
+        ) -> Result<Option<Vec<Pattern>>, PayloadError> {
+            let Some(list) = list else { return Ok(None) };
+            let field = format!("scope.{name}");
+            if list.is_empty() || list.len() > MAX_SCOPE_PATTERNS {
+                return Err(PayloadError::field_error(
+                    field,
+                    FieldReason::Length {
+                        len: list.len(),
+                        min: 1,
+                        max: MAX_SCOPE_PATTERNS,
+                    },
+                ));
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Pattern::new(p)
+                        .map_err(|r| PayloadError::field_error(format!("{field}[{i}]"), r))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        }
+        Ok(Scope {
+            kinds: set("kinds", &wire.kinds)?,
+            workloads: set("workloads", &wire.workloads)?,
+            domains: set("domains", &wire.domains)?,
+        })
+    }
+}
+
+/// What a halt or resume applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// One workload (and every workload deriving from it).
+    Workload(WorkloadId),
+    /// Every workload a runtime started (and every workload deriving from them).
+    Runtime(RuntimeId),
+}
+
+impl Target {
+    /// The target in its wire form.
+    pub fn to_wire(&self) -> HaltTarget {
+        match self {
+            Target::Workload(w) => HaltTarget::Workload(w.as_str().to_owned()),
+            Target::Runtime(r) => HaltTarget::Runtime(r.as_str().to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Workload(w) => write!(f, "workload {w}"),
+            Target::Runtime(r) => write!(f, "runtime {r}"),
+        }
+    }
+}
 
 /// Parses a payload timestamp: RFC 3339, `T` separator, ends in `Z`.
 ///
@@ -291,11 +507,112 @@ pub struct Event {
     pub at: OffsetDateTime,
     /// Free-form attributes, when given.
     pub attrs: Option<Map<String, Value>>,
+    /// The trust domain it executes in, when given.
+    pub domain: Option<Domain>,
+}
+
+impl Event {
+    /// Whether this event closes its workload (kind [`WORKLOAD_END`]).
+    pub fn closes_workload(&self) -> bool {
+        self.kind == WORKLOAD_END
+    }
 }
 
 /// A validated governance statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GovernanceStatement {
+pub enum GovernanceStatement {
+    /// A grant or revocation of a runtime key.
+    Key(Box<KeyStatement>),
+    /// A halt or resume.
+    Halt(HaltStatement),
+}
+
+impl GovernanceStatement {
+    /// What it does.
+    pub fn action(&self) -> GovernanceAction {
+        match self {
+            GovernanceStatement::Key(k) => k.action,
+            GovernanceStatement::Halt(h) => h.action,
+        }
+    }
+
+    /// When the statement was made.
+    pub fn at(&self) -> OffsetDateTime {
+        match self {
+            GovernanceStatement::Key(k) => k.at,
+            GovernanceStatement::Halt(h) => h.at,
+        }
+    }
+
+    /// The action's name: `grant`, `revoke`, `halt` or `resume`.
+    pub fn action_name(&self) -> &'static str {
+        action_name(self.action())
+    }
+
+    /// One line for people: `grant of key K to runtime R`, `halt of workload W`.
+    pub fn summary(&self) -> String {
+        match self {
+            GovernanceStatement::Key(k) => {
+                let to = if k.action == GovernanceAction::Grant {
+                    "to"
+                } else {
+                    "of"
+                };
+                format!(
+                    "{} of key {} {to} runtime {}",
+                    self.action_name(),
+                    k.key_id,
+                    k.runtime
+                )
+            }
+            GovernanceStatement::Halt(h) => format!("{} of {}", self.action_name(), h.target),
+        }
+    }
+
+    /// The statement in its wire form (the signed payload's fields; times
+    /// are rendered in RFC 3339 and may differ in form from the signed text).
+    pub fn to_wire(&self) -> GovernancePayload {
+        let time = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        match self {
+            GovernanceStatement::Key(k) => GovernancePayload {
+                action: k.action,
+                runtime: Some(k.runtime.as_str().to_owned()),
+                public_key: Some(crate::keys::public_key_base64(&k.public_key)),
+                not_before: k.not_before.map(time),
+                not_after: k.not_after.map(time),
+                scope: k.scope.as_ref().map(Scope::to_wire),
+                target: None,
+                reason: None,
+                at: time(k.at),
+            },
+            GovernanceStatement::Halt(h) => GovernancePayload {
+                action: h.action,
+                runtime: None,
+                public_key: None,
+                not_before: None,
+                not_after: None,
+                scope: None,
+                target: Some(h.target.to_wire()),
+                reason: h.reason.clone(),
+                at: time(h.at),
+            },
+        }
+    }
+}
+
+/// The name of an action: `grant`, `revoke`, `halt` or `resume`.
+pub fn action_name(action: GovernanceAction) -> &'static str {
+    match action {
+        GovernanceAction::Grant => "grant",
+        GovernanceAction::Revoke => "revoke",
+        GovernanceAction::Halt => "halt",
+        GovernanceAction::Resume => "resume",
+    }
+}
+
+/// A grant or revocation of a runtime key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatement {
     /// Grant or revoke.
     pub action: GovernanceAction,
     /// The runtime the key belongs to.
@@ -304,6 +621,25 @@ pub struct GovernanceStatement {
     pub public_key: VerifyingKey,
     /// Its key ID.
     pub key_id: KeyId,
+    /// When the statement was made.
+    pub at: OffsetDateTime,
+    /// Grant: events integrated before it are refused.
+    pub not_before: Option<OffsetDateTime>,
+    /// Grant: events integrated at or after it are refused.
+    pub not_after: Option<OffsetDateTime>,
+    /// Grant: what the key may sign.
+    pub scope: Option<Scope>,
+}
+
+/// A halt or resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaltStatement {
+    /// Halt or resume.
+    pub action: GovernanceAction,
+    /// The workload or runtime.
+    pub target: Target,
+    /// Why, for people.
+    pub reason: Option<String>,
     /// When the statement was made.
     pub at: OffsetDateTime,
 }
@@ -356,6 +692,12 @@ impl TryFrom<&EventPayload> for Event {
         check_chars(&wire.kind, MAX_KIND_CHARS, is_kind_char)
             .map_err(|r| PayloadError::field_error("kind", r))?;
         let at = parse_timestamp(&wire.at).map_err(|r| PayloadError::field_error("at", r))?;
+        let domain = wire
+            .domain
+            .as_deref()
+            .map(Domain::new)
+            .transpose()
+            .map_err(|r| PayloadError::field_error("domain", r))?;
         Ok(Event {
             runtime,
             workload,
@@ -365,6 +707,7 @@ impl TryFrom<&EventPayload> for Event {
             kind: wire.kind.clone(),
             at,
             attrs: wire.attrs.clone(),
+            domain,
         })
     }
 }
@@ -372,21 +715,109 @@ impl TryFrom<&EventPayload> for Event {
 impl TryFrom<&GovernancePayload> for GovernanceStatement {
     type Error = PayloadError;
 
-    /// Checks every field rule (not the size, which needs the bytes).
+    /// Checks every field rule (not the size, which needs the bytes), in
+    /// field order: fields of another action first, then `runtime`,
+    /// `public_key`, `not_before`, `not_after`, `scope`, `target`, `reason`,
+    /// `at`.
     fn try_from(wire: &GovernancePayload) -> Result<GovernanceStatement, PayloadError> {
-        let runtime =
-            RuntimeId::new(&wire.runtime).map_err(|r| PayloadError::field_error("runtime", r))?;
-        let public_key = parse_public_key(&wire.public_key)
-            .map_err(|e| PayloadError::field_error("public_key", FieldReason::PublicKey(e)))?;
-        let at = parse_timestamp(&wire.at).map_err(|r| PayloadError::field_error("at", r))?;
-        Ok(GovernanceStatement {
-            action: wire.action,
-            runtime,
-            key_id: KeyId::from_public_key(&public_key),
-            public_key,
-            at,
-        })
+        let action = wire.action;
+        let name = action_name(action);
+        let present = [
+            ("runtime", wire.runtime.is_some()),
+            ("public_key", wire.public_key.is_some()),
+            ("not_before", wire.not_before.is_some()),
+            ("not_after", wire.not_after.is_some()),
+            ("scope", wire.scope.is_some()),
+            ("target", wire.target.is_some()),
+            ("reason", wire.reason.is_some()),
+        ];
+        let allowed: &[&str] = match action {
+            GovernanceAction::Grant => {
+                &["runtime", "public_key", "not_before", "not_after", "scope"]
+            }
+            GovernanceAction::Revoke => &["runtime", "public_key"],
+            GovernanceAction::Halt | GovernanceAction::Resume => &["target", "reason"],
+        };
+        if let Some((field, _)) = present
+            .iter()
+            .find(|(field, given)| *given && !allowed.contains(field))
+        {
+            return Err(PayloadError::field_error(
+                *field,
+                FieldReason::NotForAction { action: name },
+            ));
+        }
+        let timestamp = |field: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(parse_timestamp)
+                .transpose()
+                .map_err(|r| PayloadError::field_error(field, r))
+        };
+        match action {
+            GovernanceAction::Grant | GovernanceAction::Revoke => {
+                let runtime = RuntimeId::new(required_str("runtime", &wire.runtime)?)
+                    .map_err(|r| PayloadError::field_error("runtime", r))?;
+                let public_key = parse_public_key(required_str("public_key", &wire.public_key)?)
+                    .map_err(|e| {
+                        PayloadError::field_error("public_key", FieldReason::PublicKey(e))
+                    })?;
+                let not_before = timestamp("not_before", &wire.not_before)?;
+                let not_after = timestamp("not_after", &wire.not_after)?;
+                if let (Some(start), Some(end)) = (not_before, not_after)
+                    && end <= start
+                {
+                    return Err(PayloadError::field_error(
+                        "not_after",
+                        FieldReason::EmptyWindow,
+                    ));
+                }
+                let scope = wire.scope.as_ref().map(Scope::from_wire).transpose()?;
+                let at =
+                    parse_timestamp(&wire.at).map_err(|r| PayloadError::field_error("at", r))?;
+                Ok(GovernanceStatement::Key(Box::new(KeyStatement {
+                    action,
+                    runtime,
+                    key_id: KeyId::from_public_key(&public_key),
+                    public_key,
+                    at,
+                    not_before,
+                    not_after,
+                    scope,
+                })))
+            }
+            GovernanceAction::Halt | GovernanceAction::Resume => {
+                let target = match wire.target.as_ref() {
+                    None => return Err(PayloadError::field_error("target", FieldReason::Missing)),
+                    Some(HaltTarget::Workload(w)) => Target::Workload(
+                        WorkloadId::new(w)
+                            .map_err(|r| PayloadError::field_error("target.workload", r))?,
+                    ),
+                    Some(HaltTarget::Runtime(r)) => Target::Runtime(
+                        RuntimeId::new(r)
+                            .map_err(|e| PayloadError::field_error("target.runtime", e))?,
+                    ),
+                };
+                if let Some(reason) = &wire.reason {
+                    check_chars(reason, MAX_REASON_CHARS, |_| true)
+                        .map_err(|r| PayloadError::field_error("reason", r))?;
+                }
+                let at =
+                    parse_timestamp(&wire.at).map_err(|r| PayloadError::field_error("at", r))?;
+                Ok(GovernanceStatement::Halt(HaltStatement {
+                    action,
+                    target,
+                    reason: wire.reason.clone(),
+                    at,
+                }))
+            }
+        }
     }
+}
+
+fn required_str<'a>(field: &str, value: &'a Option<String>) -> Result<&'a str, PayloadError> {
+    value
+        .as_deref()
+        .ok_or_else(|| PayloadError::field_error(field, FieldReason::Missing))
 }
 
 /// Parses and validates an event payload.
@@ -403,6 +834,7 @@ pub fn parse_event(payload: &[u8]) -> Result<Event, PayloadError> {
     let kind = fields.take("kind");
     let at = fields.take("at");
     let attrs = fields.take("attrs");
+    let domain = fields.take("domain");
     fields.finish()?;
     let wire = EventPayload {
         runtime: string("runtime", required("runtime", runtime)?)?,
@@ -416,6 +848,7 @@ pub fn parse_event(payload: &[u8]) -> Result<Event, PayloadError> {
         kind: string("kind", required("kind", kind)?)?,
         at: string("at", required("at", at)?)?,
         attrs: attrs.map(|v| object("attrs", v)).transpose()?,
+        domain: domain.map(|v| string("domain", v)).transpose()?,
     };
     Event::try_from(&wire)
 }
@@ -431,12 +864,19 @@ pub fn parse_governance(payload: &[u8]) -> Result<GovernanceStatement, PayloadEr
     let action = fields.take("action");
     let runtime = fields.take("runtime");
     let public_key = fields.take("public_key");
+    let not_before = fields.take("not_before");
+    let not_after = fields.take("not_after");
+    let scope = fields.take("scope");
+    let target = fields.take("target");
+    let reason = fields.take("reason");
     let at = fields.take("at");
     fields.finish()?;
     let action = string("action", required("action", action)?)?;
     let action = match action.as_str() {
         "grant" => GovernanceAction::Grant,
         "revoke" => GovernanceAction::Revoke,
+        "halt" => GovernanceAction::Halt,
+        "resume" => GovernanceAction::Resume,
         other => {
             return Err(PayloadError::field_error(
                 "action",
@@ -448,11 +888,51 @@ pub fn parse_governance(payload: &[u8]) -> Result<GovernanceStatement, PayloadEr
     };
     let wire = GovernancePayload {
         action,
-        runtime: string("runtime", required("runtime", runtime)?)?,
-        public_key: string("public_key", required("public_key", public_key)?)?,
+        runtime: runtime.map(|v| string("runtime", v)).transpose()?,
+        public_key: public_key.map(|v| string("public_key", v)).transpose()?,
+        not_before: not_before.map(|v| string("not_before", v)).transpose()?,
+        not_after: not_after.map(|v| string("not_after", v)).transpose()?,
+        scope: scope.map(wire_scope).transpose()?,
+        target: target.map(wire_target).transpose()?,
+        reason: reason.map(|v| string("reason", v)).transpose()?,
         at: string("at", required("at", at)?)?,
     };
     GovernanceStatement::try_from(&wire)
+}
+
+fn wire_scope(value: Value) -> Result<GrantScope, PayloadError> {
+    let mut fields = Fields(object("scope", value)?);
+    let kinds = fields.take("kinds");
+    let workloads = fields.take("workloads");
+    let domains = fields.take("domains");
+    if let Some((name, _)) = fields.0.into_iter().next() {
+        return Err(PayloadError::field_error(
+            format!("scope.{name}"),
+            FieldReason::Unknown,
+        ));
+    }
+    Ok(GrantScope {
+        kinds: kinds.map(|v| strings("scope.kinds", v)).transpose()?,
+        workloads: workloads
+            .map(|v| strings("scope.workloads", v))
+            .transpose()?,
+        domains: domains.map(|v| strings("scope.domains", v)).transpose()?,
+    })
+}
+
+fn wire_target(value: Value) -> Result<HaltTarget, PayloadError> {
+    let map = object("target", value)?;
+    let mut members = map.into_iter();
+    let target = match (members.next(), members.next()) {
+        (Some((name, v)), None) if name == "workload" => {
+            HaltTarget::Workload(string("target.workload", v)?)
+        }
+        (Some((name, v)), None) if name == "runtime" => {
+            HaltTarget::Runtime(string("target.runtime", v)?)
+        }
+        _ => return Err(PayloadError::field_error("target", FieldReason::NotTarget)),
+    };
+    Ok(target)
 }
 
 fn required(field: &str, value: Option<Value>) -> Result<Value, PayloadError> {
@@ -1132,7 +1612,10 @@ mod tests {
     #[test]
     fn governance_statements() {
         let key = key_b64(5);
-        let g = parse_governance(&valid_grant(&key)).expect("valid");
+        let GovernanceStatement::Key(g) = parse_governance(&valid_grant(&key)).expect("valid")
+        else {
+            panic!("a grant is a key statement");
+        };
         assert_eq!(g.action, GovernanceAction::Grant);
         assert_eq!(g.runtime.as_str(), "rt-1");
         assert_eq!(g.key_id, KeyId::from_public_key(&g.public_key));
@@ -1141,7 +1624,7 @@ mod tests {
             .expect("utf8")
             .replace("grant", "revoke");
         assert_eq!(
-            parse_governance(revoke.as_bytes()).expect("valid").action,
+            parse_governance(revoke.as_bytes()).expect("valid").action(),
             GovernanceAction::Revoke
         );
 

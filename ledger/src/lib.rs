@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod dsse;
 pub mod entry;
 pub mod event;
+pub mod governance;
 pub mod keys;
 pub mod note;
 pub mod rules;

@@ -4,11 +4,16 @@
 //!
 //! The order is part of the wire contract (the first failing check names the
 //! error, so identical inputs give identical outcomes):
-//! size, envelope shape, key known, signature, key revoked, payload schema,
-//! runtime match, workload owner, clock skew, equivocation, sequence, prev,
-//! parents. The workload-owner check comes before anything that reads or
-//! reveals a workload's state (its events, its head), so that no runtime
-//! learns another runtime's workload state from a refusal.
+//! size, envelope shape, key known, signature, key revoked, key validity,
+//! payload schema, runtime match, workload owner, scope, clock skew,
+//! equivocation, closed, sequence, prev, parents, halted. The workload-owner
+//! check comes before anything that reads or reveals a workload's state (its
+//! events, its head), so that no runtime learns another runtime's workload
+//! state from a refusal. Governance statements: key known (an authority),
+//! signature, payload schema, clock skew, then the statement against the
+//! registry (keys: `key_conflict`; halts: `governance_conflict`), then the
+//! same statement under another signature. The halt rules and their
+//! propagation are in [`crate::governance`].
 //! Size and shape are checked while the envelope is parsed into a
 //! [`Candidate`]; [`admit`] runs the rest. Identical resubmissions are found by
 //! [`find_identical`] before any of it.
@@ -21,9 +26,11 @@ use time::{Duration, OffsetDateTime};
 
 use crate::dsse::{EnvelopeError, PayloadType, SignedEnvelope};
 use crate::event::{
-    Event, GovernanceAction, GovernanceStatement, PayloadError, RuntimeId, WorkloadId, parse_event,
-    parse_governance,
+    Event, GovernanceAction, GovernanceStatement, HaltStatement, KeyStatement, PayloadError,
+    RuntimeId, Scope, WorkloadId, parse_event, parse_governance,
 };
+pub use crate::governance::GovernanceView;
+use crate::governance::{halt_members, halted_by, resume_members};
 use crate::keys::{EventId, KeyId};
 
 /// A runtime key as the log knows it: granted by a governance entry, maybe revoked by a later one.
@@ -39,6 +46,28 @@ pub struct KeyRecord {
     pub granted_index: u64,
     /// Log index of the revocation entry; entries after it signed by this key are refused.
     pub revoked_index: Option<u64>,
+    /// Events integrated before this time are refused.
+    pub not_before: Option<OffsetDateTime>,
+    /// Events integrated at or after this time are refused.
+    pub not_after: Option<OffsetDateTime>,
+    /// What the key may sign; `None` allows everything.
+    pub scope: Option<Scope>,
+}
+
+impl KeyRecord {
+    /// The record a grant creates at `index`.
+    pub fn granted(statement: &KeyStatement, index: u64) -> KeyRecord {
+        KeyRecord {
+            key_id: statement.key_id,
+            public_key: statement.public_key,
+            runtime: statement.runtime.clone(),
+            granted_index: index,
+            revoked_index: None,
+            not_before: statement.not_before,
+            not_after: statement.not_after,
+            scope: statement.scope.clone(),
+        }
+    }
 }
 
 /// The latest event of a workload.
@@ -50,13 +79,14 @@ pub struct WorkloadHead {
     pub event_id: EventId,
     /// The runtime that owns the workload (the one that started it).
     pub runtime: RuntimeId,
+    /// Whether that event closed the workload (kind `workload.end`).
+    pub closed: bool,
 }
 
 /// What the rules need to know about the log. Implemented by the sequencer
 /// over the store plus the batch being assembled, and by tests over maps.
-pub trait LedgerView {
-    /// A storage failure; it fails the whole batch, never one envelope.
-    type Error;
+/// Its storage error is [`GovernanceView::Error`].
+pub trait LedgerView: GovernanceView {
     /// A runtime key by ID.
     fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Self::Error>;
     /// The index of an event (or governance statement) by ID.
@@ -71,6 +101,9 @@ pub trait LedgerView {
     ) -> Result<Option<EventId>, Self::Error>;
     /// The latest event of a workload.
     fn workload_head(&self, workload: &WorkloadId) -> Result<Option<WorkloadHead>, Self::Error>;
+    /// The workload and runtime of a runtime event in the log (`None` for
+    /// an unknown ID or a governance statement).
+    fn event_owner(&self, id: &EventId) -> Result<Option<(WorkloadId, RuntimeId)>, Self::Error>;
 }
 
 /// The trust root: authority keys allowed to sign governance statements.
@@ -230,6 +263,22 @@ pub enum Rejection {
         /// Index of the revocation entry.
         revoked_index: u64,
     },
+    /// The event was integrated before its key's `not_before`.
+    #[error("key {key_id} is not valid before {not_before}")]
+    KeyNotYetValid {
+        /// The key.
+        key_id: KeyId,
+        /// Start of its validity window.
+        not_before: OffsetDateTime,
+    },
+    /// The event was integrated at or after its key's `not_after`.
+    #[error("key {key_id} expired at {not_after}")]
+    KeyExpired {
+        /// The key.
+        key_id: KeyId,
+        /// End of its validity window.
+        not_after: OffsetDateTime,
+    },
     /// The payload does not follow its schema.
     #[error("invalid payload: {0}")]
     InvalidPayload(#[from] PayloadError),
@@ -242,6 +291,16 @@ pub enum Rejection {
         expected: String,
         /// "key" (the signing key's runtime) or "workload" (the workload's owner).
         reason: &'static str,
+    },
+    /// The event's `field` matches none of its key's scope patterns for it.
+    #[error("{field} {value:?} is outside the scope of key {key_id}")]
+    OutOfScope {
+        /// The key.
+        key_id: KeyId,
+        /// `kind`, `workload` or `domain`.
+        field: &'static str,
+        /// The event's value of it (empty for an absent domain).
+        value: String,
     },
     /// `at` is further from the ledger's clock than the allowed skew.
     #[error("timestamp {at} is more than {max_skew_seconds}s from the ledger clock {now}")]
@@ -299,6 +358,32 @@ pub enum Rejection {
         /// The ID given.
         got: EventId,
     },
+    /// The workload is closed: its latest event is `workload.end`.
+    #[error("workload {workload} was closed by its event at seq {seq}")]
+    WorkloadClosed {
+        /// The workload.
+        workload: String,
+        /// The seq of its `workload.end` event.
+        seq: u64,
+    },
+    /// A halt stops the event: its workload, its runtime, or the workload of
+    /// one of its parents is halted.
+    #[error("workload {workload} is halted by the halt at index {halt_index}")]
+    Halted {
+        /// The halted workload (the event's own, or a parent's).
+        workload: String,
+        /// The index of the halt statement (the lowest, when several stop it).
+        halt_index: u64,
+    },
+    /// A halt of a target that is already halted in its own right, or a
+    /// resume of one that is not.
+    #[error("{target}: {reason}")]
+    GovernanceConflict {
+        /// The statement's target, as text.
+        target: String,
+        /// What is wrong.
+        reason: GovernanceConflictReason,
+    },
     /// A parent is not in the log.
     #[error("parent {parent} (parents[{position}]) is not in the log")]
     UnknownParent {
@@ -337,6 +422,12 @@ impl Rejection {
             Rejection::UnknownKey { .. } => "unknown_key",
             Rejection::BadSignature { .. } => "bad_signature",
             Rejection::RevokedKey { .. } => "revoked_key",
+            Rejection::KeyNotYetValid { .. } => "key_not_yet_valid",
+            Rejection::KeyExpired { .. } => "key_expired",
+            Rejection::OutOfScope { .. } => "out_of_scope",
+            Rejection::WorkloadClosed { .. } => "workload_closed",
+            Rejection::Halted { .. } => "halted",
+            Rejection::GovernanceConflict { .. } => "governance_conflict",
             Rejection::InvalidPayload(_) => "invalid_payload",
             Rejection::RuntimeMismatch { .. } => "runtime_mismatch",
             Rejection::ClockSkew { .. } => "clock_skew",
@@ -359,8 +450,14 @@ impl Rejection {
             Rejection::BadSignature { .. } => RejectionClass::Unauthenticated,
             Rejection::UnknownKey { .. }
             | Rejection::RevokedKey { .. }
+            | Rejection::KeyNotYetValid { .. }
+            | Rejection::KeyExpired { .. }
+            | Rejection::OutOfScope { .. }
+            | Rejection::Halted { .. }
             | Rejection::RuntimeMismatch { .. } => RejectionClass::Forbidden,
             Rejection::KeyConflict { .. }
+            | Rejection::WorkloadClosed { .. }
+            | Rejection::GovernanceConflict { .. }
             | Rejection::DuplicateEvent { .. }
             | Rejection::Equivocation { .. } => RejectionClass::Conflict,
             Rejection::ClockSkew { .. }
@@ -391,20 +488,54 @@ pub enum KeyConflictReason {
     AlreadyRevoked,
 }
 
+/// What is wrong with a halt or resume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GovernanceConflictReason {
+    /// A halt of a target that an active halt already names.
+    #[error("is already halted (halt at index {0})")]
+    AlreadyHalted(u64),
+    /// A resume of a target that no active halt names.
+    #[error("is not halted in its own right")]
+    NotHalted,
+}
+
 /// What an admitted envelope does to the log's state (applied by
 /// [`BatchState::apply`](crate::state::BatchState::apply)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// A runtime event, continuing its workload.
-    Event(Event),
+    Event {
+        /// The event.
+        event: Event,
+        /// The other workloads its parents are in, distinct, in parent
+        /// order: its workload derives from them.
+        derives_from: Vec<WorkloadId>,
+    },
     /// A grant of a new runtime key.
-    Grant(GovernanceStatement),
+    Grant(Box<KeyStatement>),
     /// A revocation of `key`, as the log held it when the revocation was admitted.
     Revoke {
         /// The statement.
-        statement: Box<GovernanceStatement>,
+        statement: Box<KeyStatement>,
         /// The key record it revokes.
         key: Box<KeyRecord>,
+    },
+    /// A halt: every member gets the halt's index added to its halts.
+    Halt {
+        /// The statement.
+        statement: Box<HaltStatement>,
+        /// The workloads it stops (the target's, and every workload deriving
+        /// from them), each with its halts before this one.
+        members: Vec<(WorkloadId, Vec<u64>)>,
+    },
+    /// A resume: the halt at `halt_index` is lifted from every member.
+    Resume {
+        /// The statement.
+        statement: Box<HaltStatement>,
+        /// The index of the halt it lifts.
+        halt_index: u64,
+        /// The workloads that halt stopped, each with its halts before this resume.
+        members: Vec<(WorkloadId, Vec<u64>)>,
     },
 }
 
@@ -535,6 +666,17 @@ fn admit_event<V: LedgerView>(
             revoked_index,
         }));
     }
+    // Key validity: the window is half-open, [not_before, not_after).
+    if let Some(not_before) = key.not_before
+        && ctx.now < not_before
+    {
+        return Ok(Err(Rejection::KeyNotYetValid { key_id, not_before }));
+    }
+    if let Some(not_after) = key.not_after
+        && ctx.now >= not_after
+    {
+        return Ok(Err(Rejection::KeyExpired { key_id, not_after }));
+    }
     // Payload schema.
     let event = match c.parsed_event() {
         Ok(e) => e,
@@ -560,6 +702,25 @@ fn admit_event<V: LedgerView>(
             reason: "workload",
         }));
     }
+    // Scope.
+    if let Some(scope) = &key.scope
+        && let Some(field) = scope.first_violation(&event)
+    {
+        let value = match field {
+            "kind" => event.kind.clone(),
+            "workload" => event.workload.as_str().to_owned(),
+            _ => event
+                .domain
+                .as_ref()
+                .map(|d| d.as_str().to_owned())
+                .unwrap_or_default(),
+        };
+        return Ok(Err(Rejection::OutOfScope {
+            key_id,
+            field,
+            value,
+        }));
+    }
     // Clock skew.
     if let Err(r) = check_skew(event.at, ctx) {
         return Ok(Err(r));
@@ -576,6 +737,15 @@ fn admit_event<V: LedgerView>(
             workload: event.workload.as_str().to_owned(),
             seq: event.seq,
             existing,
+        }));
+    }
+    // Closed.
+    if let Some(head) = &head
+        && head.closed
+    {
+        return Ok(Err(Rejection::WorkloadClosed {
+            workload: event.workload.as_str().to_owned(),
+            seq: head.seq,
         }));
     }
     // Sequence.
@@ -598,16 +768,38 @@ fn admit_event<V: LedgerView>(
             got: prev,
         }));
     }
-    // Parents.
+    // Parents, and the workloads they are in.
+    let mut owners: Vec<(WorkloadId, RuntimeId)> = Vec::new();
     for (position, parent) in event.parents.iter().enumerate() {
-        if view.event_index(parent)?.is_none() {
-            return Ok(Err(Rejection::UnknownParent {
-                parent: *parent,
-                position,
-            }));
+        match view.event_owner(parent)? {
+            Some(owner)
+                if owner.0 != event.workload && !owners.iter().any(|(w, _)| *w == owner.0) =>
+            {
+                owners.push(owner);
+            }
+            Some(_) => {}
+            // Unknown, or a governance statement: not an event to derive from.
+            None if view.event_index(parent)?.is_none() => {
+                return Ok(Err(Rejection::UnknownParent {
+                    parent: *parent,
+                    position,
+                }));
+            }
+            None => {}
         }
     }
-    Ok(Ok(Admission::Event(event)))
+    // Halted: the event's runtime or workload, or a parent's.
+    if let Some((workload, halt_index)) = halted_by(view, &event.runtime, &event.workload, &owners)?
+    {
+        return Ok(Err(Rejection::Halted {
+            workload: workload.as_str().to_owned(),
+            halt_index,
+        }));
+    }
+    Ok(Ok(Admission::Event {
+        event,
+        derives_from: owners.into_iter().map(|(w, _)| w).collect(),
+    }))
 }
 
 fn admit_governance<V: LedgerView>(
@@ -633,33 +825,18 @@ fn admit_governance<V: LedgerView>(
         Err(e) => return Ok(Err(e.into())),
     };
     // Clock skew.
-    if let Err(r) = check_skew(statement.at, ctx) {
+    if let Err(r) = check_skew(statement.at(), ctx) {
         return Ok(Err(r));
     }
-    // The statement against the key registry.
-    let conflict = |reason| {
-        Err(Rejection::KeyConflict {
-            key_id: statement.key_id,
-            reason,
-        })
-    };
-    let existing = view.key(&statement.key_id)?;
-    let revoked = match (statement.action, existing) {
-        (GovernanceAction::Grant, Some(_)) => {
-            return Ok(conflict(KeyConflictReason::AlreadyGranted));
-        }
-        (GovernanceAction::Grant, None) if ctx.authorities.get(&statement.key_id).is_some() => {
-            return Ok(conflict(KeyConflictReason::AuthorityKey));
-        }
-        (GovernanceAction::Grant, None) => None,
-        (GovernanceAction::Revoke, None) => return Ok(conflict(KeyConflictReason::NotGranted)),
-        (GovernanceAction::Revoke, Some(k)) if k.runtime != statement.runtime => {
-            return Ok(conflict(KeyConflictReason::OtherRuntime));
-        }
-        (GovernanceAction::Revoke, Some(k)) if k.revoked_index.is_some() => {
-            return Ok(conflict(KeyConflictReason::AlreadyRevoked));
-        }
-        (GovernanceAction::Revoke, Some(k)) => Some(k),
+    let admission = match statement {
+        GovernanceStatement::Key(statement) => match admit_key_statement(statement, view, ctx)? {
+            Ok(a) => a,
+            Err(r) => return Ok(Err(r)),
+        },
+        GovernanceStatement::Halt(statement) => match admit_halt_statement(statement, view)? {
+            Ok(a) => a,
+            Err(r) => return Ok(Err(r)),
+        },
     };
     // The same statement under another signature.
     if let Some(index) = view.event_index(&c.event_id)? {
@@ -668,13 +845,71 @@ fn admit_governance<V: LedgerView>(
             index,
         }));
     }
-    Ok(Ok(match revoked {
-        None => Admission::Grant(statement),
-        Some(key) => Admission::Revoke {
-            statement: Box::new(statement),
-            key: Box::new(key),
-        },
-    }))
+    Ok(Ok(admission))
+}
+
+/// A grant or revocation against the key registry.
+fn admit_key_statement<V: LedgerView>(
+    statement: Box<KeyStatement>,
+    view: &V,
+    ctx: &RuleContext<'_>,
+) -> Result<Result<Admission, Rejection>, V::Error> {
+    let conflict = |reason| {
+        Err(Rejection::KeyConflict {
+            key_id: statement.key_id,
+            reason,
+        })
+    };
+    let existing = view.key(&statement.key_id)?;
+    Ok(match (statement.action, existing) {
+        (GovernanceAction::Grant, Some(_)) => conflict(KeyConflictReason::AlreadyGranted),
+        (GovernanceAction::Grant, None) if ctx.authorities.get(&statement.key_id).is_some() => {
+            conflict(KeyConflictReason::AuthorityKey)
+        }
+        (GovernanceAction::Grant, None) => Ok(Admission::Grant(statement)),
+        (_, None) => conflict(KeyConflictReason::NotGranted),
+        (_, Some(k)) if k.runtime != statement.runtime => conflict(KeyConflictReason::OtherRuntime),
+        (_, Some(k)) if k.revoked_index.is_some() => conflict(KeyConflictReason::AlreadyRevoked),
+        (_, Some(k)) => Ok(Admission::Revoke {
+            statement,
+            key: Box::new(k),
+        }),
+    })
+}
+
+/// A halt or resume against the active halts.
+fn admit_halt_statement<V: LedgerView>(
+    statement: HaltStatement,
+    view: &V,
+) -> Result<Result<Admission, Rejection>, V::Error> {
+    let active = view.active_halt(&statement.target)?;
+    let conflict = |reason| {
+        Err(Rejection::GovernanceConflict {
+            target: statement.target.to_string(),
+            reason,
+        })
+    };
+    Ok(match (statement.action, active) {
+        (GovernanceAction::Halt, Some(index)) => {
+            conflict(GovernanceConflictReason::AlreadyHalted(index))
+        }
+        (GovernanceAction::Halt, None) => {
+            let members = halt_members(view, &statement.target)?;
+            Ok(Admission::Halt {
+                statement: Box::new(statement),
+                members,
+            })
+        }
+        (_, None) => conflict(GovernanceConflictReason::NotHalted),
+        (_, Some(halt_index)) => {
+            let members = resume_members(view, &statement.target, halt_index)?;
+            Ok(Admission::Resume {
+                statement: Box::new(statement),
+                halt_index,
+                members,
+            })
+        }
+    })
 }
 
 #[cfg(test)]
@@ -703,8 +938,35 @@ mod tests {
         heads: HashMap<String, WorkloadHead>,
     }
 
-    impl LedgerView for MapView {
+    /// No halts and no derivations: the halt rules are tested in
+    /// `governance` and, end to end, over `BatchState` in `state`.
+    impl GovernanceView for MapView {
         type Error = std::convert::Infallible;
+        fn workload_halts(&self, _: &WorkloadId) -> Result<Vec<u64>, Self::Error> {
+            Ok(Vec::new())
+        }
+        fn active_halt(&self, _: &crate::event::Target) -> Result<Option<u64>, Self::Error> {
+            Ok(None)
+        }
+        fn derived_workloads(&self, _: &WorkloadId) -> Result<Vec<WorkloadId>, Self::Error> {
+            Ok(Vec::new())
+        }
+        fn runtime_workloads(&self, _: &RuntimeId) -> Result<Vec<WorkloadId>, Self::Error> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl LedgerView for MapView {
+        fn event_owner(
+            &self,
+            id: &EventId,
+        ) -> Result<Option<(WorkloadId, RuntimeId)>, Self::Error> {
+            Ok(self
+                .events
+                .get(id)
+                .and_then(|(_, env)| parse_event(&env.payload).ok())
+                .map(|e| (e.workload, e.runtime)))
+        }
         fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Self::Error> {
             Ok(self.keys.get(id).cloned())
         }
@@ -736,6 +998,9 @@ mod tests {
                     runtime: RuntimeId::new(runtime).expect("runtime"),
                     granted_index: index,
                     revoked_index: None,
+                    not_before: None,
+                    not_after: None,
+                    scope: None,
                 },
             );
         }
@@ -752,6 +1017,7 @@ mod tests {
                 WorkloadHead {
                     seq: event.seq,
                     event_id: id,
+                    closed: event.closes_workload(),
                     runtime: event.runtime,
                 },
             );

@@ -2,8 +2,9 @@
 //!
 //! [`BatchState`] is a [`LedgerView`] over a base view (the committed log)
 //! plus what the entries admitted on top of it changed: the key registry,
-//! the event index, the workload chains (and so their heads) and the events
-//! per runtime. The sequencer builds one per batch over its committed state;
+//! the event index, the workload chains (and so their heads), the events
+//! per runtime, and the lineage's governance state (derivations, the
+//! workloads each runtime started, active halts and their marks). The sequencer builds one per batch over its committed state;
 //! the offline auditor builds one over [`Genesis`] and replays the whole log
 //! through it. Both decide with [`BatchState::admit`] and record with
 //! [`BatchState::apply`], so the auditor runs the sequencer's own code.
@@ -13,7 +14,8 @@
 use std::collections::HashMap;
 
 use crate::dsse::SignedEnvelope;
-use crate::event::{RuntimeId, WorkloadId};
+use crate::event::{RuntimeId, Target, WorkloadId};
+use crate::governance::{GovernanceView, with_halt, without_halt};
 use crate::keys::{EventId, KeyId};
 use crate::rules::{
     Admission, Candidate, KeyRecord, LedgerView, Rejection, RuleContext, WorkloadHead, admit,
@@ -31,8 +33,26 @@ pub struct Genesis;
 #[error("this state keeps no envelopes")]
 pub struct EnvelopesNotKept;
 
-impl LedgerView for Genesis {
+impl GovernanceView for Genesis {
     type Error = EnvelopesNotKept;
+    fn workload_halts(&self, _: &WorkloadId) -> Result<Vec<u64>, Self::Error> {
+        Ok(Vec::new())
+    }
+    fn active_halt(&self, _: &Target) -> Result<Option<u64>, Self::Error> {
+        Ok(None)
+    }
+    fn derived_workloads(&self, _: &WorkloadId) -> Result<Vec<WorkloadId>, Self::Error> {
+        Ok(Vec::new())
+    }
+    fn runtime_workloads(&self, _: &RuntimeId) -> Result<Vec<WorkloadId>, Self::Error> {
+        Ok(Vec::new())
+    }
+}
+
+impl LedgerView for Genesis {
+    fn event_owner(&self, _: &EventId) -> Result<Option<(WorkloadId, RuntimeId)>, Self::Error> {
+        Ok(None)
+    }
     fn key(&self, _: &KeyId) -> Result<Option<KeyRecord>, Self::Error> {
         Ok(None)
     }
@@ -59,6 +79,8 @@ pub struct Chain {
     pub first_seq: u64,
     /// Event IDs by `seq - first_seq`.
     pub ids: Vec<EventId>,
+    /// Whether its newest event closed it.
+    pub closed: bool,
 }
 
 impl Chain {
@@ -68,6 +90,7 @@ impl Chain {
             seq: self.first_seq + u64::try_from(self.ids.len()).ok()?.checked_sub(1)?,
             event_id: *self.ids.last()?,
             runtime: self.runtime.clone(),
+            closed: self.closed,
         })
     }
 }
@@ -82,6 +105,26 @@ pub struct BatchState<V> {
     envelopes: HashMap<EventId, SignedEnvelope>,
     chains: HashMap<WorkloadId, Chain>,
     runtime_events: HashMap<RuntimeId, u64>,
+    governance: GovernanceDelta,
+}
+
+/// What admitted entries changed of the lineage's governance state.
+#[derive(Debug, Default)]
+pub struct GovernanceDelta {
+    /// The workload of each event admitted here.
+    pub event_owners: HashMap<EventId, WorkloadId>,
+    /// New derivations: parent workload -> workloads now deriving from it.
+    pub derived: HashMap<WorkloadId, Vec<WorkloadId>>,
+    /// The same derivations, child -> parents, in admission order.
+    pub derivations: Vec<(WorkloadId, WorkloadId)>,
+    /// Workloads started here, per runtime.
+    pub started: HashMap<RuntimeId, Vec<WorkloadId>>,
+    /// New halts of every workload whose halts changed (empty: no longer halted).
+    pub marks: HashMap<WorkloadId, Vec<u64>>,
+    /// Halts started (`Some(index)`) or lifted (`None`) here, by target.
+    pub active: HashMap<Target, Option<u64>>,
+    /// Indices of the governance entries admitted here.
+    pub statements: Vec<u64>,
 }
 
 impl<V: LedgerView> BatchState<V> {
@@ -97,6 +140,7 @@ impl<V: LedgerView> BatchState<V> {
             envelopes: HashMap::new(),
             chains: HashMap::new(),
             runtime_events: HashMap::new(),
+            governance: GovernanceDelta::default(),
         }
     }
 
@@ -134,8 +178,12 @@ impl<V: LedgerView> BatchState<V> {
             self.envelopes
                 .insert(candidate.event_id(), candidate.envelope().clone());
         }
+        let g = &mut self.governance;
         match admission {
-            Admission::Event(event) => {
+            Admission::Event {
+                event,
+                derives_from,
+            } => {
                 let chain = self
                     .chains
                     .entry(event.workload.clone())
@@ -143,31 +191,66 @@ impl<V: LedgerView> BatchState<V> {
                         runtime: event.runtime.clone(),
                         first_seq: event.seq,
                         ids: Vec::new(),
+                        closed: false,
                     });
                 chain.ids.push(candidate.event_id());
+                chain.closed = event.closes_workload();
                 *self
                     .runtime_events
                     .entry(event.runtime.clone())
                     .or_insert(0) += 1;
+                g.event_owners
+                    .insert(candidate.event_id(), event.workload.clone());
+                if event.seq == 0 {
+                    g.started
+                        .entry(event.runtime.clone())
+                        .or_default()
+                        .push(event.workload.clone());
+                }
+                for parent in derives_from {
+                    let children = g.derived.entry(parent.clone()).or_default();
+                    if !children.contains(&event.workload) {
+                        children.push(event.workload.clone());
+                        g.derivations.push((event.workload.clone(), parent.clone()));
+                    }
+                }
             }
-            Admission::Grant(g) => {
-                self.keys.insert(
-                    g.key_id,
-                    KeyRecord {
-                        key_id: g.key_id,
-                        public_key: g.public_key,
-                        runtime: g.runtime.clone(),
-                        granted_index: index,
-                        revoked_index: None,
-                    },
-                );
+            Admission::Grant(statement) => {
+                self.keys
+                    .insert(statement.key_id, KeyRecord::granted(statement, index));
+                g.statements.push(index);
             }
             Admission::Revoke { key, .. } => {
                 let mut key = KeyRecord::clone(key);
                 key.revoked_index = Some(index);
                 self.keys.insert(key.key_id, key);
+                g.statements.push(index);
+            }
+            Admission::Halt { statement, members } => {
+                for (workload, halts) in members {
+                    g.marks.insert(workload.clone(), with_halt(halts, index));
+                }
+                g.active.insert(statement.target.clone(), Some(index));
+                g.statements.push(index);
+            }
+            Admission::Resume {
+                statement,
+                halt_index,
+                members,
+            } => {
+                for (workload, halts) in members {
+                    g.marks
+                        .insert(workload.clone(), without_halt(halts, *halt_index));
+                }
+                g.active.insert(statement.target.clone(), None);
+                g.statements.push(index);
             }
         }
+    }
+
+    /// What admitted entries changed of the governance state.
+    pub fn governance(&self) -> &GovernanceDelta {
+        &self.governance
     }
 
     /// Keys granted or revoked here, by key ID.
@@ -196,8 +279,57 @@ impl<V: LedgerView> BatchState<V> {
     }
 }
 
-impl<V: LedgerView> LedgerView for BatchState<V> {
+impl<V: LedgerView> GovernanceView for BatchState<V> {
     type Error = V::Error;
+
+    fn workload_halts(&self, w: &WorkloadId) -> Result<Vec<u64>, V::Error> {
+        match self.governance.marks.get(w) {
+            Some(halts) => Ok(halts.clone()),
+            None => self.base.workload_halts(w),
+        }
+    }
+
+    fn active_halt(&self, target: &Target) -> Result<Option<u64>, V::Error> {
+        match self.governance.active.get(target) {
+            Some(active) => Ok(*active),
+            None => self.base.active_halt(target),
+        }
+    }
+
+    fn derived_workloads(&self, w: &WorkloadId) -> Result<Vec<WorkloadId>, V::Error> {
+        let mut out = self.base.derived_workloads(w)?;
+        for child in self.governance.derived.get(w).into_iter().flatten() {
+            if !out.contains(child) {
+                out.push(child.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn runtime_workloads(&self, r: &RuntimeId) -> Result<Vec<WorkloadId>, V::Error> {
+        let mut out = self.base.runtime_workloads(r)?;
+        out.extend(
+            self.governance
+                .started
+                .get(r)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        Ok(out)
+    }
+}
+
+impl<V: LedgerView> LedgerView for BatchState<V> {
+    fn event_owner(&self, id: &EventId) -> Result<Option<(WorkloadId, RuntimeId)>, V::Error> {
+        if let Some(w) = self.governance.event_owners.get(id) {
+            let runtime = self.chains.get(w).map(|c| c.runtime.clone());
+            if let Some(runtime) = runtime {
+                return Ok(Some((w.clone(), runtime)));
+            }
+        }
+        self.base.event_owner(id)
+    }
 
     fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, V::Error> {
         match self.keys.get(id) {

@@ -2,12 +2,13 @@
 //! One store test suite, run on both stores (RocksDB and the in-memory fake).
 
 use ed25519_dalek::SigningKey;
-use lineage_ledger::event::RuntimeId;
+use lineage_ledger::event::{RuntimeId, Target, WorkloadId};
 use lineage_ledger::keys::{EventId, KeyId};
 use lineage_ledger::rules::KeyRecord;
+use lineage_ledger::state::GovernanceDelta;
 use lineage_ledger::store::{
-    CommitBatch, FORMAT_VERSION, Fault, MemStore, RocksStore, Store, StoreError, StoreMeta,
-    StoreTiles, StoredCheckpoint, open_log,
+    CommitBatch, FORMAT_VERSION, Fault, GovernanceReads, MemStore, RocksStore, Store, StoreError,
+    StoreMeta, StoreTiles, StoredCheckpoint, governance_rows, open_log,
 };
 use lineage_ledger::tree::{TileNodes, TreeEdge, plan_append, root};
 use lineage_ledger::{Hash, leaf_hash};
@@ -48,6 +49,7 @@ fn batch(edge: &TreeEdge, n: u64, workload: &str) -> (CommitBatch, TreeEdge) {
         children: (first.max(1)..first + n).map(|i| (id(0), i)).collect(),
         keys: vec![],
         runtime_counts: vec![("agent/a".into(), first + n)],
+        governance: vec![],
         checkpoint: StoredCheckpoint {
             size: first + n,
             time_ms: 2,
@@ -190,6 +192,9 @@ fn suite(store: &dyn Store) {
         runtime: RuntimeId::new("agent/a").expect("id"),
         granted_index: size,
         revoked_index: None,
+        not_before: None,
+        not_after: None,
+        scope: None,
     };
     let (mut b, next) = batch(&edge, 1, "w4");
     b.keys = vec![rec.clone()];
@@ -200,6 +205,75 @@ fn suite(store: &dyn Store) {
     b.keys = vec![rec.clone()];
     store.commit(&b).expect("revoke");
     assert_eq!(store.keys().expect("keys"), vec![rec]);
+    edge = next_edge(&edge, 1);
+
+    // Governance rows: written with a batch, read back typed; an emptied
+    // halt-marks row is deleted.
+    let w = |s: &str| WorkloadId::new(s).expect("w");
+    let runtime = RuntimeId::new("agent/a").expect("r");
+    let mut delta = GovernanceDelta {
+        derivations: vec![(w("child"), w("root")), (w("child2"), w("root"))],
+        statements: vec![edge.size()],
+        ..GovernanceDelta::default()
+    };
+    delta
+        .started
+        .insert(runtime.clone(), vec![w("root"), w("child")]);
+    delta.marks.insert(w("root"), vec![edge.size()]);
+    delta.marks.insert(w("child"), vec![edge.size()]);
+    delta
+        .active
+        .insert(Target::Workload(w("root")), Some(edge.size()));
+    let (mut b, next) = batch(&edge, 1, "w5");
+    b.governance = governance_rows(&delta);
+    store.commit(&b).expect("governance");
+    let halt = edge.size();
+    edge = next;
+    assert_eq!(
+        store.derived_workloads("root").expect("derived"),
+        ["child", "child2"]
+    );
+    assert_eq!(store.derives_from("child").expect("up"), ["root"]);
+    assert!(store.derived_workloads("roo").expect("prefix").is_empty());
+    assert_eq!(
+        store.runtime_workloads("agent/a").expect("started"),
+        ["child", "root"]
+    );
+    let mut marks = store.halt_marks().expect("marks");
+    marks.sort();
+    assert_eq!(
+        marks,
+        [
+            ("child".to_owned(), vec![halt]),
+            ("root".to_owned(), vec![halt])
+        ]
+    );
+    assert_eq!(
+        store.active_halts().expect("halts"),
+        [(Target::Workload(w("root")), halt)]
+    );
+    assert_eq!(store.governance_indices(None, 10).expect("g"), [halt]);
+    assert!(
+        store
+            .governance_indices(Some(halt), 10)
+            .expect("g")
+            .is_empty()
+    );
+    let mut delta = GovernanceDelta::default();
+    delta.marks.insert(w("root"), vec![]);
+    delta.active.insert(Target::Workload(w("root")), None);
+    let (mut b, _) = batch(&edge, 1, "w6");
+    b.governance = governance_rows(&delta);
+    store.commit(&b).expect("resume");
+    assert_eq!(
+        store.halt_marks().expect("marks"),
+        [("child".to_owned(), vec![halt])]
+    );
+    assert!(store.active_halts().expect("halts").is_empty());
+}
+
+fn next_edge(edge: &TreeEdge, n: u64) -> TreeEdge {
+    batch(edge, n, "w4").1
 }
 
 #[test]
@@ -210,10 +284,10 @@ fn rocksdb_store_passes_the_suite_and_survives_reopen() {
         suite(&store);
     }
     let store = RocksStore::open(dir.path()).expect("reopen");
-    assert_eq!(store.head().expect("head").size, 70002);
+    assert_eq!(store.head().expect("head").size, 70004);
     assert_eq!(store.meta().expect("meta"), Some(meta()));
-    let edge = TreeEdge::load(70002, &StoreTiles(&store)).expect("edge");
-    assert_eq!(edge.size(), 70002);
+    let edge = TreeEdge::load(70004, &StoreTiles(&store)).expect("edge");
+    assert_eq!(edge.size(), 70004);
 }
 
 #[test]

@@ -10,25 +10,28 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use lineage_ledger::dsse::PayloadType;
 use lineage_ledger::dsse::SignedEnvelope;
 use lineage_ledger::entry::LogEntry;
-use lineage_ledger::event::{WorkloadId, parse_event};
+use lineage_ledger::event::{RuntimeId, Target, WorkloadId, parse_event};
 use lineage_ledger::keys::{EventId, KeyId};
 use lineage_ledger::rules::{
-    Admission, Candidate, KeyRecord, LedgerView, RuleContext, WorkloadHead,
+    Admission, Candidate, GovernanceView, KeyRecord, LedgerView, RuleContext, WorkloadHead,
 };
 use lineage_ledger::state::BatchState;
 use lineage_ledger::store::{Store, StoreError};
 
 use crate::cache::HeadCache;
+use crate::governance::HaltState;
 use crate::job::Outcome;
 use crate::sync::read;
 
-/// The committed log as the rules see it: the store, the key registry in
-/// memory, and the sequencer's cache of workload heads.
+/// The committed log as the rules see it: the store, the key registry and
+/// the active halts in memory, and the sequencer's cache of workload heads.
 pub(crate) struct Committed<'a> {
     store: &'a dyn Store,
     keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+    halts: &'a RwLock<HaltState>,
     /// Committed workload heads recently seen (a cache of the store).
     heads: &'a HeadCache,
     /// The last event-ID lookup in the store: the identical-resubmission
@@ -40,11 +43,13 @@ impl<'a> Committed<'a> {
     pub(crate) fn new(
         store: &'a dyn Store,
         keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+        halts: &'a RwLock<HaltState>,
         heads: &'a HeadCache,
     ) -> Committed<'a> {
         Committed {
             store,
             keys,
+            halts,
             heads,
             last_lookup: Cell::new(None),
         }
@@ -73,8 +78,61 @@ impl<'a> Committed<'a> {
     }
 }
 
-impl LedgerView for Committed<'_> {
+fn stored_id<T>(
+    text: String,
+    parse: impl Fn(&str) -> Result<T, lineage_ledger::event::FieldReason>,
+) -> Result<T, StoreError> {
+    parse(&text).map_err(|_| StoreError::Corrupt {
+        what: "governance row",
+        key: text,
+    })
+}
+
+impl GovernanceView for Committed<'_> {
     type Error = StoreError;
+
+    fn workload_halts(&self, w: &WorkloadId) -> Result<Vec<u64>, StoreError> {
+        Ok(read(self.halts).marks.get(w).cloned().unwrap_or_default())
+    }
+
+    fn active_halt(&self, target: &Target) -> Result<Option<u64>, StoreError> {
+        Ok(read(self.halts).active.get(target).copied())
+    }
+
+    fn derived_workloads(&self, w: &WorkloadId) -> Result<Vec<WorkloadId>, StoreError> {
+        use lineage_ledger::store::GovernanceReads as _;
+        self.store
+            .derived_workloads(w.as_str())?
+            .into_iter()
+            .map(|t| stored_id(t, WorkloadId::new))
+            .collect()
+    }
+
+    fn runtime_workloads(&self, r: &RuntimeId) -> Result<Vec<WorkloadId>, StoreError> {
+        use lineage_ledger::store::GovernanceReads as _;
+        self.store
+            .runtime_workloads(r.as_str())?
+            .into_iter()
+            .map(|t| stored_id(t, WorkloadId::new))
+            .collect()
+    }
+}
+
+impl LedgerView for Committed<'_> {
+    fn event_owner(&self, id: &EventId) -> Result<Option<(WorkloadId, RuntimeId)>, StoreError> {
+        let Some(index) = self.stored_event_index(id)? else {
+            return Ok(None);
+        };
+        let entry = self.stored_entry(index)?;
+        if entry.entry_type.payload_type() != PayloadType::Event {
+            return Ok(None);
+        }
+        let event = parse_event(&entry.payload).map_err(|_| StoreError::Corrupt {
+            what: "event payload",
+            key: index.to_string(),
+        })?;
+        Ok(Some((event.workload, event.runtime)))
+    }
 
     fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         Ok(read(self.keys).get(id).cloned())
@@ -126,6 +184,7 @@ impl LedgerView for Committed<'_> {
         Ok(Some(WorkloadHead {
             seq,
             event_id: entry.event_id(),
+            closed: event.closes_workload(),
             runtime: event.runtime,
         }))
     }
@@ -182,7 +241,7 @@ impl<'a> Batch<'a> {
             Arc::new(LogEntry::from_envelope(c.envelope(), ctx.integrated_at_ms()).encode());
         self.entries.push(entry.clone());
         self.events.push((c.event_id(), index));
-        if let Admission::Event(event) = &admission {
+        if let Admission::Event { event, .. } = &admission {
             self.workloads
                 .push((event.workload.as_str().to_owned(), event.seq, index));
             for p in event.prev.iter().chain(event.parents.iter()) {

@@ -81,6 +81,7 @@ mod tests {
             seq,
             event_id: EventId::of_payload(&seq.to_be_bytes()),
             runtime: "agent/a".parse::<RuntimeId>().expect("runtime"),
+            closed: false,
         }
     }
 

@@ -18,6 +18,7 @@ use lineage_ledger::tree::{
 
 use crate::clock::Clock;
 use crate::config::LogConfig;
+use crate::governance::HaltState;
 use crate::metrics::Metrics;
 use crate::nodes::{Memo, NodeError, ProofNodes, SharedTile};
 use crate::sync::{read, write};
@@ -59,6 +60,11 @@ pub struct Core {
     pub(crate) keys: RwLock<HashMap<KeyId, KeyRecord>>,
     /// Events per runtime, committed state.
     pub(crate) runtime_counts: RwLock<HashMap<String, u64>>,
+    /// Active halts and the workloads they stop, committed state.
+    pub(crate) halts: RwLock<HaltState>,
+    /// The tree size after the latest commit that added a governance
+    /// entry: long-polls and streams wait on it.
+    pub(crate) governance_tx: tokio::sync::watch::Sender<u64>,
     /// The latest checkpoint.
     pub(crate) head: RwLock<Arc<StoredCheckpoint>>,
     /// The newest version of the tiles on the tree's right edge, as last
@@ -123,6 +129,56 @@ impl Core {
             .unwrap_or(0)
     }
 
+    /// The halt that stops `workload` of `runtime` (the lowest index), if any.
+    pub fn halted_by(
+        &self,
+        workload: &lineage_ledger::event::WorkloadId,
+        runtime: Option<&str>,
+    ) -> Option<u64> {
+        read(&self.halts).halted_by(workload, runtime)
+    }
+
+    /// Every active halt: target and index, in index order.
+    pub fn active_halts(&self) -> Vec<(lineage_ledger::event::Target, u64)> {
+        let mut out: Vec<_> = read(&self.halts)
+            .active
+            .iter()
+            .map(|(t, i)| (t.clone(), *i))
+            .collect();
+        out.sort_by_key(|(_, i)| *i);
+        out
+    }
+
+    /// The number of workloads each active halt stops, by halt index.
+    pub fn halt_member_counts(&self) -> HashMap<u64, usize> {
+        let mut out = HashMap::new();
+        for halts in read(&self.halts).marks.values() {
+            for h in halts {
+                *out.entry(*h).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// The workloads the halt at `index` stops, sorted (at most `limit`).
+    pub fn halt_members(&self, index: u64, limit: usize) -> Vec<String> {
+        let mut out: Vec<String> = read(&self.halts)
+            .marks
+            .iter()
+            .filter(|(_, h)| h.contains(&index))
+            .map(|(w, _)| w.as_str().to_owned())
+            .collect();
+        out.sort_unstable();
+        out.truncate(limit);
+        out
+    }
+
+    /// A receiver that changes whenever a governance entry commits (its
+    /// value: the tree size after that commit).
+    pub fn governance_updates(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.governance_tx.subscribe()
+    }
+
     /// Checks a candidate's signature now if its key is already known: the
     /// expensive check, done in parallel before the sequencer.
     pub fn precheck(&self, c: &mut Candidate) {
@@ -148,10 +204,13 @@ impl Core {
             })?;
         let keys = self.store.keys()?;
         let counts = self.store.runtime_counts()?;
+        let halts = HaltState::load(self.store.as_ref())?;
         write(&self.hot_tiles).clear();
         self.node_memo.clear();
         *write(&self.keys) = keys.into_iter().map(|k| (k.key_id, k)).collect();
         *write(&self.runtime_counts) = counts.into_iter().collect();
+        self.metrics.halts_active.set(halts.active.len() as i64);
+        *write(&self.halts) = halts;
         self.metrics.tree_size.set(head.size as i64);
         *write(&self.head) = Arc::new(head);
         self.healthy

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod governance;
 pub mod job;
 pub mod metrics;
 pub mod nodes;

@@ -39,6 +39,13 @@ pub struct Metrics {
     pub tree_size: Gauge,
     /// Failed commits.
     pub commit_failures: Counter,
+    /// Active halts.
+    pub halts_active: Gauge,
+    /// Events refused because a halt stops them.
+    pub halted_refusals: Counter,
+    /// Seconds from a governance entry's commit to its delivery to a
+    /// stream or long-poll subscriber.
+    pub governance_delivery_seconds: Histogram,
     /// The newest rejections of authenticated events, with their workload
     /// (for the explorer's workload timeline); not exported to Prometheus.
     pub recent_rejections: RecentRejections,
@@ -62,6 +69,20 @@ impl Metrics {
         let store_write_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         let tree_size = Gauge::default();
         let commit_failures = Counter::default();
+        let halts_active = Gauge::default();
+        let halted_refusals = Counter::default();
+        let governance_delivery_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register("halts_active", "Active halts", halts_active.clone());
+        registry.register(
+            "halted_refusals",
+            "Events refused because a halt stops them",
+            halted_refusals.clone(),
+        );
+        registry.register(
+            "governance_delivery_seconds",
+            "Delay from a governance entry's commit to its delivery on the stream or long-poll",
+            governance_delivery_seconds.clone(),
+        );
         registry.register("entries", "Entries appended", entries.clone());
         registry.register(
             "duplicates",
@@ -104,6 +125,9 @@ impl Metrics {
             store_write_seconds,
             tree_size,
             commit_failures,
+            halts_active,
+            halted_refusals,
+            governance_delivery_seconds,
             recent_rejections: RecentRejections::default(),
             rejection_totals: std::sync::Mutex::default(),
         }
@@ -111,6 +135,9 @@ impl Metrics {
 
     /// Counts one rejection.
     pub fn reject(&self, code: &'static str) {
+        if code == "halted" {
+            self.halted_refusals.inc();
+        }
         self.rejections
             .get_or_create(&CodeLabel {
                 code: code.to_owned(),
@@ -190,10 +217,16 @@ impl RecentRejections {
                 | Rejection::InvalidEnvelope(_)
                 | Rejection::PayloadTooLarge { .. } => continue,
                 Rejection::RevokedKey { .. }
+                | Rejection::KeyNotYetValid { .. }
+                | Rejection::KeyExpired { .. }
                 | Rejection::InvalidPayload(_)
                 | Rejection::RuntimeMismatch { .. }
-                | Rejection::KeyConflict { .. } => false,
-                Rejection::ClockSkew { .. }
+                | Rejection::KeyConflict { .. }
+                | Rejection::GovernanceConflict { .. } => false,
+                Rejection::OutOfScope { .. }
+                | Rejection::WorkloadClosed { .. }
+                | Rejection::Halted { .. }
+                | Rejection::ClockSkew { .. }
                 | Rejection::DuplicateEvent { .. }
                 | Rejection::Equivocation { .. }
                 | Rejection::SequenceGap { .. }

@@ -225,7 +225,7 @@ fn process(
     let ctx = RuleContext::at(&core.authorities, integrated_at_ms, core.config.max_skew)
         .ok_or(Failure::Batch(BatchError::Clock(integrated_at_ms)))?;
     let mut batch = Batch::new(
-        Committed::new(core.store.as_ref(), &core.keys, heads),
+        Committed::new(core.store.as_ref(), &core.keys, &core.halts, heads),
         edge.size(),
     );
     let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(jobs.len());
@@ -315,6 +315,8 @@ fn commit(
         touched.push(runtime.as_str().to_owned());
     }
     let new_keys: Vec<_> = batch.state.keys().values().cloned().collect();
+    let governance = lineage_ledger::store::governance_rows(batch.state.governance());
+    let new_statements = !batch.state.governance().statements.is_empty();
     let commit = CommitBatch {
         first_index: edge.size(),
         entries: batch.entries.iter().map(|e| e.as_ref().clone()).collect(),
@@ -327,6 +329,7 @@ fn commit(
             .iter()
             .map(|r| (r.clone(), counts.get(r).copied().unwrap_or(0)))
             .collect(),
+        governance,
         checkpoint: checkpoint.clone(),
     };
     let write_started = Instant::now();
@@ -344,8 +347,17 @@ fn commit(
         }
     }
     *write(&core.runtime_counts) = counts;
+    if new_statements {
+        let mut halts = write(&core.halts);
+        halts.absorb(batch.state.governance());
+        core.metrics.halts_active.set(halts.active.len() as i64);
+    }
     let checkpoint = Arc::new(checkpoint);
     *write(&core.head) = checkpoint.clone();
+    if new_statements {
+        // After the head: a woken reader sees the entries in its checkpoint.
+        core.governance_tx.send_replace(checkpoint.size);
+    }
     core.metrics.entries.inc_by(n as u64);
     core.metrics.batch_entries.observe(n as f64);
     core.metrics.tree_size.set(checkpoint.size as i64);

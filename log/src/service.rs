@@ -89,6 +89,8 @@ impl LogService {
             authorities,
             keys: RwLock::new(HashMap::new()),
             runtime_counts: RwLock::new(HashMap::new()),
+            halts: RwLock::new(crate::governance::HaltState::default()),
+            governance_tx: tokio::sync::watch::channel(0).0,
             head: RwLock::new(Arc::new(StoredCheckpoint::default())),
             hot_tiles: RwLock::new(HashMap::new()),
             node_memo: BoundedMemo::new(NODE_MEMO_NODES),

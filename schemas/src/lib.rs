@@ -47,6 +47,12 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:lineage:problem:";
 pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9._:/@-]{1,128}$";
 /// JSON Schema pattern of an event kind.
 pub const KIND_PATTERN: &str = "^[a-z0-9._-]{1,64}$";
+/// JSON Schema pattern of a trust domain.
+pub const DOMAIN_PATTERN: &str = "^[a-z0-9.-]{1,64}$";
+/// JSON Schema pattern of a scope pattern: an exact value, or a prefix
+/// ending in `*` (the characters of the field it matches, at most 128).
+pub const SCOPE_PATTERN_PATTERN: &str =
+    "^(?:[A-Za-z0-9._:/@-]{1,128}|[A-Za-z0-9._:/@-]{0,127}\\*)$";
 /// JSON Schema pattern of an event ID or key ID: lowercase hex BLAKE3.
 pub const HEX_ID_PATTERN: &str = "^[0-9a-f]{64}$";
 /// JSON Schema pattern of a timestamp: RFC 3339 in UTC, `T` separator, `Z` suffix.
@@ -173,32 +179,172 @@ pub struct EventPayload {
     )]
     #[schemars(with = "Map<String, Value>")]
     pub attrs: Option<Map<String, Value>>,
+    /// The trust domain the transition executes in: 1-64 characters of
+    /// `[a-z0-9.-]`. An event naming a parent in another domain crosses a
+    /// trust boundary.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String", regex(pattern = DOMAIN_PATTERN))]
+    pub domain: Option<String>,
 }
 
-/// Whether a governance statement grants or revokes a runtime's key.
+/// What a governance statement does.
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum GovernanceAction {
-    /// From this entry on, events signed by the key are accepted for the runtime.
+    /// From this entry on, events signed by the key are accepted for the
+    /// runtime (within the grant's validity window and scope).
     Grant,
     /// From this entry on, events signed by the key are rejected.
     Revoke,
+    /// From this entry on, the target's events, and those of every workload
+    /// deriving from it, are rejected.
+    Halt,
+    /// Lifts the target's own halt.
+    Resume,
+}
+
+/// What a grant allows: each listed set is a list of patterns (an exact
+/// value, or a prefix ending in `*`); an event whose field matches none of a
+/// listed set is out of scope. An absent set allows every value.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrantScope {
+    /// Patterns of event `kind`s the key may sign.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "Vec<String>", length(min = 1, max = 32), inner(regex(pattern = SCOPE_PATTERN_PATTERN)))]
+    pub kinds: Option<Vec<String>>,
+    /// Patterns of `workload`s the key may sign events of.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "Vec<String>", length(min = 1, max = 32), inner(regex(pattern = SCOPE_PATTERN_PATTERN)))]
+    pub workloads: Option<Vec<String>>,
+    /// Patterns of `domain`s the key may sign events in (an event with no
+    /// `domain` is outside a listed set).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "Vec<String>", length(min = 1, max = 32), inner(regex(pattern = SCOPE_PATTERN_PATTERN)))]
+    pub domains: Option<Vec<String>>,
+}
+
+/// What a halt or resume applies to: one workload, or every workload a runtime started.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum HaltTarget {
+    /// A workload (1-128 characters of `[A-Za-z0-9._:/@-]`).
+    Workload(#[schemars(regex(pattern = IDENTIFIER_PATTERN))] String),
+    /// A runtime (1-128 characters of `[A-Za-z0-9._:/@-]`).
+    Runtime(#[schemars(regex(pattern = IDENTIFIER_PATTERN))] String),
 }
 
 /// Payload of a governance statement (`application/vnd.lineage.grant.v1+json`),
 /// signed by a log authority key.
+///
+/// `grant` and `revoke` name a runtime key (`runtime`, `public_key`); a grant
+/// may add a validity window (`not_before`, `not_after`) and a `scope`.
+/// `halt` and `resume` name a `target` and may give a `reason`. A field of
+/// another action is refused.
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("allOf" = [
+    {
+        "if": {"properties": {"action": {"enum": ["grant", "revoke"]}}},
+        "then": {
+            "required": ["runtime", "public_key"],
+            "properties": {"target": false, "reason": false}
+        }
+    },
+    {
+        "if": {"properties": {"action": {"const": "revoke"}}},
+        "then": {"properties": {"not_before": false, "not_after": false, "scope": false}}
+    },
+    {
+        "if": {"properties": {"action": {"enum": ["halt", "resume"]}}},
+        "then": {
+            "required": ["target"],
+            "properties": {
+                "runtime": false, "public_key": false,
+                "not_before": false, "not_after": false, "scope": false
+            }
+        }
+    }
+]))]
 pub struct GovernancePayload {
-    /// `grant` or `revoke`.
+    /// `grant`, `revoke`, `halt` or `resume`.
     pub action: GovernanceAction,
-    /// The runtime whose key is granted or revoked: 1-128 characters of `[A-Za-z0-9._:/@-]`.
-    #[schemars(regex(pattern = IDENTIFIER_PATTERN))]
-    pub runtime: String,
-    /// The runtime's Ed25519 public key: canonical standard base64 of 32 bytes.
-    /// Small-order (weak) keys are rejected.
-    #[schemars(regex(pattern = BASE64_PATTERN), length(equal = 44))]
-    pub public_key: String,
+    /// Grant and revoke: the runtime whose key it is, 1-128 characters of
+    /// `[A-Za-z0-9._:/@-]`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String", regex(pattern = IDENTIFIER_PATTERN))]
+    pub runtime: Option<String>,
+    /// Grant and revoke: the runtime's Ed25519 public key, canonical
+    /// standard base64 of 32 bytes. Small-order (weak) keys are rejected.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String", regex(pattern = BASE64_PATTERN), length(equal = 44))]
+    pub public_key: Option<String>,
+    /// Grant: events integrated before this time are refused
+    /// (`key_not_yet_valid`). RFC 3339 in UTC.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String", regex(pattern = TIMESTAMP_PATTERN), extend("format" = "date-time"))]
+    pub not_before: Option<String>,
+    /// Grant: events integrated at or after this time are refused
+    /// (`key_expired`). RFC 3339 in UTC, after `not_before`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String", regex(pattern = TIMESTAMP_PATTERN), extend("format" = "date-time"))]
+    pub not_after: Option<String>,
+    /// Grant: what the key may sign.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub scope: Option<GrantScope>,
+    /// Halt and resume: the workload or runtime.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub target: Option<HaltTarget>,
+    /// Halt and resume: why, for people (1-1024 characters).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String", length(min = 1, max = 1024))]
+    pub reason: Option<String>,
     /// When the statement was made: RFC 3339 in UTC (ends in `Z`).
     #[schemars(regex(pattern = TIMESTAMP_PATTERN), extend("format" = "date-time"))]
     pub at: String,
@@ -254,6 +400,9 @@ pub struct Problem {
     /// `signatures[0].sig`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `halted`: the log index of the halt statement that stops the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt_index: Option<u64>,
 }
 
 /// The `type` URI of the problem with this code: [`PROBLEM_TYPE_PREFIX`]
@@ -279,6 +428,7 @@ impl Problem {
             code,
             detail: detail.into(),
             field: None,
+            halt_index: None,
         }
     }
 }
@@ -437,6 +587,93 @@ pub struct RuntimeKey {
     /// Leaf index of the governance entry that revoked the key, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_index: Option<u64>,
+    /// Start of the grant's validity window (RFC 3339, UTC), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// End of the grant's validity window (exclusive; RFC 3339, UTC), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// What the grant allows, if it is limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<GrantScope>,
+}
+
+/// A workload's governance state (`GET /v1/workloads/{workload}`).
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadInfo {
+    /// The workload identifier.
+    pub workload: String,
+    /// The runtime that owns it (the one that started it).
+    pub runtime: String,
+    /// The trust domain of its latest event, if that event names one.
+    pub domain: Option<String>,
+    /// `open`, `closed` (its latest event is `workload.end`) or `halted`
+    /// (halted takes precedence over closed).
+    pub state: WorkloadState,
+    /// Its latest event.
+    pub head: WorkloadHeadInfo,
+    /// The log index of the halt that stops it (the lowest, when several
+    /// do), or null.
+    pub halted_by: Option<u64>,
+    /// The workloads it derives from directly (one of its events names a
+    /// parent event in them), sorted.
+    pub derives_from: Vec<String>,
+}
+
+/// A workload's state.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadState {
+    /// It may take its next event.
+    Open,
+    /// Its latest event is `workload.end`: it takes no more events.
+    Closed,
+    /// A halt stops it and every workload deriving from it.
+    Halted,
+}
+
+/// A workload's latest event.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadHeadInfo {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its event ID.
+    #[schemars(regex(pattern = HEX_ID_PATTERN))]
+    pub event_id: String,
+    /// Its leaf index.
+    pub index: u64,
+}
+
+/// A page of governance entries (`GET /v1/governance`).
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
+pub struct GovernanceFeed {
+    /// Governance entries after the requested index, in log order.
+    pub entries: Vec<GovernanceEntry>,
+    /// The latest signed checkpoint (C2SP signed note text); every entry
+    /// listed is in its tree.
+    pub checkpoint: String,
+    /// The tree size of `checkpoint`.
+    pub size: u64,
+    /// The `after` to ask for next: the index of the last entry listed, or
+    /// the requested `after` when none was.
+    pub next_after: Option<u64>,
+}
+
+/// One governance entry of the feed.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
+pub struct GovernanceEntry {
+    /// Its leaf index.
+    pub index: u64,
+    /// Its event ID (BLAKE3 of the payload).
+    #[schemars(regex(pattern = HEX_ID_PATTERN))]
+    pub event_id: String,
+    /// When the log integrated it (RFC 3339, UTC, milliseconds).
+    pub integrated_at: String,
+    /// The authority key that signed it.
+    #[schemars(regex(pattern = HEX_ID_PATTERN))]
+    pub key_id: String,
+    /// The statement, as signed.
+    pub statement: GovernancePayload,
 }
 
 /// Every published JSON Schema, as (file stem, schema). The file is
@@ -466,6 +703,8 @@ pub fn all_schemas() -> Vec<(&'static str, Value)> {
         ("entry-response", schema::<EntryResponse>()),
         ("workload-events", schema::<WorkloadEvents>()),
         ("runtime-info", schema::<RuntimeInfo>()),
+        ("workload-info", schema::<WorkloadInfo>()),
+        ("governance-feed", schema::<GovernanceFeed>()),
     ]
 }
 

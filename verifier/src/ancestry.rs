@@ -176,10 +176,7 @@ impl AncestryReport {
                 e.runtime,
                 e.at.format(&Rfc3339).unwrap_or_default()
             ),
-            Some(Decoded::Governance(g)) => format!(
-                "governance {:?} of key {} for {}",
-                g.action, g.key_id, g.runtime
-            ),
+            Some(Decoded::Governance(g)) => format!("governance: {}", g.summary()),
             None => "?".into(),
         };
         let index = n.index.map_or("-".into(), |i| i.to_string());

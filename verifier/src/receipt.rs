@@ -20,7 +20,9 @@
 use ed25519_dalek::VerifyingKey;
 use lineage_ledger::checkpoint::{Checkpoint, verify_checkpoint};
 use lineage_ledger::entry::{EntryType, LogEntry};
-use lineage_ledger::event::{Event, GovernanceStatement, parse_event, parse_governance};
+use lineage_ledger::event::{
+    Event, GovernanceStatement, action_name, parse_event, parse_governance,
+};
 use lineage_ledger::keys::{EventId, KeyId, public_key_base64};
 use lineage_ledger::note::NoteVerifier;
 use lineage_ledger::tree::verify_inclusion;
@@ -220,14 +222,14 @@ pub fn decoded_json(d: &Decoded) -> Value {
             v["type"] = json!("event");
             v
         }
-        Decoded::Governance(g) => json!({
-            "type": "governance",
-            "action": g.action,
-            "runtime": g.runtime.as_str(),
-            "public_key": public_key_base64(&g.public_key),
-            "key_id": g.key_id.to_string(),
-            "at": g.at.format(&Rfc3339).ok(),
-        }),
+        Decoded::Governance(g) => {
+            let mut v = serde_json::to_value(g.to_wire()).unwrap_or_default();
+            v["type"] = json!("governance");
+            if let GovernanceStatement::Key(k) = g {
+                v["key_id"] = json!(k.key_id.to_string());
+            }
+            v
+        }
     }
 }
 
@@ -256,12 +258,32 @@ fn decoded_text(d: &Decoded, id: Option<&EventId>, ms: Option<u64>) -> String {
                 rows.push(("attrs", Value::Object(attrs.clone()).to_string()));
             }
         }
-        Decoded::Governance(g) => {
-            rows.push(("action", format!("{:?}", g.action).to_lowercase()));
-            rows.push(("runtime", g.runtime.to_string()));
-            rows.push(("public_key", public_key_base64(&g.public_key)));
-            rows.push(("key_id", g.key_id.to_string()));
-            rows.push(("at", g.at.format(&Rfc3339).unwrap_or_default()));
+        Decoded::Governance(GovernanceStatement::Key(k)) => {
+            rows.push(("action", action_name(k.action).to_owned()));
+            rows.push(("runtime", k.runtime.to_string()));
+            rows.push(("public_key", public_key_base64(&k.public_key)));
+            rows.push(("key_id", k.key_id.to_string()));
+            if let Some(t) = k.not_before {
+                rows.push(("not_before", t.format(&Rfc3339).unwrap_or_default()));
+            }
+            if let Some(t) = k.not_after {
+                rows.push(("not_after", t.format(&Rfc3339).unwrap_or_default()));
+            }
+            if let Some(scope) = &k.scope {
+                rows.push((
+                    "scope",
+                    serde_json::to_string(&scope.to_wire()).unwrap_or_default(),
+                ));
+            }
+            rows.push(("at", k.at.format(&Rfc3339).unwrap_or_default()));
+        }
+        Decoded::Governance(GovernanceStatement::Halt(h)) => {
+            rows.push(("action", action_name(h.action).to_owned()));
+            rows.push(("target", h.target.to_string()));
+            if let Some(reason) = &h.reason {
+                rows.push(("reason", reason.clone()));
+            }
+            rows.push(("at", h.at.format(&Rfc3339).unwrap_or_default()));
         }
     }
     if let Some(id) = id {

@@ -149,6 +149,12 @@ impl Replay {
             | Rejection::UnknownKey { .. }
             | Rejection::BadSignature { .. }
             | Rejection::RevokedKey { .. }
+            | Rejection::KeyNotYetValid { .. }
+            | Rejection::KeyExpired { .. }
+            | Rejection::OutOfScope { .. }
+            | Rejection::WorkloadClosed { .. }
+            | Rejection::Halted { .. }
+            | Rejection::GovernanceConflict { .. }
             | Rejection::InvalidPayload(_)
             | Rejection::RuntimeMismatch { .. }
             | Rejection::ClockSkew { .. }

@@ -10,12 +10,17 @@
 use ed25519_dalek::VerifyingKey;
 
 use super::error::StoreError;
-use crate::event::RuntimeId;
+use time::OffsetDateTime;
+
+use crate::event::{RuntimeId, Scope};
 use crate::keys::KeyId;
 use crate::rules::KeyRecord;
 
 /// Version of the on-disk format; a store of another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 added the governance column families and the validity window
+/// and scope of key records; a version-1 store is refused at open.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The identity of the log a store holds; fixed at initialisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,13 +171,33 @@ pub(crate) fn child_key(parent: &[u8; 32], child_index: u64) -> [u8; 40] {
     k
 }
 
-/// Encodes a key record: `pubkey 32 || granted u64 BE || revoked u64 BE (u64::MAX = none) || runtime`.
+/// A time as Unix nanoseconds, `i128::MIN` for none.
+fn time_bytes(t: Option<OffsetDateTime>) -> [u8; 16] {
+    t.map_or(i128::MIN, OffsetDateTime::unix_timestamp_nanos)
+        .to_be_bytes()
+}
+
+/// Encodes a key record: `pubkey 32 || granted u64 BE || revoked u64 BE
+/// (u64::MAX = none) || not_before i128 BE || not_after i128 BE (Unix ns,
+/// i128::MIN = none) || runtime length u8 || runtime || scope` (the scope as
+/// its wire JSON, empty for none).
 pub(crate) fn key_record_bytes(k: &KeyRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + k.runtime.as_str().len());
+    let scope = k
+        .scope
+        .as_ref()
+        .and_then(|s| serde_json::to_vec(&s.to_wire()).ok())
+        .unwrap_or_default();
+    let runtime = k.runtime.as_str().as_bytes();
+    let mut out = Vec::with_capacity(81 + runtime.len() + scope.len());
     out.extend_from_slice(k.public_key.as_bytes());
     out.extend_from_slice(&k.granted_index.to_be_bytes());
     out.extend_from_slice(&k.revoked_index.unwrap_or(u64::MAX).to_be_bytes());
-    out.extend_from_slice(k.runtime.as_str().as_bytes());
+    out.extend_from_slice(&time_bytes(k.not_before));
+    out.extend_from_slice(&time_bytes(k.not_after));
+    // A runtime ID is at most 128 ASCII characters.
+    out.push(u8::try_from(runtime.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(runtime);
+    out.extend_from_slice(&scope);
     out
 }
 
@@ -189,13 +214,39 @@ pub(crate) fn key_record_from_bytes(b: &[u8]) -> Result<KeyRecord, StoreError> {
     let public_key = VerifyingKey::from_bytes(&pk).map_err(|_| corrupt())?;
     let granted_index = b.get(32..40).and_then(u64_be).ok_or_else(corrupt)?;
     let revoked = b.get(40..48).and_then(u64_be).ok_or_else(corrupt)?;
-    let runtime = std::str::from_utf8(b.get(48..).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    let time = |range: std::ops::Range<usize>| -> Result<Option<OffsetDateTime>, StoreError> {
+        let raw: [u8; 16] = b
+            .get(range)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(corrupt)?;
+        match i128::from_be_bytes(raw) {
+            i128::MIN => Ok(None),
+            ns => OffsetDateTime::from_unix_timestamp_nanos(ns)
+                .map(Some)
+                .map_err(|_| corrupt()),
+        }
+    };
+    let not_before = time(48..64)?;
+    let not_after = time(64..80)?;
+    let len = usize::from(*b.get(80).ok_or_else(corrupt)?);
+    let runtime = b.get(81..81 + len).ok_or_else(corrupt)?;
+    let runtime = std::str::from_utf8(runtime).map_err(|_| corrupt())?;
+    let scope = match b.get(81 + len..).ok_or_else(corrupt)? {
+        [] => None,
+        json => {
+            let wire = serde_json::from_slice(json).map_err(|_| corrupt())?;
+            Some(Scope::from_wire(&wire).map_err(|_| corrupt())?)
+        }
+    };
     Ok(KeyRecord {
         key_id: KeyId::from_public_key(&public_key),
         public_key,
         runtime: RuntimeId::new(runtime).map_err(|_| corrupt())?,
         granted_index,
         revoked_index: (revoked != u64::MAX).then_some(revoked),
+        not_before,
+        not_after,
+        scope,
     })
 }
 
@@ -238,28 +289,49 @@ mod tests {
         assert!(StoredCheckpoint::from_value(7, &[1, 2]).is_err());
     }
 
-    #[test]
-    fn key_record_round_trip() {
+    fn record(revoked_index: Option<u64>) -> KeyRecord {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
-        for revoked_index in [None, Some(9)] {
-            let k = KeyRecord {
-                key_id: KeyId::from_public_key(&key),
-                public_key: key,
-                runtime: RuntimeId::new("agent/a").expect("runtime"),
-                granted_index: 3,
-                revoked_index,
-            };
-            assert_eq!(key_record_from_bytes(&key_record_bytes(&k)).ok(), Some(k));
-        }
-        assert!(key_record_from_bytes(&[1, 2, 3]).is_err());
-        let mut bad = key_record_bytes(&KeyRecord {
+        KeyRecord {
             key_id: KeyId::from_public_key(&key),
             public_key: key,
             runtime: RuntimeId::new("agent/a").expect("runtime"),
             granted_index: 3,
-            revoked_index: None,
-        });
+            revoked_index,
+            not_before: None,
+            not_after: None,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn key_record_round_trip() {
+        let scope = Scope::from_wire(&lineage_schemas::GrantScope {
+            kinds: Some(vec!["tool.*".into(), "workload.end".into()]),
+            workloads: None,
+            domains: Some(vec!["eu.prod".into()]),
+        })
+        .expect("scope");
+        for revoked_index in [None, Some(9)] {
+            let plain = record(revoked_index);
+            let limited = KeyRecord {
+                not_before: Some(time::macros::datetime!(2026-01-01 00:00:00.000000001 UTC)),
+                not_after: Some(time::macros::datetime!(2027-01-01 00:00:00 UTC)),
+                scope: Some(scope.clone()),
+                ..plain.clone()
+            };
+            for k in [plain, limited] {
+                assert_eq!(key_record_from_bytes(&key_record_bytes(&k)).ok(), Some(k));
+            }
+        }
+        assert!(key_record_from_bytes(&[1, 2, 3]).is_err());
+        let mut bad = key_record_bytes(&record(None));
         bad.push(b' ');
+        assert!(
+            key_record_from_bytes(&bad).is_err(),
+            "a scope that is not JSON is refused"
+        );
+        let mut bad = key_record_bytes(&record(None));
+        bad[81] = b' ';
         assert!(
             key_record_from_bytes(&bad).is_err(),
             "runtime charset is checked"

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::codec::{child_key, workload_key, workload_prefix};
-use super::{CommitBatch, Fault, Store, StoreError, StoreMeta, StoredCheckpoint};
+use super::{CommitBatch, Fault, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow};
 use crate::keys::{EventId, KeyId};
 use crate::rules::KeyRecord;
 
@@ -20,6 +20,7 @@ struct State {
     keys: BTreeMap<KeyId, KeyRecord>,
     runtimes: BTreeMap<String, u64>,
     checkpoints: BTreeMap<u64, StoredCheckpoint>,
+    governance: BTreeMap<Vec<u8>, Vec<u8>>,
     faults: Vec<Fault>,
 }
 
@@ -77,6 +78,12 @@ fn apply(s: &mut State, b: &CommitBatch) {
     }
     for (r, n) in &b.runtime_counts {
         s.runtimes.insert(r.clone(), *n);
+    }
+    for (key, value) in &b.governance {
+        match value {
+            Some(v) => s.governance.insert(key.clone(), v.clone()),
+            None => s.governance.remove(key),
+        };
     }
     s.checkpoints
         .insert(b.checkpoint.size, b.checkpoint.clone());
@@ -190,6 +197,22 @@ impl Store for MemStore {
 
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         Ok(self.lock().keys.values().cloned().collect())
+    }
+
+    fn governance_scan(
+        &self,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StoredRow>, StoreError> {
+        Ok(self
+            .lock()
+            .governance
+            .range(start.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn runtime_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -16,16 +16,19 @@
 
 mod codec;
 mod error;
+mod lineage;
 mod mem;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 
 pub use codec::{FORMAT_VERSION, StoreMeta, StoredCheckpoint};
 pub use error::{Fault, StoreError};
+pub use lineage::{GovernanceRow, StoredRow, governance_rows};
 pub use mem::MemStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
+use crate::event::Target;
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
 use crate::tree::{TileSource, TileWrite};
@@ -49,6 +52,9 @@ pub struct CommitBatch {
     pub keys: Vec<KeyRecord>,
     /// New event counts of the runtimes this batch touched.
     pub runtime_counts: Vec<(String, u64)>,
+    /// Governance rows ([`governance_rows`]): derivations, started
+    /// workloads, halt marks, active halts, governance entry indices.
+    pub governance: Vec<GovernanceRow>,
     /// The checkpoint signed for the new tree size; it becomes the head.
     pub checkpoint: StoredCheckpoint,
 }
@@ -152,12 +158,110 @@ pub trait Store: Send + Sync + 'static {
     /// Storage failures.
     fn runtime_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// Up to `limit` governance rows (see [`governance_rows`]) from `start`
+    /// on while their keys start with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn governance_scan(
+        &self,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StoredRow>, StoreError>;
+
     /// Applies a batch atomically and durably (see the module docs).
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when `first_index` is not the current size;
     /// storage failures, after which the batch may or may not be applied.
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
+}
+
+/// The second IDs of every pair row under `prefix`.
+fn pair_rows<S: Store + ?Sized>(store: &S, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
+    store
+        .governance_scan(prefix, prefix, usize::MAX)?
+        .iter()
+        .map(|(k, _)| lineage::pair_second(k, prefix.len()))
+        .collect()
+}
+
+/// Typed reads of the governance rows, for every store.
+pub trait GovernanceReads {
+    /// The workloads deriving directly from `workload`, sorted.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn derived_workloads(&self, workload: &str) -> Result<Vec<String>, StoreError>;
+    /// The workloads `workload` derives from directly, sorted.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn derives_from(&self, workload: &str) -> Result<Vec<String>, StoreError>;
+    /// The workloads `runtime` started, sorted.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn runtime_workloads(&self, runtime: &str) -> Result<Vec<String>, StoreError>;
+    /// Every halted workload with its active halts.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn halt_marks(&self) -> Result<Vec<(String, Vec<u64>)>, StoreError>;
+    /// Every active halt: its target and index.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn active_halts(&self) -> Result<Vec<(Target, u64)>, StoreError>;
+    /// Up to `limit` indices of governance entries after `after` (from the
+    /// first with `None`), ascending.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn governance_indices(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>, StoreError>;
+}
+
+impl<S: Store + ?Sized> GovernanceReads for S {
+    fn derived_workloads(&self, workload: &str) -> Result<Vec<String>, StoreError> {
+        pair_rows(self, &lineage::derived_prefix(workload))
+    }
+
+    fn derives_from(&self, workload: &str) -> Result<Vec<String>, StoreError> {
+        pair_rows(self, &lineage::derives_from_prefix(workload))
+    }
+
+    fn runtime_workloads(&self, runtime: &str) -> Result<Vec<String>, StoreError> {
+        pair_rows(self, &lineage::started_prefix(runtime))
+    }
+
+    fn halt_marks(&self) -> Result<Vec<(String, Vec<u64>)>, StoreError> {
+        let p = lineage::MARKS_PREFIX;
+        self.governance_scan(p, p, usize::MAX)?
+            .iter()
+            .map(|(k, v)| lineage::decode_marks(k, v))
+            .collect()
+    }
+
+    fn active_halts(&self) -> Result<Vec<(Target, u64)>, StoreError> {
+        let p = lineage::HALTS_PREFIX;
+        self.governance_scan(p, p, usize::MAX)?
+            .iter()
+            .map(|(k, v)| lineage::decode_halt(k, v))
+            .collect()
+    }
+
+    fn governance_indices(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let start = match after {
+            None => lineage::STATEMENTS_PREFIX.to_vec(),
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(i) => lineage::statement_key(i + 1),
+        };
+        self.governance_scan(&start, lineage::STATEMENTS_PREFIX, limit)?
+            .iter()
+            .map(|(k, _)| lineage::decode_statement(k))
+            .collect()
+    }
 }
 
 /// Any store is a tile source for the tree math.

@@ -12,6 +12,7 @@
 //! | `keys` | key ID (32) | key record |
 //! | `runtimes` | runtime ID | event count u64 BE |
 //! | `checkpoints` | tree size u64 BE | time u64 BE, signed note |
+//! | `governance` | see [`governance_rows`](super::governance_rows) | |
 
 use std::path::Path;
 
@@ -25,7 +26,7 @@ use super::codec::{
     child_key, key_record_bytes, key_record_from_bytes, tile_key, u64_be, workload_key,
     workload_prefix,
 };
-use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint};
+use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow};
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
 
@@ -38,7 +39,8 @@ const CF_CHILDREN: &str = "children";
 const CF_KEYS: &str = "keys";
 const CF_RUNTIMES: &str = "runtimes";
 const CF_CHECKPOINTS: &str = "checkpoints";
-const ALL_CFS: [&str; 9] = [
+const CF_GOVERNANCE: &str = "governance";
+const ALL_CFS: [&str; 10] = [
     CF_META,
     CF_ENTRIES,
     CF_TILES,
@@ -48,6 +50,7 @@ const ALL_CFS: [&str; 9] = [
     CF_KEYS,
     CF_RUNTIMES,
     CF_CHECKPOINTS,
+    CF_GOVERNANCE,
 ];
 const META_FORMAT: &[u8] = b"format";
 
@@ -420,6 +423,19 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn governance_scan(
+        &self,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<StoredRow>, StoreError> {
+        Ok(self
+            .scan(CF_GOVERNANCE, start, prefix, limit)?
+            .into_iter()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect())
+    }
+
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let size = self.size()?;
@@ -457,6 +473,13 @@ impl Store for RocksStore {
         let runtimes = self.cf(CF_RUNTIMES)?;
         for (r, n) in &batch.runtime_counts {
             b.put_cf(runtimes, r.as_bytes(), n.to_be_bytes());
+        }
+        let governance = self.cf(CF_GOVERNANCE)?;
+        for (key, value) in &batch.governance {
+            match value {
+                Some(v) => b.put_cf(governance, key, v),
+                None => b.delete_cf(governance, key),
+            }
         }
         b.put_cf(
             self.cf(CF_CHECKPOINTS)?,

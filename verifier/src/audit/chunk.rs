@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ed25519_dalek::{Signature, VerifyingKey};
 use lineage_ledger::dsse::SignedEnvelope;
 use lineage_ledger::entry::{EntryError, EntryType, LogEntry};
-use lineage_ledger::event::parse_governance;
+use lineage_ledger::event::{GovernanceStatement, parse_governance};
 use lineage_ledger::keys::KeyId;
 use lineage_ledger::rules::Candidate;
 use lineage_ledger::tile::{TileKind, TilePath, decode_bundle};
@@ -61,7 +61,8 @@ pub(super) fn prepare_chunk(
     for entry in bundles.iter().flat_map(|b| &b.entries) {
         if let Prepared::Decoded { candidate, .. } = entry
             && candidate.envelope().payload_type == EntryType::Governance.payload_type()
-            && let Ok(statement) = parse_governance(&candidate.envelope().payload)
+            && let Ok(GovernanceStatement::Key(statement)) =
+                parse_governance(&candidate.envelope().payload)
         {
             directory.insert(statement.key_id, statement.public_key);
         }
