@@ -7,7 +7,7 @@
 //! auditor's replay (`lineage-verify`'s `Replay`, fed the same envelopes in
 //! the same order at the same integration millisecond) reaches the very
 //! same verdict on every envelope: admitted, or refused with an equal
-//! [`Rejection`] (code, halt index, field and all). Then the full log the
+//! `Rejection` (code, halt index, field and all). Then the full log the
 //! ledger wrote replays clean. A restart reloads the ledger's governance
 //! state from the store, so the store-backed view is checked against the
 //! in-memory replay.
@@ -19,7 +19,7 @@ use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
 use lineage_ledger::entry::LogEntry;
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::note::NoteSigner;
-use lineage_ledger::rules::{Authorities, Candidate, Rejection, integration_ms};
+use lineage_ledger::rules::{Authorities, Candidate, integration_ms};
 use lineage_ledger::store::{MemStore, Store};
 use lineage_log::{Clock, LogConfig, LogService, Outcome};
 use lineage_verify::Violation;
