@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo bench --bench load -- [--events N] [--connections C] [--batch B]
 //!     [--prefill N] [--proofs M] [--restart] [--data-dir DIR]
-//!     [--serve-arg ARG]... [--settle SECS] [--json PATH]
+//!     [--serve-arg ARG]... [--settle SECS] [--halt] [--json PATH]
 //! ```
 //!
 //! In one run it:
@@ -22,9 +22,15 @@
 //!    HTTP with C connections, in single-event requests (`--batch 1`) or
 //!    arrays of B envelopes;
 //! 5. optionally asks for M inclusion proofs of random entries (`--proofs M`);
-//! 6. reads the server's memory and the data directory's size, and with
+//! 6. with `--halt`, halts the first workload of the timed run's first
+//!    connection (every later workload of that connection derives from it:
+//!    each names the previous one's start as a parent, so with `--chain 1`
+//!    and one connection a run of N events is a lineage of N workloads),
+//!    times the halt's commit and the resume's, and checks that the newest
+//!    workload of that lineage is reported halted in between;
+//! 7. reads the server's memory and the data directory's size, and with
 //!    `--restart` stops the server and times a restart until `/readyz`;
-//! 7. prints one table and writes the same as JSON.
+//! 8. prints one table and writes the same as JSON.
 //!
 //! No timed assertion anywhere: this is a measurement, not a test.
 
@@ -49,6 +55,7 @@ struct Args {
     prefill: usize,
     proofs: usize,
     restart: bool,
+    halt: bool,
     settle: u64,
     default_yardstick: bool,
     data_dir: Option<PathBuf>,
@@ -68,6 +75,7 @@ fn parse_args() -> Args {
         prefill: 0,
         proofs: 0,
         restart: false,
+        halt: false,
         settle: 0,
         default_yardstick: true,
         data_dir: None,
@@ -88,6 +96,7 @@ fn parse_args() -> Args {
             "--prefill" => a.prefill = value().parse().expect("--prefill"),
             "--proofs" => a.proofs = value().parse().expect("--proofs"),
             "--restart" => a.restart = true,
+            "--halt" => a.halt = true,
             "--settle" => a.settle = value().parse().expect("--settle"),
             "--no-default-yardstick" => a.default_yardstick = false,
             "--data-dir" => a.data_dir = Some(PathBuf::from(value())),
@@ -540,6 +549,49 @@ async fn tree_size(client: &reqwest::Client, base: &str) -> u64 {
         .expect("checkpoint size line")
 }
 
+/// Posts a halt or resume of `workload`; the milliseconds until its receipt.
+async fn govern(
+    client: &reqwest::Client,
+    url: &str,
+    authority: &SigningKey,
+    action: &str,
+    workload: &str,
+) -> f64 {
+    let p = json!({"action": action, "target": {"workload": workload},
+        "reason": "load generator", "at": time::OffsetDateTime::now_utc().format(&Rfc3339).expect("time")});
+    let env = SignedEnvelope::sign(
+        PayloadType::Governance,
+        serde_json::to_vec(&p).expect("json"),
+        authority,
+    );
+    let body = serde_json::to_vec(&env.to_wire()).expect("json");
+    let start = Instant::now();
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect(action);
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{action}: {status} {text}");
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The `state` of a workload (`GET /v1/workloads/{w}`).
+async fn workload_state(client: &reqwest::Client, base: &str, workload: &str) -> String {
+    let v: Value = client
+        .get(format!("{base}/v1/workloads/{workload}"))
+        .send()
+        .await
+        .expect("workload")
+        .json()
+        .await
+        .expect("workload json");
+    v["state"].as_str().unwrap_or_default().to_owned()
+}
+
 async fn grant_keys(
     client: &reqwest::Client,
     url: &str,
@@ -737,6 +789,23 @@ fn main() {
         });
     }
 
+    if a.halt && a.events > 0 {
+        let lineage = a.events.div_ceil(a.connections).div_ceil(a.chain);
+        let root = format!("{run}-c0-w0");
+        let newest = format!("{run}-c0-w{}", lineage - 1);
+        let halt_ms = rt.block_on(govern(&client, &url, &authority, "halt", &root));
+        let halted = rt.block_on(workload_state(&client, &server.url, &newest));
+        let resume_ms = rt.block_on(govern(&client, &url, &authority, "resume", &root));
+        let resumed = rt.block_on(workload_state(&client, &server.url, &newest));
+        assert_eq!(
+            (halted.as_str(), resumed.as_str()),
+            ("halted", "closed"),
+            "the newest workload of the lineage of {root}"
+        );
+        report["halt"] = json!({"workloads": lineage, "halt_ms": halt_ms,
+            "resume_ms": resume_ms});
+    }
+
     let size = rt.block_on(tree_size(&client, &server.url));
     report["tree_size"] = json!(size);
     if a.proofs > 0 && size > 0 {
@@ -879,6 +948,14 @@ fn print_table(r: &Value) {
         );
     }
     println!("| tree size | {} |", r["tree_size"]);
+    if let Some(h) = r.get("halt") {
+        println!(
+            "| halt / resume of a lineage of {} workloads, until the receipt (ms) | {:.1} / {:.1} |",
+            h["workloads"],
+            f(&h["halt_ms"]),
+            f(&h["resume_ms"])
+        );
+    }
     if let Some(p) = r.get("proofs") {
         let l = &p["latency_ms"];
         println!(

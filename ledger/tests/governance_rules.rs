@@ -418,3 +418,42 @@ fn halt_payloads_are_checked() {
     log.grant("rt", &key(1), json!({}));
     assert_eq!(log.code(&c), Err("invalid_payload"), "domain charset");
 }
+
+/// The table of `docs/governance.md`, row by row.
+#[test]
+fn the_worked_example_of_the_spec() {
+    let mut log = Log::new();
+    let (planner, coder) = (key(1), key(2));
+    assert_eq!(log.grant("planner", &planner, json!({})), 0);
+    assert_eq!(log.grant("coder", &coder, json!({})), 1);
+    let parent = |c: &Candidate| {
+        let id = c.event_id().to_string();
+        move |v: &mut Value| v["parents"] = json!([id])
+    };
+    let run1 = event(&planner, "planner", "run-1", 0, None, plain);
+    assert_eq!(log.code(&run1), Ok(2));
+    let build7 = event(&coder, "coder", "build-7", 0, None, parent(&run1));
+    assert_eq!(log.code(&build7), Ok(3));
+    let test3 = event(&planner, "planner", "test-3", 0, None, parent(&build7));
+    assert_eq!(log.code(&test3), Ok(4));
+    let other = event(&coder, "coder", "other", 0, None, plain);
+    assert_eq!(log.code(&other), Ok(5));
+    assert_eq!(log.halt("halt", json!({"workload": "run-1"})), Ok(6));
+    let halted = |log: &mut Log, c: &Candidate| match log.submit(c) {
+        Err(Rejection::Halted { halt_index, .. }) => halt_index,
+        other => panic!("expected halted, got {other:?}"),
+    };
+    assert_eq!(halted(&mut log, &next(2, "coder", "build-7", &build7)), 6);
+    assert_eq!(halted(&mut log, &next(1, "planner", "test-3", &test3)), 6);
+    let fix2 = event(&coder, "coder", "fix-2", 0, None, parent(&test3));
+    assert_eq!(halted(&mut log, &fix2), 6);
+    assert_eq!(log.code(&next(2, "coder", "other", &other)), Ok(7));
+    assert_eq!(log.halt("halt", json!({"workload": "test-3"})), Ok(8));
+    assert_eq!(
+        log.halt("halt", json!({"workload": "run-1"})),
+        Err("governance_conflict")
+    );
+    assert_eq!(log.halt("resume", json!({"workload": "run-1"})), Ok(9));
+    assert_eq!(log.code(&next(2, "coder", "build-7", &build7)), Ok(10));
+    assert_eq!(halted(&mut log, &next(1, "planner", "test-3", &test3)), 8);
+}
