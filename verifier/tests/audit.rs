@@ -352,6 +352,62 @@ fn planted_rule_violations_are_each_reported_at_their_index() {
     assert_eq!(json["violations"][2]["index"], orphan);
 }
 
+/// A ledger that kept admitting after governance said no: every entry it
+/// should have refused is reported at its index, with the governance code,
+/// and the entries the rules admit (after the resume) are not.
+#[test]
+fn governance_violations_are_each_reported_at_their_index() {
+    let mut fx = Fixture::new();
+    let s = scenario(&mut fx);
+    let [_, b, a2] = s.keys.clone();
+    // "build" (agent/a) derives from "fetch" (agent/b): halting fetch stops both.
+    let halt = fx.statement(serde_json::json!({"action": "halt",
+        "target": {"workload": "fetch"}, "reason": "audit test"}));
+    let (halted_build, _) = fx.event(Ev::new(&a2, "agent/a", "build", 4).prev(s.build_head));
+    let late_parents = [s.fetch[0]];
+    let (halted_late, _) =
+        fx.event(Ev::new(&b, "agent/b", "spawned-late", 0).parents(&late_parents));
+    let conflict = fx.statement(serde_json::json!({"action": "halt",
+        "target": {"workload": "fetch"}}));
+    fx.statement(serde_json::json!({"action": "resume", "target": {"workload": "fetch"}}));
+    // After the resume the same position is free and admitted.
+    let (_, b4) = fx.event(
+        Ev::new(&a2, "agent/a", "build", 4)
+            .prev(s.build_head)
+            .kind("workload.end"),
+    );
+    let (closed, _) = fx.event(Ev::new(&a2, "agent/a", "build", 5).prev(b4));
+    // A key whose grant expires three entries later.
+    let short = key(9);
+    let not_after = fx.time_after(3);
+    fx.statement(serde_json::json!({"action": "grant", "runtime": "agent/c",
+        "public_key": public(&short), "not_after": not_after, "scope": {"kinds": ["tool.*"]}}));
+    let (out_of_scope, _) = fx.event(Ev::new(&short, "agent/c", "c-1", 0).kind("llm.call"));
+    fx.event(Ev::new(&short, "agent/c", "c-1", 0).kind("tool.call"));
+    let (expired, _) = fx.event(Ev::new(&short, "agent/c", "c-2", 0).kind("tool.call"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    fx.write(dir.path());
+    let r = run(dir.path(), &options(&fx));
+    assert_eq!(
+        found(&r),
+        vec![
+            ("halted", Some(halted_build)),
+            ("halted", Some(halted_late)),
+            ("governance_conflict", Some(conflict)),
+            ("workload_closed", Some(closed)),
+            ("out_of_scope", Some(out_of_scope)),
+            ("key_expired", Some(expired)),
+        ],
+        "{}",
+        r.to_text()
+    );
+    let text = r.to_text();
+    assert!(
+        text.contains(&format!("halted by the halt at index {halt}")),
+        "{text}"
+    );
+}
+
 #[test]
 fn more_rules_replayed() {
     let mut fx = Fixture::new();

@@ -116,6 +116,28 @@ impl Fixture {
         self.push(&env)
     }
 
+    /// A governance statement signed by the authority: `payload` with its
+    /// `at` set to the entry's time.
+    pub fn statement(&mut self, mut payload: Value) -> u64 {
+        let (_, at) = self.now();
+        payload["at"] = json!(at);
+        let env = SignedEnvelope::sign(
+            PayloadType::Governance,
+            serde_json::to_vec(&payload).expect("json"),
+            &self.authority,
+        );
+        self.push(&env)
+    }
+
+    /// The integration time `secs` seconds after the next entry's, as RFC 3339.
+    pub fn time_after(&self, secs: i64) -> String {
+        let (ms, _) = self.now();
+        OffsetDateTime::from_unix_timestamp(ms as i64 / 1000 + secs)
+            .expect("time")
+            .format(&Rfc3339)
+            .expect("format")
+    }
+
     pub fn grant(&mut self, runtime: &str, k: &SigningKey) -> u64 {
         let authority = self.authority.clone();
         self.governance_by(&authority, "grant", runtime, k)
