@@ -193,14 +193,13 @@ pub struct Governance {
 /// # Errors
 /// A message naming the flag, e.g. `--not-after must be after --not-before`.
 pub fn grant(a: GrantArgs) -> Result<Governance, String> {
-    let scope = (a.scope_kinds.is_some()
-        || a.scope_workloads.is_some()
-        || a.scope_domains.is_some())
-    .then(|| GrantScope {
+    let scope = GrantScope {
         kinds: a.scope_kinds,
         workloads: a.scope_workloads,
         domains: a.scope_domains,
-    });
+    };
+    let given = scope.kinds.is_some() || scope.workloads.is_some() || scope.domains.is_some();
+    let scope = given.then_some(scope);
     let payload = GovernancePayload {
         not_before: a.not_before,
         not_after: a.not_after,
