@@ -1,5 +1,10 @@
-//! The client commands: `grant`, `revoke`, `submit`. They sign with the same
-//! ledger code a runtime would use and talk only to the public HTTP API.
+//! The client commands: `grant`, `revoke`, `halt`, `resume`, `submit`. They
+//! sign with the same ledger code a runtime would use and talk only to the
+//! public HTTP API.
+//!
+//! Governance flags are checked with the ledger's own parsers before anything
+//! is signed or sent: a malformed value is a usage error (exit code 2, from
+//! clap) and no request is made.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -7,30 +12,140 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use lineage::keyfile::read_key_file;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
+use lineage_ledger::event::{
+    FieldReason, GovernanceStatement, MAX_REASON_CHARS, Pattern, PayloadError, RuntimeId,
+    WorkloadId, parse_timestamp,
+};
 use lineage_ledger::keys::parse_public_key;
-use lineage_schemas::{GovernanceAction, GovernancePayload};
+use lineage_schemas::{GovernanceAction, GovernancePayload, GrantScope, HaltTarget};
 use time::format_description::well_known::Rfc3339;
 
 /// The ledger `serve` runs by default (`config::DEFAULT_LISTEN`; a test pins it).
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
 
-/// Flags of `grant` and `revoke`.
+/// Flags of `grant`.
 #[derive(clap::Args, Debug)]
-pub struct GovernanceArgs {
-    /// The authority's key file.
-    #[arg(long)]
-    authority_key: PathBuf,
-    /// The runtime the key speaks for.
-    #[arg(long)]
-    runtime: String,
-    /// The runtime's public key, standard base64.
-    #[arg(long)]
-    public_key: String,
+pub struct GrantArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Events integrated before this time are refused `key_not_yet_valid`
+    /// (RFC 3339 in UTC, e.g. 2030-01-01T00:00:00Z). Default: valid at once.
+    #[arg(long, value_name = "RFC3339", value_parser = timestamp)]
+    not_before: Option<String>,
+    /// Events integrated at or after this time are refused `key_expired`
+    /// (RFC 3339 in UTC, after --not-before). Default: no end. A time in the
+    /// past is accepted: the grant is logged and the key signs nothing.
+    #[arg(long, value_name = "RFC3339", value_parser = timestamp)]
+    not_after: Option<String>,
+    /// Event kinds the key may sign, comma-separated patterns: an exact kind,
+    /// or a prefix ending in `*` (`tool.*,workload.*`). Other kinds are
+    /// refused `out_of_scope`. Default: every kind.
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',', value_parser = pattern)]
+    scope_kinds: Option<Vec<String>>,
+    /// Workloads the key may sign events of, comma-separated patterns
+    /// (`run-*,nightly`). Default: every workload.
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',', value_parser = pattern)]
+    scope_workloads: Option<Vec<String>>,
+    /// Trust domains the key may sign events in, comma-separated patterns
+    /// (`corp.*`); an event that states no `domain` is then refused.
+    /// Default: any domain, or none.
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',', value_parser = pattern)]
+    scope_domains: Option<Vec<String>>,
     #[command(flatten)]
     server: ServerArgs,
 }
 
-/// How to reach the ledger (shared by `grant`, `revoke` and `submit`).
+/// Flags of `revoke`.
+#[derive(clap::Args, Debug)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The key a `grant` or `revoke` names.
+#[derive(clap::Args, Debug)]
+struct KeyArgs {
+    /// The authority's key file (the signer of the statement).
+    #[arg(long, value_name = "FILE")]
+    authority_key: PathBuf,
+    /// The runtime the key speaks for.
+    #[arg(long, value_parser = runtime_id)]
+    runtime: String,
+    /// The runtime's public key, standard base64 (as `lineage keygen` prints it).
+    #[arg(long, value_parser = public_key)]
+    public_key: String,
+}
+
+/// Flags of `halt` and `resume`: exactly one target.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["workload", "runtime"])))]
+pub struct HaltArgs {
+    /// The authority's key file (the signer of the statement).
+    #[arg(long, value_name = "FILE")]
+    authority_key: PathBuf,
+    /// A workload: it and every workload deriving from it (naming a parent
+    /// event in it, transitively).
+    #[arg(long, value_name = "WORKLOAD", value_parser = workload_id)]
+    workload: Option<String>,
+    /// A runtime: every workload it started, and every workload deriving
+    /// from those.
+    #[arg(long, value_name = "RUNTIME", value_parser = runtime_id)]
+    runtime: Option<String>,
+    /// Why, for the log and its readers (1-1024 characters).
+    #[arg(long, value_name = "TEXT", value_parser = reason)]
+    reason: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn timestamp(text: &str) -> Result<String, String> {
+    parse_timestamp(text).map_err(|r| match r {
+        FieldReason::NotUtc => format!("{r} (e.g. 2030-01-01T00:00:00Z)"),
+        _ => format!("{r}, such as 2030-01-01T00:00:00Z"),
+    })?;
+    Ok(text.to_owned())
+}
+
+fn pattern(text: &str) -> Result<String, String> {
+    Pattern::new(text).map_err(|r| {
+        format!(
+            "{r} (a pattern is an exact value or a prefix ending in `*`, from [A-Za-z0-9._:/@-])"
+        )
+    })?;
+    Ok(text.to_owned())
+}
+
+fn runtime_id(text: &str) -> Result<String, String> {
+    RuntimeId::new(text).map_err(|r| r.to_string())?;
+    Ok(text.to_owned())
+}
+
+fn workload_id(text: &str) -> Result<String, String> {
+    WorkloadId::new(text).map_err(|r| r.to_string())?;
+    Ok(text.to_owned())
+}
+
+fn public_key(text: &str) -> Result<String, String> {
+    parse_public_key(text).map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
+}
+
+fn reason(text: &str) -> Result<String, String> {
+    let len = text.chars().count();
+    if len == 0 || len > MAX_REASON_CHARS {
+        return Err(FieldReason::Length {
+            len,
+            min: 1,
+            max: MAX_REASON_CHARS,
+        }
+        .to_string());
+    }
+    Ok(text.to_owned())
+}
+
+/// How to reach the ledger (shared by every client command).
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
     /// Ledger base URL (`http://` or `https://`).
@@ -64,28 +179,140 @@ fn now_rfc3339() -> anyhow::Result<String> {
     Ok(time::OffsetDateTime::now_utc().format(&Rfc3339)?)
 }
 
-pub async fn governance(action: &str, a: GovernanceArgs) -> anyhow::Result<()> {
-    let key = read_key_file(&a.authority_key)
-        .with_context(|| format!("reading {}", a.authority_key.display()))?;
-    parse_public_key(&a.public_key).context("--public-key")?;
+/// A governance statement whose flags passed the ledger's own checks: only
+/// signing and sending are left.
+#[derive(Debug)]
+pub struct Governance {
+    authority_key: PathBuf,
+    payload: GovernancePayload,
+    server: ServerArgs,
+}
+
+/// The `grant` statement, or why its flags are refused.
+///
+/// # Errors
+/// A message naming the flag, e.g. `--not-after must be after --not-before`.
+pub fn grant(a: GrantArgs) -> Result<Governance, String> {
+    let scope = GrantScope {
+        kinds: a.scope_kinds,
+        workloads: a.scope_workloads,
+        domains: a.scope_domains,
+    };
+    let given = scope.kinds.is_some() || scope.workloads.is_some() || scope.domains.is_some();
+    let scope = given.then_some(scope);
     let payload = GovernancePayload {
-        action: if action == "grant" {
-            GovernanceAction::Grant
-        } else {
-            GovernanceAction::Revoke
-        },
-        runtime: Some(a.runtime),
-        public_key: Some(a.public_key),
+        not_before: a.not_before,
+        not_after: a.not_after,
+        scope,
+        ..key_payload(GovernanceAction::Grant, &a.key)?
+    };
+    let statement = check(&payload)?;
+    if let GovernanceStatement::Key(k) = &statement
+        && let Some(end) = k.not_after
+        && end <= k.at
+    {
+        eprintln!(
+            "note: --not-after is already past: the grant is logged, and every event signed by \
+             this key is refused key_expired"
+        );
+    }
+    Ok(Governance {
+        authority_key: a.key.authority_key,
+        payload,
+        server: a.server,
+    })
+}
+
+/// The `revoke` statement, or why its flags are refused.
+///
+/// # Errors
+/// A message naming the flag.
+pub fn revoke(a: RevokeArgs) -> Result<Governance, String> {
+    let payload = key_payload(GovernanceAction::Revoke, &a.key)?;
+    check(&payload)?;
+    Ok(Governance {
+        authority_key: a.key.authority_key,
+        payload,
+        server: a.server,
+    })
+}
+
+/// The `halt` or `resume` statement, or why its flags are refused.
+///
+/// # Errors
+/// A message naming the flag.
+pub fn halt(action: GovernanceAction, a: HaltArgs) -> Result<Governance, String> {
+    let target = match (a.workload, a.runtime) {
+        (Some(w), None) => HaltTarget::Workload(w),
+        (None, Some(r)) => HaltTarget::Runtime(r),
+        // clap's `target` group already requires exactly one.
+        _ => return Err("give exactly one of --workload or --runtime".into()),
+    };
+    let payload = GovernancePayload {
+        action,
+        runtime: None,
+        public_key: None,
+        not_before: None,
+        not_after: None,
+        scope: None,
+        target: Some(target),
+        reason: a.reason,
+        at: now_rfc3339().map_err(|e| e.to_string())?,
+    };
+    check(&payload)?;
+    Ok(Governance {
+        authority_key: a.authority_key,
+        payload,
+        server: a.server,
+    })
+}
+
+fn key_payload(action: GovernanceAction, k: &KeyArgs) -> Result<GovernancePayload, String> {
+    Ok(GovernancePayload {
+        action,
+        runtime: Some(k.runtime.clone()),
+        public_key: Some(k.public_key.clone()),
         not_before: None,
         not_after: None,
         scope: None,
         target: None,
         reason: None,
-        at: now_rfc3339()?,
-    };
-    let bytes = serde_json::to_vec(&payload)?;
+        at: now_rfc3339().map_err(|e| e.to_string())?,
+    })
+}
+
+/// Runs the ledger's own check of a governance payload, with its field
+/// named as the flag that set it.
+fn check(payload: &GovernancePayload) -> Result<GovernanceStatement, String> {
+    GovernanceStatement::try_from(payload).map_err(|e| match e {
+        PayloadError::Field {
+            reason: FieldReason::EmptyWindow,
+            ..
+        } => "--not-after must be after --not-before".to_owned(),
+        PayloadError::Field { field, reason } => {
+            let flag = match field.split(['[', '.']).collect::<Vec<_>>().as_slice() {
+                ["scope", set, ..] => format!("--scope-{set}"),
+                ["target", which, ..] => format!("--{which}"),
+                [name, ..] => format!("--{}", name.replace('_', "-")),
+                [] => field.clone(),
+            };
+            format!("{flag}: {reason}")
+        }
+        other => other.to_string(),
+    })
+}
+
+/// Signs a checked statement with the authority key and posts it.
+///
+/// # Errors
+/// An unreadable key file, a network failure, or the ledger's refusal
+/// (its problem is printed on stderr).
+pub async fn send(g: Governance) -> anyhow::Result<()> {
+    let key = read_key_file(&g.authority_key)
+        .with_context(|| format!("reading {}", g.authority_key.display()))?;
+    let bytes = serde_json::to_vec(&g.payload)?;
     let env = SignedEnvelope::sign(PayloadType::Governance, bytes, &key);
-    post(&a.server, &env).await
+    post(&g.server, &env).await
 }
 
 pub async fn submit(a: SubmitArgs) -> anyhow::Result<()> {

@@ -12,8 +12,17 @@
 //! authorizations (some denied), and finish; a few of its submissions are
 //! the faults a real fleet produces (a replay after a crash, a skipped
 //! sequence number, an event signed with a rotated-out key, a stale clock),
-//! which the ledger refuses. An initial burst, then steady traffic until the
-//! server stops.
+//! which the ledger refuses. Then continuous governance, in under three
+//! seconds: an authority halts a workload mid-run and the sub-workloads
+//! deriving from it are refused `halted` (one of them also halted in its own
+//! right, so it stays halted when the first halt is resumed); a contractor's
+//! key granted for two seconds and a scope signs inside both, is refused
+//! `out_of_scope` outside its scope and `key_expired` after its window, and
+//! is renewed. Every event states its trust `domain`, and every workload but
+//! the policy service's ends with `workload.end`. Each governance step is
+//! printed; an outcome other than the one described stops the simulator
+//! with a warning. An initial burst, then steady traffic until the server
+//! stops.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +33,7 @@ use ed25519_dalek::SigningKey;
 use lineage::keyfile::{generate_signing_key, read_key_file};
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
 use lineage_ledger::keys::{EventId, public_key_base64};
+use lineage_schemas::{GovernanceAction, GovernancePayload, GrantScope, HaltTarget};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
@@ -43,10 +53,15 @@ const RESEARCHER: &str = "agent/researcher";
 const SANDBOX: &str = "tools/sandbox";
 const POLICY: &str = "policy/gatekeeper";
 const PAYMENTS: &str = "partner/payments-gw";
+const CONTRACTOR: &str = "contractor/ci-runner";
 const CORP: &str = "corp.internal";
 const SANDBOX_DOMAIN: &str = "sandbox.exec";
 const POLICY_DOMAIN: &str = "corp.policy";
 const PARTNER: &str = "partner.example";
+const CONTRACTOR_DOMAIN: &str = "ci.contractor";
+/// How long the contractor's first key is valid: short, so that its expiry
+/// happens during the demo's start (which waits for it).
+const CONTRACTOR_WINDOW: time::Duration = time::Duration::seconds(2);
 
 /// Runs `lineage demo`.
 pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
@@ -139,17 +154,7 @@ impl Chain {
         }
     }
 
-    fn payload(
-        &self,
-        seq: u64,
-        kind: &str,
-        mut attrs: Value,
-        parents: &[&str],
-        at: &str,
-    ) -> Vec<u8> {
-        if let Value::Object(m) = &mut attrs {
-            m.insert("trust_domain".into(), self.domain.into());
-        }
+    fn payload(&self, seq: u64, kind: &str, attrs: Value, parents: &[&str], at: &str) -> Vec<u8> {
         let mut p = json!({
             "runtime": self.runtime,
             "workload": self.workload,
@@ -157,6 +162,7 @@ impl Chain {
             "kind": kind,
             "at": at,
             "attrs": attrs,
+            "domain": self.domain,
         });
         if seq > 0
             && let Some(h) = &self.head
@@ -183,6 +189,28 @@ impl Chain {
         self.seq += 1;
         self.head = Some(id.clone());
         Ok(id)
+    }
+
+    /// Signs and posts the next event, which the ledger must refuse with
+    /// `code`; the chain does not advance. Returns the problem.
+    async fn refused(
+        &self,
+        sim: &Sim,
+        kind: &str,
+        attrs: Value,
+        code: &str,
+    ) -> anyhow::Result<Value> {
+        let bytes = self.payload(self.seq, kind, attrs, &[], &now());
+        let env = SignedEnvelope::sign(PayloadType::Event, bytes, &sim.key(self.runtime)?);
+        let (status, body) = sim.post(&env).await?;
+        if body["code"] != code {
+            bail!(
+                "{} of {} was not refused {code}: {status} {body}",
+                kind,
+                self.workload
+            );
+        }
+        Ok(body)
     }
 }
 
@@ -235,16 +263,63 @@ impl Sim {
         authority: &SigningKey,
         runtime: &str,
         key: &SigningKey,
-        action: &str,
-    ) -> anyhow::Result<()> {
-        let p = json!({"action": action, "runtime": runtime,
-            "public_key": public_key_base64(&key.verifying_key()), "at": now()});
-        let env = SignedEnvelope::sign(PayloadType::Governance, serde_json::to_vec(&p)?, authority);
+        action: GovernanceAction,
+    ) -> anyhow::Result<u64> {
+        self.govern(authority, &key_statement(action, runtime, key))
+            .await
+    }
+
+    /// Signs a governance statement with the authority key and posts it;
+    /// the log index it got.
+    async fn govern(
+        &self,
+        authority: &SigningKey,
+        statement: &GovernancePayload,
+    ) -> anyhow::Result<u64> {
+        let env = SignedEnvelope::sign(
+            PayloadType::Governance,
+            serde_json::to_vec(statement)?,
+            authority,
+        );
         let (status, body) = self.post(&env).await?;
-        if status != 201 && status != 200 {
-            bail!("{action} of a key of {runtime} refused: {status} {body}");
+        match body["index"].as_u64() {
+            Some(index) if status == 201 || status == 200 => Ok(index),
+            _ => bail!(
+                "the ledger refused a {:?} statement: {status} {body}",
+                statement.action
+            ),
         }
-        Ok(())
+    }
+}
+
+/// A grant or revocation of `key` for `runtime`, made now, with no window
+/// or scope.
+fn key_statement(action: GovernanceAction, runtime: &str, key: &SigningKey) -> GovernancePayload {
+    GovernancePayload {
+        action,
+        runtime: Some(runtime.to_owned()),
+        public_key: Some(public_key_base64(&key.verifying_key())),
+        not_before: None,
+        not_after: None,
+        scope: None,
+        target: None,
+        reason: None,
+        at: now(),
+    }
+}
+
+/// A halt or resume of `workload`, made now.
+fn halt_statement(action: GovernanceAction, workload: &str, reason: &str) -> GovernancePayload {
+    GovernancePayload {
+        action,
+        runtime: None,
+        public_key: None,
+        not_before: None,
+        not_after: None,
+        scope: None,
+        target: Some(HaltTarget::Workload(workload.to_owned())),
+        reason: Some(reason.to_owned()),
+        at: now(),
     }
 }
 
@@ -281,7 +356,8 @@ async fn simulate(url: String, authority: PathBuf) -> anyhow::Result<()> {
         keys: std::sync::Mutex::new(keys),
     });
     for rt in [PLANNER, RESEARCHER, SANDBOX, POLICY, PAYMENTS] {
-        sim.grant(&authority, rt, &sim.key(rt)?, "grant").await?;
+        sim.grant(&authority, rt, &sim.key(rt)?, GovernanceAction::Grant)
+            .await?;
     }
     {
         let mut p = sim.policy.lock().await;
@@ -294,7 +370,7 @@ async fn simulate(url: String, authority: PathBuf) -> anyhow::Result<()> {
         .await?;
     }
     println!(
-        "lineage demo: simulating 5 runtimes (run {}); open {}/",
+        "lineage demo: simulating 6 runtimes (run {}); open {}/",
         sim.run, sim.url
     );
     // The initial burst, a few tasks at a time.
@@ -317,6 +393,7 @@ async fn simulate(url: String, authority: PathBuf) -> anyhow::Result<()> {
         }
     }
     faults(&sim, &authority).await?;
+    governance(&sim, &authority).await?;
     // Steady traffic: a new task every few seconds, its steps spaced out.
     loop {
         while running.len() < 2 {
@@ -430,7 +507,7 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
     let s_done = s
         .emit(
             sim,
-            "workload.finish",
+            "workload.end",
             json!({"status": if failed { "error" } else { "ok" }, "exit_code": u64::from(failed)}),
             &[],
         )
@@ -446,7 +523,7 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
     let r_done = r
         .emit(
             sim,
-            "workload.finish",
+            "workload.end",
             json!({"status": if failed { "failed" } else { "ok" }, "findings": dice.below(5)}),
             &[],
         )
@@ -456,7 +533,7 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
     if failed {
         t.emit(
             sim,
-            "workload.finish",
+            "workload.end",
             json!({"status": "failed", "reason": "sandbox run failed"}),
             &[],
         )
@@ -499,7 +576,7 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
     if !allowed {
         t.emit(sim, "authz.denied", json!({"action": action}), &[&decision])
             .await?;
-        t.emit(sim, "workload.finish", json!({"status": "denied"}), &[])
+        t.emit(sim, "workload.end", json!({"status": "denied"}), &[])
             .await?;
         return Ok(());
     }
@@ -537,7 +614,7 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
         )
         .await?;
         let g_done = g
-            .emit(sim, "workload.finish", json!({"status": "settled"}), &[])
+            .emit(sim, "workload.end", json!({"status": "settled"}), &[])
             .await?;
         t.emit(
             sim,
@@ -547,7 +624,7 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
         )
         .await?;
     }
-    t.emit(sim, "workload.finish", json!({"status": "ok"}), &[])
+    t.emit(sim, "workload.end", json!({"status": "ok"}), &[])
         .await?;
     Ok(())
 }
@@ -613,8 +690,10 @@ async fn faults(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
     // event signed with the old key is refused.
     let old = sim.key(SANDBOX)?;
     let new = generate_signing_key()?;
-    sim.grant(authority, SANDBOX, &new, "grant").await?;
-    sim.grant(authority, SANDBOX, &old, "revoke").await?;
+    sim.grant(authority, SANDBOX, &new, GovernanceAction::Grant)
+        .await?;
+    sim.grant(authority, SANDBOX, &old, GovernanceAction::Revoke)
+        .await?;
     let late = Chain::new(
         format!("batch-{}-nightly/exec", sim.run),
         SANDBOX,
@@ -637,7 +716,267 @@ async fn faults(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(SANDBOX, new);
-    w.emit(sim, "workload.finish", json!({"status": "ok"}), &[])
+    w.emit(sim, "workload.end", json!({"status": "ok"}), &[])
         .await?;
     Ok(())
+}
+
+/// Continuous governance, as an operator sees it: a halt that follows the
+/// lineage, a resume that lifts only its own halt, a key's scope and its
+/// validity window. Every outcome is checked; any other stops the
+/// simulator. Waits at most [`CONTRACTOR_WINDOW`] for the key to expire.
+async fn governance(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
+    // A contractor's CI runner: a key valid for two seconds, for build work
+    // in its own domain only.
+    let granted_at = time::OffsetDateTime::now_utc();
+    let not_after = to_millis(granted_at + CONTRACTOR_WINDOW);
+    let scope = GrantScope {
+        kinds: Some(vec!["workload.*".into(), "build.*".into()]),
+        workloads: Some(vec![format!("build-{}-*", sim.run)]),
+        domains: Some(vec![CONTRACTOR_DOMAIN.into()]),
+    };
+    let key = generate_signing_key()?;
+    let grant = GovernancePayload {
+        not_after: Some(not_after.format(&Rfc3339)?),
+        scope: Some(scope.clone()),
+        ..key_statement(GovernanceAction::Grant, CONTRACTOR, &key)
+    };
+    sim.govern(authority, &grant).await?;
+    sim.keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(CONTRACTOR, key);
+    let mut build = Chain::new(
+        format!("build-{}-001", sim.run),
+        CONTRACTOR,
+        CONTRACTOR_DOMAIN,
+    );
+    build
+        .emit(
+            sim,
+            "workload.start",
+            json!({"repo": "payments-service", "ref": "main"}),
+            &[],
+        )
+        .await?;
+    build
+        .emit(
+            sim,
+            "build.compile",
+            json!({"target": "x86_64-linux", "status": "ok"}),
+            &[],
+        )
+        .await?;
+    let p = build
+        .refused(
+            sim,
+            "deploy.production",
+            json!({"service": "payments"}),
+            "out_of_scope",
+        )
+        .await?;
+    println!(
+        "lineage demo: {CONTRACTOR} is granted build work until {} (2 s from now); its deploy.production is refused out_of_scope (field {})",
+        grant.not_after.as_deref().unwrap_or_default(),
+        p["field"].as_str().unwrap_or_default()
+    );
+
+    incident(sim, authority).await?;
+
+    // The contractor's window ends: its next event is refused.
+    let left = not_after - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(100);
+    if left.is_positive() {
+        pause(u64::try_from(left.whole_milliseconds()).unwrap_or(0)).await;
+    }
+    build
+        .refused(
+            sim,
+            "build.test",
+            json!({"suite": "integration"}),
+            "key_expired",
+        )
+        .await?;
+    // Renewed for an hour, with the same scope, it finishes its build.
+    let renewed = generate_signing_key()?;
+    let renewal = GovernancePayload {
+        not_after: Some(
+            to_millis(time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+                .format(&Rfc3339)?,
+        ),
+        scope: Some(scope),
+        ..key_statement(GovernanceAction::Grant, CONTRACTOR, &renewed)
+    };
+    sim.govern(authority, &renewal).await?;
+    sim.keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(CONTRACTOR, renewed);
+    build
+        .emit(
+            sim,
+            "build.test",
+            json!({"suite": "integration", "status": "ok"}),
+            &[],
+        )
+        .await?;
+    build
+        .emit(sim, "workload.end", json!({"status": "ok"}), &[])
+        .await?;
+    println!(
+        "lineage demo: {CONTRACTOR}'s key expired: its build.test was refused key_expired; a renewed key finished {}",
+        build.workload
+    );
+    Ok(())
+}
+
+/// An incident workload with a sub-workload and a grandchild in the
+/// sandbox, halted mid-run by the authority.
+async fn incident(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
+    let mut root = Chain::new(format!("incident-{}", sim.run), PLANNER, CORP);
+    root.emit(
+        sim,
+        "workload.start",
+        json!({"goal": "investigate-alert", "alert": "INC-4711"}),
+        &[],
+    )
+    .await?;
+    let spawn = root
+        .emit(
+            sim,
+            "workload.spawn",
+            json!({"child": format!("{}/triage", root.workload)}),
+            &[],
+        )
+        .await?;
+    let mut child = Chain::new(format!("{}/triage", root.workload), RESEARCHER, CORP);
+    child
+        .emit(
+            sim,
+            "workload.start",
+            json!({"parent_workload": root.workload}),
+            &[&spawn],
+        )
+        .await?;
+    let cross = child
+        .emit(
+            sim,
+            "boundary.cross",
+            json!({"from": CORP, "to": SANDBOX_DOMAIN, "reason": "replay the exploit"}),
+            &[],
+        )
+        .await?;
+    let mut grandchild = Chain::new(
+        format!("{}/triage/exec", root.workload),
+        SANDBOX,
+        SANDBOX_DOMAIN,
+    );
+    grandchild
+        .emit(
+            sim,
+            "workload.start",
+            json!({"image": "python:3.12-slim", "network": "none"}),
+            &[&cross],
+        )
+        .await?;
+    grandchild
+        .emit(
+            sim,
+            "tool.invoke",
+            json!({"tool": "python.run", "attempt": 1}),
+            &[],
+        )
+        .await?;
+
+    // The halt: the incident workload and everything deriving from it.
+    let reason = "runaway tool loop: python.run re-invoked 40 times in 10 s";
+    let halt = sim
+        .govern(
+            authority,
+            &halt_statement(GovernanceAction::Halt, &root.workload, reason),
+        )
+        .await?;
+    println!(
+        "lineage demo: the authority halted {} at index {halt} ({reason:?}), and with it {} and {}, which derive from it",
+        root.workload, child.workload, grandchild.workload
+    );
+    for (chain, kind) in [
+        (&grandchild, "tool.invoke"),
+        (&child, "tool.invoke"),
+        (&root, "plan.revised"),
+    ] {
+        let p = chain
+            .refused(sim, kind, json!({"attempt": 2}), "halted")
+            .await?;
+        if p["halt_index"] != halt {
+            bail!("{} was refused by another halt: {p}", chain.workload);
+        }
+        println!(
+            "lineage demo: {}'s next event ({kind}) is refused halted (halt_index {halt})",
+            chain.workload
+        );
+    }
+
+    // The sandbox run is also halted in its own right, then the incident is
+    // resumed: the resume lifts only its own halt.
+    let own = sim
+        .govern(
+            authority,
+            &halt_statement(
+                GovernanceAction::Halt,
+                &grandchild.workload,
+                "sandbox image under security review",
+            ),
+        )
+        .await?;
+    let resume = sim
+        .govern(
+            authority,
+            &halt_statement(
+                GovernanceAction::Resume,
+                &root.workload,
+                "loop guard deployed; operator approved",
+            ),
+        )
+        .await?;
+    let p = grandchild
+        .refused(sim, "tool.invoke", json!({"attempt": 3}), "halted")
+        .await?;
+    if p["halt_index"] != own {
+        bail!("{} was refused by another halt: {p}", grandchild.workload);
+    }
+    child
+        .emit(
+            sim,
+            "tool.result",
+            json!({"tool": "python.run", "status": "cancelled"}),
+            &[],
+        )
+        .await?;
+    let child_end = child
+        .emit(
+            sim,
+            "workload.end",
+            json!({"status": "partial", "findings": 2}),
+            &[],
+        )
+        .await?;
+    root.emit(
+        sim,
+        "result.merge",
+        json!({"from": child.workload}),
+        &[&child_end],
+    )
+    .await?;
+    root.emit(sim, "workload.end", json!({"status": "ok"}), &[])
+        .await?;
+    println!(
+        "lineage demo: resumed {} at index {resume}: it and {} continued and ended; {} stays halted by its own halt at index {own}",
+        root.workload, child.workload, grandchild.workload
+    );
+    Ok(())
+}
+
+/// `t` truncated to whole milliseconds (a shorter timestamp to read).
+fn to_millis(t: time::OffsetDateTime) -> time::OffsetDateTime {
+    t.replace_millisecond(t.millisecond()).unwrap_or(t)
 }

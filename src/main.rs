@@ -14,8 +14,10 @@ use lineage::export;
 use std::path::Path;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 use lineage::keyfile::{generate_signing_key, read_key_file, write_key_file};
+use lineage_schemas::GovernanceAction;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,10 +43,18 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
-    /// Grant a runtime key (signed by an authority key).
-    Grant(client::GovernanceArgs),
+    /// Grant a runtime key (signed by an authority key), optionally for a
+    /// validity window and a scope of kinds, workloads and trust domains.
+    Grant(client::GrantArgs),
     /// Revoke a runtime key (signed by an authority key).
-    Revoke(client::GovernanceArgs),
+    Revoke(client::RevokeArgs),
+    /// Halt a workload or a runtime (signed by an authority key): its next
+    /// events, and those of every workload deriving from it, are refused
+    /// `halted` until a resume.
+    Halt(client::HaltArgs),
+    /// Lift a halt set by `halt` on the same workload or runtime (a workload
+    /// also halted in its own right, or through another halt, stays halted).
+    Resume(client::HaltArgs),
     /// Sign an event payload (JSON file, `-` for stdin) and submit it.
     Submit(client::SubmitArgs),
     /// Write the log as a static C2SP tlog-tiles tree for auditors (works on a
@@ -80,8 +90,10 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => rt.block_on(serve::serve(args.resolve()?, None)),
         Command::Demo(args) => rt.block_on(demo::run(args)),
         Command::Keygen { out } => keygen(&out),
-        Command::Grant(a) => rt.block_on(client::governance("grant", a)),
-        Command::Revoke(a) => rt.block_on(client::governance("revoke", a)),
+        Command::Grant(a) => governance(&rt, "grant", client::grant(a)),
+        Command::Revoke(a) => governance(&rt, "revoke", client::revoke(a)),
+        Command::Halt(a) => governance(&rt, "halt", client::halt(GovernanceAction::Halt, a)),
+        Command::Resume(a) => governance(&rt, "resume", client::halt(GovernanceAction::Resume, a)),
         Command::Submit(a) => rt.block_on(client::submit(a)),
         Command::Export {
             data_dir,
@@ -105,6 +117,29 @@ fn main() -> anyhow::Result<()> {
                 r.kept
             );
             Ok(())
+        }
+    }
+}
+
+/// Sends a checked governance statement; flags the ledger's rules refuse are
+/// a usage error of `subcommand` (clap's format, exit code 2), and nothing
+/// is sent.
+fn governance(
+    rt: &tokio::runtime::Runtime,
+    subcommand: &str,
+    checked: Result<client::Governance, String>,
+) -> anyhow::Result<()> {
+    match checked {
+        Ok(statement) => rt.block_on(client::send(statement)),
+        Err(message) => {
+            let mut cli = Cli::command();
+            // Built, so the usage line names `lineage <subcommand>`.
+            cli.build();
+            let error = match cli.find_subcommand_mut(subcommand) {
+                Some(sub) => sub.error(ErrorKind::ValueValidation, message),
+                None => cli.error(ErrorKind::ValueValidation, message),
+            };
+            error.exit()
         }
     }
 }

@@ -265,3 +265,371 @@ fn the_cli_gives_up_on_a_ledger_that_never_answers() {
     assert!(err.contains("POST"), "{err}");
     drop(silent);
 }
+
+/// The first JSON object in `text` (a problem printed on stderr, before the
+/// error line).
+fn problem(text: &str) -> serde_json::Value {
+    let start = text
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON in {text}"));
+    serde_json::Deserializer::from_str(&text[start..])
+        .into_iter::<serde_json::Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no JSON object in {text}"))
+}
+
+/// Runs `lineage ARGS`: exit code, stdout, stderr.
+fn run_split(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run lineage");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A runtime key file in `dir`; its public key.
+fn runtime_key(dir: &std::path::Path, name: &str) -> (String, String) {
+    let path = dir.join(name);
+    let path = path.to_str().expect("utf8").to_owned();
+    let (ok, out) = run(&["keygen", "--out", &path]);
+    assert!(ok, "{out}");
+    let public = out
+        .lines()
+        .find_map(|l| l.strip_prefix("public_key:"))
+        .map(str::trim)
+        .expect("public key printed")
+        .to_owned();
+    (path, public)
+}
+
+/// `lineage submit` of `event` (a JSON object, `at` filled in by the CLI),
+/// signed with `key`: exit code, stdout, stderr.
+fn submit(
+    server: &str,
+    key: &str,
+    dir: &std::path::Path,
+    event: serde_json::Value,
+) -> (Option<i32>, String, String) {
+    let file = dir.join("event.json");
+    std::fs::write(&file, event.to_string()).expect("write");
+    run_split(&[
+        "submit",
+        "--key",
+        key,
+        "--server",
+        server,
+        file.to_str().expect("utf8"),
+    ])
+}
+
+/// `lineage submit` that must be accepted; the receipt.
+#[track_caller]
+fn accepted(
+    server: &str,
+    key: &str,
+    dir: &std::path::Path,
+    event: serde_json::Value,
+) -> serde_json::Value {
+    let (code, out, err) = submit(server, key, dir, event);
+    assert_eq!(code, Some(0), "{out}{err}");
+    serde_json::from_str(&out).expect("receipt json")
+}
+
+/// `lineage halt` and `lineage resume` against a real server: a halted
+/// workload's sub-workload is refused `halted` with the halt's index, a
+/// second halt is a conflict with a non-zero exit, and after the resume the
+/// chain continues where it stopped.
+#[test]
+fn halt_and_resume_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = serve(&data, &[]);
+    let authority = data.join("authority.key");
+    let authority = authority.to_str().expect("utf8");
+    let (key, public) = runtime_key(dir.path(), "agent.key");
+    let (code, out, err) = run_split(&[
+        "grant",
+        "--authority-key",
+        authority,
+        "--runtime",
+        "agent/planner",
+        "--public-key",
+        &public,
+        "--server",
+        &server.url,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    let start = accepted(
+        &server.url,
+        &key,
+        dir.path(),
+        serde_json::json!({"runtime": "agent/planner", "workload": "run-7", "seq": 0, "kind": "workload.start"}),
+    );
+    let child = accepted(
+        &server.url,
+        &key,
+        dir.path(),
+        serde_json::json!({"runtime": "agent/planner", "workload": "run-7/child", "seq": 0,
+            "kind": "workload.start", "parents": [start["event_id"]]}),
+    );
+    let next = serde_json::json!({"runtime": "agent/planner", "workload": "run-7/child", "seq": 1,
+        "kind": "tool.invoke", "prev": child["event_id"], "attrs": {"tool": "search"}});
+
+    let halt = [
+        "--authority-key",
+        authority,
+        "--workload",
+        "run-7",
+        "--reason",
+        "runaway tool loop",
+        "--server",
+        &server.url,
+    ];
+    let (code, out, err) = run_split(&[&["halt"], &halt[..]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let halt_index = serde_json::from_str::<serde_json::Value>(&out).expect("receipt")["index"]
+        .as_u64()
+        .expect("index");
+
+    // The sub-workload's next event is refused: 403 `halted`, naming the halt.
+    let (code, out, err) = submit(&server.url, &key, dir.path(), next.clone());
+    assert_ne!(code, Some(0));
+    assert!(out.is_empty(), "{out}");
+    let p = problem(&err);
+    assert_eq!(p["code"], "halted", "{err}");
+    assert_eq!(p["status"], 403, "{err}");
+    assert_eq!(p["halt_index"], halt_index, "{err}");
+    assert!(err.contains("403"), "{err}");
+
+    // Halting it again is a conflict, and the CLI says so with a non-zero exit.
+    let (code, out, err) = run_split(&[&["halt"], &halt[..]].concat());
+    assert_ne!(code, Some(0));
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(problem(&err)["code"], "governance_conflict", "{err}");
+    assert!(err.contains("409"), "{err}");
+
+    let (code, out, err) = run_split(&[
+        "resume",
+        "--authority-key",
+        authority,
+        "--workload",
+        "run-7",
+        "--server",
+        &server.url,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let resume: serde_json::Value = serde_json::from_str(&out).expect("receipt");
+    assert!(resume["index"].as_u64() > Some(halt_index));
+
+    // The chain continues where it stopped.
+    let receipt = accepted(&server.url, &key, dir.path(), next);
+    assert!(receipt["index"].as_u64() > resume["index"].as_u64());
+
+    // A second resume has nothing to lift.
+    let (code, _, err) = run_split(&[
+        "resume",
+        "--authority-key",
+        authority,
+        "--workload",
+        "run-7",
+        "--server",
+        &server.url,
+    ]);
+    assert_ne!(code, Some(0));
+    assert_eq!(problem(&err)["code"], "governance_conflict", "{err}");
+}
+
+/// `halt` and `resume` take exactly one target; without or with both, clap
+/// refuses with its usage error (exit code 2).
+#[test]
+fn halt_takes_exactly_one_target() {
+    for extra in [&[][..], &["--workload", "w", "--runtime", "r"][..]] {
+        for command in ["halt", "resume"] {
+            let (code, out, err) =
+                run_split(&[&[command, "--authority-key", "unused.key"][..], extra].concat());
+            assert_eq!(code, Some(2), "{command} {extra:?}: {out}{err}");
+            assert!(err.contains("--workload"), "{err}");
+        }
+    }
+}
+
+/// A grant's validity window and scope, set by the CLI, are what the ledger
+/// enforces: a grant whose window already ended is logged and its key signs
+/// nothing (`key_expired`); a key scoped to `tool.*` cannot sign `llm.call`
+/// (`out_of_scope`, field `kind`).
+#[test]
+fn grant_windows_and_scopes_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = serve(&data, &[]);
+    let authority = data.join("authority.key");
+    let authority = authority.to_str().expect("utf8");
+    let grant = |runtime: &str, public: &str, extra: &[&str]| {
+        run_split(
+            &[
+                &[
+                    "grant",
+                    "--authority-key",
+                    authority,
+                    "--runtime",
+                    runtime,
+                    "--public-key",
+                    public,
+                    "--server",
+                    &server.url,
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+
+    // A window that ended long ago: logged, with a note on stderr.
+    let (old, old_public) = runtime_key(dir.path(), "old.key");
+    let (code, out, err) = grant(
+        "agent/old",
+        &old_public,
+        &[
+            "--not-before",
+            "2000-01-01T00:00:00Z",
+            "--not-after",
+            "2001-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("already past"), "{err}");
+    let (code, _, err) = submit(
+        &server.url,
+        &old,
+        dir.path(),
+        serde_json::json!({"runtime": "agent/old", "workload": "w-old", "seq": 0, "kind": "workload.start"}),
+    );
+    assert_ne!(code, Some(0));
+    let p = problem(&err);
+    assert_eq!(p["code"], "key_expired", "{err}");
+    assert_eq!(p["status"], 403, "{err}");
+
+    // A key scoped to tool kinds (and the workload's own start and end).
+    let (tools, tools_public) = runtime_key(dir.path(), "tools.key");
+    let (code, out, err) = grant(
+        "tools/runner",
+        &tools_public,
+        &[
+            "--scope-kinds",
+            "tool.*,workload.*",
+            "--scope-workloads",
+            "job-*",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let start = accepted(
+        &server.url,
+        &tools,
+        dir.path(),
+        serde_json::json!({"runtime": "tools/runner", "workload": "job-1", "seq": 0, "kind": "workload.start"}),
+    );
+    let (code, _, err) = submit(
+        &server.url,
+        &tools,
+        dir.path(),
+        serde_json::json!({"runtime": "tools/runner", "workload": "job-1", "seq": 1,
+            "kind": "llm.call", "prev": start["event_id"]}),
+    );
+    assert_ne!(code, Some(0));
+    let p = problem(&err);
+    assert_eq!(p["code"], "out_of_scope", "{err}");
+    assert_eq!(p["field"], "kind", "{err}");
+    // Outside the workload patterns.
+    let (code, _, err) = submit(
+        &server.url,
+        &tools,
+        dir.path(),
+        serde_json::json!({"runtime": "tools/runner", "workload": "other", "seq": 0, "kind": "tool.invoke"}),
+    );
+    assert_ne!(code, Some(0));
+    assert_eq!(problem(&err)["field"], "workload", "{err}");
+    // In scope.
+    accepted(
+        &server.url,
+        &tools,
+        dir.path(),
+        serde_json::json!({"runtime": "tools/runner", "workload": "job-1", "seq": 1,
+            "kind": "tool.invoke", "prev": start["event_id"]}),
+    );
+}
+
+/// A malformed window or scope fails before anything is signed or sent:
+/// clap's usage error, exit code 2, naming the flag; the server sees no
+/// connection. `revoke` takes no window or scope at all.
+#[test]
+fn bad_grant_flags_fail_locally_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (authority, _) = runtime_key(dir.path(), "authority.key");
+    let (_, public) = runtime_key(dir.path(), "agent.key");
+    // A listener nobody would answer on: any request would be a connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let base = [
+        "grant",
+        "--authority-key",
+        &authority,
+        "--runtime",
+        "agent/a",
+        "--public-key",
+        &public,
+        "--server",
+        &url,
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--not-after", "next tuesday"], "--not-after"),
+        (&["--not-after", "2030-01-01"], "--not-after"),
+        (&["--not-after", "2030-01-01T00:00:00+01:00"], "UTC"),
+        (&["--not-before", "2030-13-01T00:00:00Z"], "--not-before"),
+        (
+            &[
+                "--not-before",
+                "2030-01-02T00:00:00Z",
+                "--not-after",
+                "2030-01-01T00:00:00Z",
+            ],
+            "--not-after must be after --not-before",
+        ),
+        (&["--scope-kinds", "tool.*,ll*m"], "--scope-kinds"),
+        (&["--scope-workloads", ""], "--scope-workloads"),
+        (&["--scope-domains", "corp internal"], "--scope-domains"),
+    ];
+    for (extra, expected) in cases {
+        let (code, out, err) = run_split(&[&base[..], extra].concat());
+        assert_eq!(code, Some(2), "{extra:?}: {out}{err}");
+        assert!(out.is_empty(), "{extra:?}: {out}");
+        assert!(err.contains(expected), "{extra:?}: {err}");
+    }
+    for extra in [
+        &["--not-after", "2030-01-01T00:00:00Z"][..],
+        &["--scope-kinds", "tool.*"][..],
+    ] {
+        let (code, _, err) = run_split(
+            &[
+                &[
+                    "revoke",
+                    "--authority-key",
+                    &authority,
+                    "--runtime",
+                    "agent/a",
+                ][..],
+                &["--public-key", &public, "--server", &url][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(code, Some(2), "revoke {extra:?}: {err}");
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a request was sent: {other:?}"),
+    }
+}

@@ -27,11 +27,12 @@ async function until(what, check, ms = 90_000) {
 
 before(async () => {
   assert.ok(BASE && BASE.startsWith('http://127.0.0.1:'), 'LINEAGE_URL is a loopback URL');
-  // The demo's initial burst and its refused faults (the revoked key is the last).
+  // The demo's initial burst, its refused faults and its governance scenes
+  // (the contractor's expired key is the last).
   await until('the demo data', async () => {
     const r = await fetch(`${BASE}/metrics`);
     const text = await r.text();
-    return text.includes('code="revoked_key"');
+    return text.includes('code="key_expired"');
   });
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ARGS });
   context = await browser.newContext({ viewport: { width: 1360, height: 900 }, colorScheme: 'light', deviceScaleFactor: 1 });
@@ -96,7 +97,7 @@ test('the dashboard shows the demo: size, refusals, sparkline', async () => {
   const size = Number((await page.locator('#tree-size').innerText()).replace(/,/g, ''));
   assert.ok(size > 100, `tree size ${size}`);
   const body = await page.locator('body').innerText();
-  for (const code of ['equivocation', 'sequence_gap', 'clock_skew', 'revoked_key']) {
+  for (const code of ['equivocation', 'sequence_gap', 'clock_skew', 'revoked_key', 'halted', 'key_expired', 'out_of_scope']) {
     assert.ok(body.includes(code), `rejection ${code} is listed`);
   }
   assert.ok(await page.locator('svg.spark rect.spark-bar').count() > 0, 'sparkline bars');
