@@ -29,6 +29,7 @@ mod checkpoints;
 mod dashboard;
 mod entries;
 mod event;
+mod governance;
 pub mod graph;
 mod index;
 mod page;
