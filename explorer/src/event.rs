@@ -9,12 +9,13 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use lineage_ledger::event::{GovernanceStatement, KeyStatement, Target};
+use lineage_ledger::event::{GovernanceAction, GovernanceStatement, KeyStatement};
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::leaf_hash;
 use lineage_log::Core;
 
 use crate::entries::Row;
+use crate::governance::{self, Lifted, Link, target_link};
 use crate::page::PageError;
 use crate::reader::{self, Body, Decoded};
 use crate::view::{Digest, Layout, When, enc, kind_class, span};
@@ -25,6 +26,8 @@ const DEPTH: u32 = 3;
 const DEPTH_MAX: u32 = 12;
 /// Children listed.
 const CHILDREN: usize = 200;
+/// Workloads a halt stops, listed.
+const MEMBERS: usize = 50;
 
 /// A labelled value of the payload table.
 pub(crate) struct Field {
@@ -42,6 +45,23 @@ pub(crate) struct KeyState {
     /// "valid", "revoked later", "not granted", "authority".
     pub verdict: &'static str,
     pub verdict_class: &'static str,
+}
+
+/// What a halt stops now, or what became of it; what a resume lifted.
+pub(crate) struct HaltEffect {
+    pub is_halt: bool,
+    pub active: bool,
+    /// Workloads the halt stops now.
+    pub count: usize,
+    /// The first of them, sorted: name and page.
+    pub members: Vec<(String, String)>,
+    pub more: usize,
+    /// The halt is over: the resume that lifted it, if found.
+    pub lifted_by: Option<Link>,
+    /// A resume: the halt it lifted, if found.
+    pub lifts: Option<Link>,
+    /// Governance statements read at most to pair a halt and a resume.
+    pub scanned: usize,
 }
 
 #[derive(Template, WebTemplate)]
@@ -79,6 +99,7 @@ struct EventPage {
     depth_more: Option<String>,
     tree_size: u64,
     proof_href: String,
+    halt: Option<HaltEffect>,
 }
 
 struct Loaded {
@@ -91,6 +112,7 @@ struct Loaded {
     graph: graph::Collected,
     key: Option<lineage_ledger::rules::KeyRecord>,
     authority: bool,
+    halt: Option<HaltEffect>,
 }
 
 fn parse_id(raw: &str) -> Result<EventId, PageError> {
@@ -134,6 +156,7 @@ fn load(core: &Core, id: &EventId, depth: u32) -> Result<Loaded, PageError> {
     let graph = graph::ancestry(core, &d, depth)?;
     let key = core.key(&d.entry.key_id);
     let authority = core.authorities.get(&d.entry.key_id).is_some();
+    let halt = halt_effect(core, &d)?;
     Ok(Loaded {
         d,
         prev,
@@ -144,7 +167,60 @@ fn load(core: &Core, id: &EventId, depth: u32) -> Result<Loaded, PageError> {
         graph,
         key,
         authority,
+        halt,
     })
+}
+
+/// For a halt: the workloads it stops now, or the resume that lifted it;
+/// for a resume: the halt it lifted.
+fn halt_effect(core: &Core, d: &Decoded) -> Result<Option<HaltEffect>, PageError> {
+    let Some(h) = governance::halt_statement(d) else {
+        return Ok(None);
+    };
+    let is_halt = h.action == GovernanceAction::Halt;
+    let active = is_halt && core.active_halts().iter().any(|(_, i)| *i == d.index);
+    let count = if active {
+        core.halt_member_counts()
+            .get(&d.index)
+            .copied()
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let members: Vec<(String, String)> = if active {
+        core.halt_members(d.index, MEMBERS)
+            .into_iter()
+            .map(|w| {
+                let href = format!("/workloads/{}", enc(&w));
+                (w, href)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let lifted_by = if is_halt && !active {
+        match governance::lifted_by(core, d.index, &h.target)? {
+            Lifted::By(l) => Some(l),
+            Lifted::NotFound => None,
+        }
+    } else {
+        None
+    };
+    let lifts = if is_halt {
+        None
+    } else {
+        governance::lifts(core, d.index, &h.target)?
+    };
+    Ok(Some(HaltEffect {
+        is_halt,
+        active,
+        more: count.saturating_sub(members.len()),
+        count,
+        members,
+        lifted_by,
+        lifts,
+        scanned: governance::SCAN,
+    }))
 }
 
 fn depth_of(q: &HashMap<String, String>) -> Result<u32, PageError> {
@@ -215,6 +291,7 @@ pub(crate) async fn page(
                 name: "at",
                 html: When::at(e.at, now).to_string(),
             });
+            domain_fields(&mut fields, &l);
             fields.push(Field {
                 name: "prev",
                 html: match e.prev {
@@ -255,6 +332,15 @@ pub(crate) async fn page(
                 GovernanceStatement::Key(k) => {
                     heading = format!("governance · {action} a key of {}", k.runtime);
                     key_fields(&mut fields, k, now);
+                    if let (GovernanceAction::Grant, Some(rec)) = (k.action, core.key(&k.key_id))
+                        && rec.granted_index == d.index
+                    {
+                        let (label, class) = governance::key_state(&rec, now);
+                        fields.push(Field {
+                            name: "key now",
+                            html: format!("<span class=\"state {class}\">{label}</span>"),
+                        });
+                    }
                 }
                 GovernanceStatement::Halt(h) => {
                     heading = format!("governance · {action} {}", h.target);
@@ -360,7 +446,8 @@ pub(crate) async fn page(
         depth_less: (depth > 1).then(|| format!("{base}?depth={}#lineage", depth - 1)),
         depth_more: (depth < DEPTH_MAX).then(|| format!("{base}?depth={}#lineage", depth + 1)),
         tree_size: head,
-        proof_href: format!("/proofs/inclusion?index={}&tree_size={head}", d.index),
+        proof_href: governance::proof_href(d.index, head),
+        halt: l.halt,
     };
     Ok(page.into_response())
 }
@@ -419,41 +506,62 @@ fn key_fields(fields: &mut Vec<Field>, k: &KeyStatement, now: time::OffsetDateTi
         )
         .to_string(),
     });
-    if let Some(t) = k.not_before {
+    if k.action == GovernanceAction::Grant {
         fields.push(Field {
-            name: "not_before",
-            html: When::at(t, now).to_string(),
+            name: "validity",
+            html: governance::window_html(k.not_before, k.not_after, now),
         });
-    }
-    if let Some(t) = k.not_after {
-        fields.push(Field {
-            name: "not_after",
-            html: When::at(t, now).to_string(),
-        });
-    }
-    if let Some(scope) = &k.scope {
         fields.push(Field {
             name: "scope",
-            html: format!(
-                "<code>{}</code>",
-                crate::view::escape(&serde_json::to_string(&scope.to_wire()).unwrap_or_default())
-            ),
+            html: governance::scope_html(k.scope.as_ref()),
         });
     }
 }
 
-/// A link to a halt's target page.
-pub(crate) fn target_link(target: &Target) -> String {
-    match target {
-        Target::Workload(w) => format!(
-            "workload <a href=\"/workloads/{}\">{}</a>",
-            enc(w.as_str()),
-            crate::view::escape(w.as_str())
+/// The event's trust domain, and each link (prev or parent) to an event in
+/// another domain: a boundary crossing, as the lineage graph marks it.
+fn domain_fields(fields: &mut Vec<Field>, l: &Loaded) {
+    let Some(e) = l.d.event() else { return };
+    let Some(own) = l.d.trust_domain() else {
+        return;
+    };
+    let from_attrs = e.domain.is_none();
+    fields.push(Field {
+        name: "domain",
+        html: format!(
+            "<span class=\"pill domain\">{}</span>{}",
+            crate::view::escape(&own),
+            if from_attrs {
+                " <span class=\"muted small\">(from attrs.trust_domain)</span>"
+            } else {
+                ""
+            }
         ),
-        Target::Runtime(r) => format!(
-            "runtime <a href=\"/runtimes/{}\">{}</a>",
-            enc(r.as_str()),
-            crate::view::escape(r.as_str())
-        ),
+    });
+    let links = l
+        .prev
+        .iter()
+        .map(|p| ("prev", p))
+        .chain(l.parents.iter().map(|p| ("parent", p)));
+    let crossings: Vec<String> = links
+        .filter_map(|(rel, p)| {
+            let theirs = p.trust_domain()?;
+            (theirs != own).then(|| {
+                format!(
+                    "<span class=\"crossing\">crosses from <span class=\"pill domain\">{}</span> \
+                     to <span class=\"pill domain\">{}</span></span> \
+                     <span class=\"muted small\">({rel} {})</span>",
+                    crate::view::escape(&theirs),
+                    crate::view::escape(&own),
+                    Digest::event(&p.id.to_string())
+                )
+            })
+        })
+        .collect();
+    if !crossings.is_empty() {
+        fields.push(Field {
+            name: "boundary",
+            html: crossings.join("<br>"),
+        });
     }
 }

@@ -4,7 +4,8 @@
 //! **What it is.** axum handlers and askama templates that read the log
 //! through the same [`LogService`] as the API (the store, the key registry,
 //! the head checkpoint, the metrics): a dashboard, the entries list
-//! (cursor paging by index), event, workload and runtime pages, a lineage
+//! (cursor paging by index), event, workload and runtime pages (with their
+//! governance: halts, what they stop, key windows and scopes), a lineage
 //! graph drawn as server-side SVG ([`graph`]), the checkpoint history, and the
 //! Proof Viewer, whose "Verify in this browser" button re-checks an RFC 6962
 //! inclusion proof (RFC 9162 §2.1.3.2) or consistency proof (§2.1.4.2) with
@@ -29,6 +30,7 @@ mod checkpoints;
 mod dashboard;
 mod entries;
 mod event;
+mod governance;
 pub mod graph;
 mod index;
 mod page;

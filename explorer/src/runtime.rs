@@ -1,4 +1,5 @@
-//! `/runtimes` and `/runtimes/{id}`: runtimes, their keys, and the grant and
+//! `/runtimes` and `/runtimes/{id}`: runtimes, their keys (validity window,
+//! scope, and state now), an active halt of the runtime, and the grant and
 //! revoke history with links to the governance entries. The key registry
 //! and the per-runtime counts are small (one row per key or runtime), so
 //! these pages read them whole.
@@ -9,9 +10,10 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use lineage_ledger::event::GovernanceStatement;
+use lineage_ledger::event::{GovernanceStatement, Target};
 use lineage_ledger::keys::public_key_base64;
 
+use crate::governance::{self, Banner};
 use crate::page::PageError;
 use crate::reader::{self, Body};
 use crate::view::{Digest, Layout, When, count, enc};
@@ -86,6 +88,13 @@ pub(crate) struct KeyRow {
     pub public_key: Digest,
     pub granted: u64,
     pub revoked: Option<u64>,
+    /// The validity window in words (HTML).
+    pub window: String,
+    /// The scope in words (HTML).
+    pub scope: String,
+    /// "active", "not yet valid", "expired" or "revoked", at the ledger's clock.
+    pub state: &'static str,
+    pub state_class: &'static str,
 }
 
 pub(crate) struct HistoryRow {
@@ -106,6 +115,8 @@ struct RuntimePage {
     entries_href: String,
     keys: Vec<KeyRow>,
     history: Vec<HistoryRow>,
+    halt: Option<Banner>,
+    halt_count: usize,
 }
 
 pub(crate) async fn page(
@@ -119,9 +130,16 @@ pub(crate) async fn page(
             "No runtime named “{name}” has a key or an event in this log."
         )));
     }
+    let halt_index = ex
+        .core()
+        .active_halts()
+        .into_iter()
+        .find(|(t, _)| matches!(t, Target::Runtime(r) if r.as_str() == name))
+        .map(|(_, i)| i);
     let indices: Vec<u64> = keys
         .iter()
         .flat_map(|k| std::iter::once(k.granted_index).chain(k.revoked_index))
+        .chain(halt_index)
         .collect();
     let entries = blocking(&ex, move |core| {
         indices
@@ -151,6 +169,13 @@ pub(crate) async fn page(
         })
         .collect();
     history.sort_by_key(|h| h.index);
+    let size = ex.core().head().size;
+    let halt = halt_index
+        .and_then(|i| entries.iter().find(|d| d.index == i))
+        .and_then(|d| Banner::new(d, size, now, governance::target_link));
+    let halt_count = halt_index
+        .and_then(|i| ex.core().halt_member_counts().get(&i).copied())
+        .unwrap_or(0);
     let page = RuntimePage {
         layout: Layout::new(format!("Runtime {name}"), "runtimes")
             .with_origin(&ex.core().config.origin),
@@ -164,9 +189,15 @@ pub(crate) async fn page(
                 public_key: Digest::new(public_key_base64(&k.public_key)),
                 granted: k.granted_index,
                 revoked: k.revoked_index,
+                window: governance::window_html(k.not_before, k.not_after, now),
+                scope: governance::scope_html(k.scope.as_ref()),
+                state: governance::key_state(k, now).0,
+                state_class: governance::key_state(k, now).1,
             })
             .collect(),
         history,
+        halt,
+        halt_count,
         name,
     };
     Ok(page.into_response())

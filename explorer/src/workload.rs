@@ -1,6 +1,7 @@
-//! `/workloads/{id}`: a workload's chain in order, the pauses between its
-//! events, the attempts the ledger refused (since it started), and its
-//! lineage graph one step into other workloads.
+//! `/workloads/{id}`: a workload's state (open, closed, or halted and by
+//! which halt), the workloads it derives from, its chain in order, the
+//! pauses between its events, the attempts the ledger refused (since it
+//! started), and its lineage graph one step into other workloads.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,10 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use lineage_ledger::event::WorkloadId;
+use lineage_ledger::store::GovernanceReads;
 
+use crate::governance::{Banner, target_from};
 use crate::page::PageError;
 use crate::reader::{self, Decoded};
 use crate::view::{Digest, Layout, When, count, enc, escape, kind_class, span};
@@ -60,6 +64,11 @@ struct WorkloadPage {
     graph_svg: String,
     graph_nodes: usize,
     domains: Vec<String>,
+    /// `open`, `closed` or `halted` (halted takes precedence).
+    state: &'static str,
+    halt: Option<Banner>,
+    closed: bool,
+    derives_from: Vec<(String, String)>,
 }
 
 struct Loaded {
@@ -69,6 +78,8 @@ struct Loaded {
     events: Vec<Decoded>,
     before: Option<Decoded>,
     graph: graph::Collected,
+    halt: Option<Decoded>,
+    derives_from: Vec<String>,
 }
 
 pub(crate) async fn page(
@@ -109,13 +120,23 @@ pub(crate) async fn page(
             None => None,
         };
         let graph = graph::workload_context(core, &events)?;
+        let first = reader::indexed_entry(core, first_index)?;
+        let halt = match WorkloadId::new(&w)
+            .ok()
+            .and_then(|id| core.halted_by(&id, first.runtime()))
+        {
+            Some(i) => reader::entry(core, i)?,
+            None => None,
+        };
         Ok(Loaded {
-            first: reader::indexed_entry(core, first_index)?,
+            first,
             last: reader::indexed_entry(core, last_index)?,
             last_seq,
             events,
             before,
             graph,
+            halt,
+            derives_from: core.store.derives_from(&w)?,
         })
     })
     .await?;
@@ -158,6 +179,12 @@ pub(crate) async fn page(
     let first_seq = l.events.first().and_then(|d| d.event().map(|e| e.seq));
     let last_shown = l.events.last().and_then(|d| d.event().map(|e| e.seq));
     let owner = l.first.runtime().unwrap_or("").to_owned();
+    let halt = l.halt.as_ref().and_then(|d| {
+        Banner::new(d, ex.core().head().size, now, |t| {
+            target_from(t, &workload, &owner)
+        })
+    });
+    let closed = l.last.event().is_some_and(|e| e.closes_workload());
     let page = WorkloadPage {
         layout: Layout::new(format!("Workload {workload}"), "entries")
             .with_origin(&ex.core().config.origin),
@@ -193,6 +220,21 @@ pub(crate) async fn page(
         graph_nodes: l.graph.nodes.len(),
         domains,
         steps,
+        state: match (&halt, closed) {
+            (Some(_), _) => "halted",
+            (None, true) => "closed",
+            (None, false) => "open",
+        },
+        halt,
+        closed,
+        derives_from: l
+            .derives_from
+            .into_iter()
+            .map(|w| {
+                let href = format!("/workloads/{}", enc(&w));
+                (w, href)
+            })
+            .collect(),
         workload,
     };
     Ok(page.into_response())

@@ -914,3 +914,225 @@ async fn pages_read_a_bounded_number_of_entries_on_a_big_log() {
     assert!(read <= 5_000, "kind filter read {read}");
     s.l.log.shutdown().await;
 }
+
+/// An envelope of any payload, signed by `k`.
+fn signed(k: &SigningKey, payload_type: PayloadType, payload: &Value) -> SignedEnvelope {
+    SignedEnvelope::sign(payload_type, serde_json::to_vec(payload).expect("json"), k)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("format")
+}
+
+impl Ledger {
+    /// Posts an authority statement; returns (index, event ID).
+    async fn govern(&self, statement: Value) -> (u64, String) {
+        let v = self
+            .submit(&signed(
+                &key("authority"),
+                PayloadType::Governance,
+                &statement,
+            ))
+            .await;
+        (
+            v["index"].as_u64().expect("index"),
+            v["event_id"].as_str().expect("id").to_owned(),
+        )
+    }
+
+    /// Posts an event payload; returns its event ID.
+    async fn emit(&self, k: &SigningKey, payload: Value) -> String {
+        let v = self.submit(&signed(k, PayloadType::Event, &payload)).await;
+        v["event_id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// A grant with a window and a scope, an expired grant, a three-workload
+/// spawn tree across two runtimes and two trust domains, then a halt of the
+/// root with a reason, a refused event, its resume, a runtime halt and its
+/// resume, and the root's end.
+#[tokio::test]
+async fn halts_show_what_they_stop_until_they_are_lifted() {
+    let l = Ledger::new();
+    let planner = key("planner");
+    let worker = key("worker");
+    let now = time::OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+    l.grant("agent/planner", &planner, "grant").await; // 0
+    let (granted, grant_id) = l
+        .govern(json!({"action": "grant", "runtime": "tools/worker",
+            "public_key": public_key_base64(&worker.verifying_key()), "at": at(),
+            "not_before": rfc3339(now - day), "not_after": rfc3339(now + day),
+            "scope": {"kinds": ["workload.*", "tool.*"]}}))
+        .await; // 1
+    assert_eq!(granted, 1);
+    l.govern(json!({"action": "grant", "runtime": "tools/old",
+        "public_key": public_key_base64(&key("old").verifying_key()), "at": at(),
+        "not_after": rfc3339(now - day)}))
+        .await; // 2
+    let root0 = l
+        .emit(
+            &planner,
+            json!({"runtime": "agent/planner", "workload": "root", "seq": 0,
+            "kind": "workload.start", "at": at(), "domain": "corp"}),
+        )
+        .await; // 3
+    let child0 = l
+        .emit(
+            &worker,
+            json!({"runtime": "tools/worker", "workload": "root/child", "seq": 0,
+            "kind": "workload.start", "at": at(), "domain": "sandbox", "parents": [root0]}),
+        )
+        .await; // 4
+    let grand0 = l
+        .emit(
+            &planner,
+            json!({"runtime": "agent/planner", "workload": "root/child/grand",
+            "seq": 0, "kind": "workload.start", "at": at(), "domain": "corp",
+            "parents": [child0]}),
+        )
+        .await; // 5
+    let (halt, halt_id) = l
+        .govern(json!({"action": "halt", "target": {"workload": "root"},
+            "reason": "leaked credentials <script>", "at": at()}))
+        .await;
+    assert_eq!(halt, 6);
+
+    // The descendant two steps down: halted by the root's halt.
+    l.get("/workloads/root%2Fchild%2Fgrand").await.ok().has(&[
+        "<span class=\"badge wl-state halted\" id=\"workload-state\" title=\"governance state\">halted</span>",
+        "id=\"halt-banner\"",
+        &format!("Halted by <a id=\"halt-link\" href=\"/events/{halt_id}\">the halt entry</a> at index 6: <span class=\"reason\">leaked credentials &#60;script&#62;</span>"),
+        "workload <a href=\"/workloads/root\">root</a>, which this workload derives from",
+        "href=\"/proofs/inclusion?index=6&amp;tree_size=7\"",
+        "Derives from",
+        "<a href=\"/workloads/root%2Fchild\">root/child</a>",
+    ]);
+    l.get("/workloads/root")
+        .await
+        .ok()
+        .has(&["this workload itself"]);
+
+    // A refused event of the halted workload shows with its code.
+    let (st, v) = l
+        .post(
+            serde_json::to_vec(
+                &signed(
+                    &planner,
+                    PayloadType::Event,
+                    &json!({"runtime": "agent/planner",
+                    "workload": "root/child/grand", "seq": 1, "kind": "tool.invoke",
+                    "at": at(), "prev": grand0}),
+                )
+                .to_wire(),
+            )
+            .expect("json"),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("halted"))
+    );
+    l.get("/workloads/root%2Fchild%2Fgrand")
+        .await
+        .ok()
+        .has(&["<code class=\"code-name\">halted</code>", "halt at index 6"]);
+
+    // The halt's page lists what it stops.
+    l.get(&format!("/events/{halt_id}")).await.ok().has(&[
+        "What it stopped",
+        "<strong id=\"halt-count\">3</strong> workloads",
+        "<a href=\"/workloads/root\">root</a>",
+        "<a href=\"/workloads/root%2Fchild\">root/child</a>",
+        "<a href=\"/workloads/root%2Fchild%2Fgrand\">root/child/grand</a>",
+        "leaked credentials &#60;script&#62;",
+    ]);
+
+    // Boundary crossings on the event page.
+    l.get(&format!("/events/{child0}")).await.ok().has(&[
+        "<dt>domain</dt><dd><span class=\"pill domain\">sandbox</span></dd>",
+        "crosses from <span class=\"pill domain\">corp</span> to <span class=\"pill domain\">sandbox</span>",
+    ]);
+    l.get(&format!("/events/{root0}"))
+        .await
+        .ok()
+        .lacks(&["crosses from"]);
+
+    // Keys: windows, scopes and states.
+    l.get(&format!("/events/{grant_id}")).await.ok().has(&[
+        "<dt>validity</dt><dd>from <time",
+        "kinds: <code>workload.*</code>, <code>tool.*</code>",
+        "any workload",
+        "<dt>key now</dt><dd><span class=\"state ok\">active</span>",
+    ]);
+    l.get("/runtimes/tools%2Fworker").await.ok().has(&[
+        "<th>Valid</th>",
+        "kinds: <code>workload.*</code>",
+        "<span class=\"state ok\">active</span>",
+    ]);
+    l.get("/runtimes/tools%2Fold")
+        .await
+        .ok()
+        .has(&["<span class=\"state bad\">expired</span>", "until <time"])
+        .lacks(&["halt-banner"]);
+
+    // The resume clears the banner, and each names the other.
+    let (resume, resume_id) = l
+        .govern(json!({"action": "resume", "target": {"workload": "root"}, "at": at()}))
+        .await;
+    l.get("/workloads/root%2Fchild%2Fgrand")
+        .await
+        .ok()
+        .has(&["<span class=\"badge wl-state open\""])
+        .lacks(&["halt-banner", "Halted by"]);
+    l.get(&format!("/events/{halt_id}"))
+        .await
+        .ok()
+        .has(&[&format!(
+            "lifted by <a href=\"/events/{resume_id}\">the resume at index {resume}</a>"
+        )])
+        .lacks(&["halt-count"]);
+    l.get(&format!("/events/{resume_id}")).await.ok().has(&[
+        "What it lifted",
+        &format!("Lifted <a href=\"/events/{halt_id}\">the halt at index 6</a>"),
+    ]);
+
+    // A runtime halt: on the runtime's page and on the workloads it stops.
+    let (rt_halt, rt_halt_id) = l
+        .govern(
+            json!({"action": "halt", "target": {"runtime": "tools/worker"},
+            "reason": "key compromise", "at": at()}),
+        )
+        .await;
+    l.get("/runtimes/tools%2Fworker").await.ok().has(&[
+        &format!("<a id=\"halt-link\" href=\"/events/{rt_halt_id}\">the halt entry</a> at index {rt_halt}: <span class=\"reason\">key compromise</span>"),
+        "stops 2 workloads",
+    ]);
+    l.get("/workloads/root%2Fchild")
+        .await
+        .ok()
+        .has(&["its runtime <a href=\"/runtimes/tools%2Fworker\">tools/worker</a>"]);
+    l.get("/workloads/root%2Fchild%2Fgrand").await.ok().has(&[
+        "runtime <a href=\"/runtimes/tools%2Fworker\">tools/worker</a>, which started a workload this one derives from",
+    ]);
+    l.get("/workloads/root").await.ok().lacks(&["halt-banner"]);
+    l.govern(json!({"action": "resume", "target": {"runtime": "tools/worker"}, "at": at()}))
+        .await;
+    l.get("/runtimes/tools%2Fworker")
+        .await
+        .ok()
+        .lacks(&["halt-banner"]);
+
+    // The root ends: closed.
+    l.emit(
+        &planner,
+        json!({"runtime": "agent/planner", "workload": "root", "seq": 1,
+        "kind": "workload.end", "at": at(), "domain": "corp", "prev": root0}),
+    )
+    .await;
+    l.get("/workloads/root").await.ok().has(&[
+        "<span class=\"badge wl-state closed\"",
+        "id=\"closed-notice\"",
+    ]);
+    l.log.shutdown().await;
+}

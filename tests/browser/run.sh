@@ -4,7 +4,8 @@
 # Builds the dev binary (cargo build, nothing else), starts `lineage demo` on a
 # loopback port with a throwaway data directory, runs the playwright-core tests
 # in headless Chromium (/usr/bin/chromium, the Debian package), and always
-# stops the server. Screenshots land in tests/browser/screenshots/ (ignored by
+# stops the server. The tests get the data directory (LINEAGE_DATA_DIR) to
+# sign governance statements with the demo's development authority key. Screenshots land in tests/browser/screenshots/ (ignored by
 # git); LINEAGE_UPDATE_SCREENSHOTS=1 also copies the README's two into docs/img/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -52,7 +53,7 @@ echo "lineage demo at $url"
 mkdir -p "$here/screenshots"
 cd "$here"
 status=0
-LINEAGE_URL="$url" node --test --test-concurrency=1 tests/ || status=$?
+LINEAGE_URL="$url" LINEAGE_DATA_DIR="$work/ledger" node --test --test-concurrency=1 tests/ || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- lineage demo stderr (last 40 lines) ---" >&2
   tail -n 40 "$work/stderr" >&2

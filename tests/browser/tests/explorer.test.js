@@ -1,6 +1,8 @@
 // The Lineage Explorer in a real browser: headless Chromium (the Debian
 // package) driven by playwright-core, against `lineage demo` (started by
 // ../run.sh, which passes its URL in LINEAGE_URL). Loopback only.
+import { createPrivateKey, createPublicKey, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
@@ -258,4 +260,73 @@ test('copy buttons put the full hash on the clipboard', async () => {
   await until('copied', async () => (await button.getAttribute('class')).includes('copied'), 5_000);
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), full);
   await ctx.close();
+});
+
+/** Signs a governance statement with the demo's development authority key and posts it. */
+async function govern(statement) {
+  const dir = process.env.LINEAGE_DATA_DIR;
+  assert.ok(dir, 'LINEAGE_DATA_DIR names the demo data directory');
+  const seed = Buffer.from(readFileSync(`${dir}/authority.key`, 'utf8').trim(), 'base64');
+  assert.equal(seed.length, 32, 'an Ed25519 seed');
+  const key = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const raw = createPublicKey(key).export({ format: 'der', type: 'spki' }).subarray(-32).toString('base64');
+  const log = await (await fetch(`${BASE}/v1/log`)).json();
+  const authority = log.authority_keys.find((k) => k.public_key === raw);
+  assert.ok(authority, 'the key file holds an authority key of this log');
+  const type = 'application/vnd.lineage.grant.v1+json';
+  const payload = Buffer.from(JSON.stringify(statement));
+  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${payload.length} `), payload]);
+  const envelope = {
+    payloadType: type,
+    payload: payload.toString('base64'),
+    signatures: [{ keyid: authority.key_id, sig: sign(null, pae, key).toString('base64') }],
+  };
+  const resp = await fetch(`${BASE}/v1/entries`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(envelope),
+  });
+  const body = await resp.json();
+  assert.ok(resp.ok, `${statement.action} accepted: ${resp.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+test('a halted workload shows its banner, whose link leads to the halt', async () => {
+  // A sandbox workload of the initial burst (finished: the demo sends it nothing more).
+  const list = await open('/entries?kind=workload.start&runtime=tools%2Fsandbox');
+  const workload = await list.locator('table.entries tbody tr').last().locator('td:nth-child(3) a').innerText();
+  await list.close();
+  const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const reason = 'browser test: stopped on purpose';
+  const halt = await govern({ action: 'halt', target: { workload }, reason, at: now() });
+
+  const page = await open(`/workloads/${encodeURIComponent(workload)}`);
+  assert.equal(await page.locator('#workload-state').innerText(), 'halted');
+  const banner = page.locator('#halt-banner');
+  assert.ok(await banner.isVisible(), 'the banner is shown');
+  const text = await banner.innerText();
+  assert.ok(text.includes(`at index ${halt.index}: ${reason}`), text);
+  assert.ok(text.includes('this workload itself'), text);
+  await shot(page, 'workload-halted', false);
+  await page.locator('#halt-link').click();
+  await page.waitForURL(new RegExp(`/events/${halt.event_id}$`));
+  assert.match(await page.locator('h1').innerText(), /halt workload/);
+  // The workload and whatever derives from it (a task merging its result).
+  assert.ok(Number(await page.locator('#halt-count').innerText()) >= 1);
+  assert.ok((await page.locator('#halt-members a').allInnerTexts()).includes(workload));
+  await shot(page, 'halt');
+  clean(page);
+  await page.close();
+
+  // Lifted again: the banner is gone.
+  await govern({ action: 'resume', target: { workload }, at: now() });
+  const after = await open(`/workloads/${encodeURIComponent(workload)}`);
+  assert.equal(await after.locator('#halt-banner').count(), 0);
+  assert.equal(await after.locator('#workload-state').innerText(), 'open');
+  clean(after);
+  await after.close();
 });
