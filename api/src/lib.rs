@@ -16,6 +16,7 @@
 //! `code`; see [`problem`].
 
 pub mod access;
+mod governance;
 mod ingest;
 pub mod problem;
 mod read;
@@ -92,11 +93,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/proofs/inclusion", get(read::get_inclusion))
         .route("/v1/proofs/consistency", get(read::get_consistency))
         .route("/v1/checkpoints/{size}", get(read::get_checkpoint_at))
+        .route("/v1/workloads/{workload}", get(read::get_workload))
         .route(
             "/v1/workloads/{workload}/events",
             get(read::get_workload_events),
         )
         .route("/v1/runtimes/{runtime}", get(read::get_runtime))
+        .route(governance::FEED_PATH, get(governance::get_feed))
+        .route("/v1/governance/stream", get(governance::get_stream))
         .route("/checkpoint", get(read::get_checkpoint))
         .route("/tile/{*path}", get(read::get_tile))
         .route("/healthz", get(read::healthz))
@@ -128,9 +132,9 @@ pub fn guard(router: Router, limits: HttpLimits, read_token: Option<&str>) -> Ro
                     limits.max_in_flight.max(1),
                 )),
         )
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
+            bound_request,
         ));
     match read_token {
         None => router,
@@ -138,6 +142,25 @@ pub fn guard(router: Router, limits: HttpLimits, read_token: Option<&str>) -> Ro
             Arc::<str>::from(token),
             access::require_read_token,
         )),
+    }
+}
+
+/// The request timeout: a request whose response is not ready within
+/// `limit` is answered `408`, its handler dropped. A long-poll of the
+/// governance feed gets its `wait` on top (at most a minute), so that the
+/// bound never cuts a wait it accepted. A response body still being sent
+/// (an event stream, a large tile) is not bounded here: the connection's
+/// idle watchdog and the server's shutdown are ([`mod@serve`]).
+async fn bound_request(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let limit = limit.saturating_add(governance::long_poll_allowance(&request));
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
     }
 }
 

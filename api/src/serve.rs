@@ -272,6 +272,7 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (activity, mut load) = Activity::new();
+    let stopping = Stopping(stop.clone());
     // Bytes still going out keep the connection from counting as idle:
     // hyper drops a response body once it has taken its last frame, which
     // can be megabytes before a slow reader has them.
@@ -279,8 +280,9 @@ async fn serve_http<S>(
         inner: stream,
         activity: activity.clone(),
     };
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let in_flight = activity.begin();
+        request.extensions_mut().insert(stopping.clone());
         let router = router.clone();
         async move {
             let response = router.oneshot(request).await?;
@@ -332,6 +334,22 @@ async fn serve_http<S>(
 fn log_end(done: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(e) = done {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Set on every request this module serves: resolves once the server is
+/// stopping. A response that waits for something that may not come soon (a
+/// long-poll, an event stream) ends on it, so a graceful shutdown does not
+/// wait out [`ServeOptions::close_grace`] on it. A request served some other
+/// way (a test's `oneshot`) has none and waits until its client leaves.
+#[derive(Clone, Debug)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the server is stopping (at once if it already is).
+    pub async fn wait(&mut self) {
+        // An error means the server is gone: as good as stopping.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
     }
 }
 
