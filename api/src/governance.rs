@@ -197,7 +197,7 @@ pub(crate) async fn get_feed(
     if entries.is_empty() && wait > 0 {
         let _slot = Slot::take(
             &core.metrics.governance_waiting,
-            app.limits.max_in_flight / 2,
+            (app.limits.max_in_flight / 2).max(1),
         )?;
         let mut stopping = stopping.map(|axum::Extension(s)| s);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);

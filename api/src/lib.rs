@@ -3,7 +3,8 @@
 //! **What it is.** The imperative shell around `lineage-ledger`: the ingest
 //! endpoint (parallel signature checks, then the single sequencer with group
 //! commit, see [`service`]), the read API (entries, events, proofs,
-//! checkpoints, workloads, runtimes), the C2SP tlog-tiles read endpoints
+//! checkpoints, workloads, runtimes, the governance feed and its event
+//! stream), the C2SP tlog-tiles read endpoints
 //! (`/checkpoint`, `/tile/...`), health and Prometheus metrics, and the
 //! accept loop that serves them over cleartext HTTP/1.1 or TLS with bounded
 //! connection lifetimes ([`mod@serve`]).
@@ -41,10 +42,14 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     /// Most envelopes in one array.
     pub max_batch: usize,
-    /// Time allowed for a whole request, body included (defeats slow bodies).
+    /// Time allowed for a request until its response starts, request body
+    /// included (defeats slow bodies); a long-poll of the governance feed
+    /// gets its `wait` (at most 60 s) on top. A response body (the
+    /// governance event stream) is not bounded by it.
     pub request_timeout: Duration,
     /// Requests handled at once; beyond it requests are shed with `503
-    /// overloaded` instead of queueing without bound.
+    /// overloaded` instead of queueing without bound. Also caps the open
+    /// governance event streams, and half of it the waiting long-polls.
     pub max_in_flight: usize,
 }
 
@@ -112,7 +117,7 @@ pub fn routes(state: AppState) -> Router {
 
 /// Puts every route of `router` behind the same guards: the body limit, one
 /// in-flight cap for all routes with load shedding (`503 overloaded`), the
-/// request timeout, and, when `read_token` is set, `Authorization: Bearer`
+/// request timeout (`408`; see [`HttpLimits::request_timeout`]), and, when `read_token` is set, `Authorization: Bearer`
 /// on every read (ingest, `/healthz` and `/readyz` stay open).
 ///
 /// **Apply it last, to the whole application:** a route merged in after it

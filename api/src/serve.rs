@@ -2,7 +2,9 @@
 //! and for TLS (ALPN `h2` and `http/1.1`), with the same limits on both.
 //!
 //! Every connection is bounded in time before and between requests; while a
-//! request is in flight, the router's `TimeoutLayer` bounds it instead:
+//! request is in flight, the router's request timeout bounds it until its
+//! response starts, and a response body that never ends by itself (the
+//! governance event stream) ends when the server stops ([`Stopping`]):
 //!
 //! | phase | bound |
 //! |---|---|
@@ -10,6 +12,7 @@
 //! | HTTP/1.1 request headers (first request and each kept-alive one) | [`ServeOptions::header_timeout`] (hyper's header read timer) |
 //! | no request in flight (before the first, between requests, HTTP/1.1 and HTTP/2 alike) | [`ServeOptions::idle_timeout`], then a graceful close |
 //! | a graceful close (idle, or the server stopping) | [`ServeOptions::close_grace`], then the connection is dropped |
+//! | a response that waits (long-poll, event stream) | ends at once when the server stops ([`Stopping`], set on every request) |
 //! | HTTP/2 peer that stops answering pings | keep-alive ping every `idle_timeout`, dropped if unanswered within it |
 //!
 //! A request counts as in flight from the moment hyper hands it to the
