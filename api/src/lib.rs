@@ -3,7 +3,8 @@
 //! **What it is.** The imperative shell around `lineage-ledger`: the ingest
 //! endpoint (parallel signature checks, then the single sequencer with group
 //! commit, see [`service`]), the read API (entries, events, proofs,
-//! checkpoints, workloads, runtimes), the C2SP tlog-tiles read endpoints
+//! checkpoints, workloads, runtimes, the governance feed and its event
+//! stream), the C2SP tlog-tiles read endpoints
 //! (`/checkpoint`, `/tile/...`), health and Prometheus metrics, and the
 //! accept loop that serves them over cleartext HTTP/1.1 or TLS with bounded
 //! connection lifetimes ([`mod@serve`]).
@@ -16,6 +17,7 @@
 //! `code`; see [`problem`].
 
 pub mod access;
+mod governance;
 mod ingest;
 pub mod problem;
 mod read;
@@ -40,10 +42,14 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     /// Most envelopes in one array.
     pub max_batch: usize,
-    /// Time allowed for a whole request, body included (defeats slow bodies).
+    /// Time allowed for a request until its response starts, request body
+    /// included (defeats slow bodies); a long-poll of the governance feed
+    /// gets its `wait` (at most 60 s) on top. A response body (the
+    /// governance event stream) is not bounded by it.
     pub request_timeout: Duration,
     /// Requests handled at once; beyond it requests are shed with `503
-    /// overloaded` instead of queueing without bound.
+    /// overloaded` instead of queueing without bound. Also caps the open
+    /// governance event streams, and half of it the waiting long-polls.
     pub max_in_flight: usize,
 }
 
@@ -92,11 +98,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/proofs/inclusion", get(read::get_inclusion))
         .route("/v1/proofs/consistency", get(read::get_consistency))
         .route("/v1/checkpoints/{size}", get(read::get_checkpoint_at))
+        .route("/v1/workloads/{workload}", get(read::get_workload))
         .route(
             "/v1/workloads/{workload}/events",
             get(read::get_workload_events),
         )
         .route("/v1/runtimes/{runtime}", get(read::get_runtime))
+        .route(governance::FEED_PATH, get(governance::get_feed))
+        .route("/v1/governance/stream", get(governance::get_stream))
         .route("/checkpoint", get(read::get_checkpoint))
         .route("/tile/{*path}", get(read::get_tile))
         .route("/healthz", get(read::healthz))
@@ -108,7 +117,7 @@ pub fn routes(state: AppState) -> Router {
 
 /// Puts every route of `router` behind the same guards: the body limit, one
 /// in-flight cap for all routes with load shedding (`503 overloaded`), the
-/// request timeout, and, when `read_token` is set, `Authorization: Bearer`
+/// request timeout (`408`; see [`HttpLimits::request_timeout`]), and, when `read_token` is set, `Authorization: Bearer`
 /// on every read (ingest, `/healthz` and `/readyz` stay open).
 ///
 /// **Apply it last, to the whole application:** a route merged in after it
@@ -128,9 +137,9 @@ pub fn guard(router: Router, limits: HttpLimits, read_token: Option<&str>) -> Ro
                     limits.max_in_flight.max(1),
                 )),
         )
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
+            bound_request,
         ));
     match read_token {
         None => router,
@@ -138,6 +147,25 @@ pub fn guard(router: Router, limits: HttpLimits, read_token: Option<&str>) -> Ro
             Arc::<str>::from(token),
             access::require_read_token,
         )),
+    }
+}
+
+/// The request timeout: a request whose response is not ready within
+/// `limit` is answered `408`, its handler dropped. A long-poll of the
+/// governance feed gets its `wait` on top (at most a minute), so that the
+/// bound never cuts a wait it accepted. A response body still being sent
+/// (an event stream, a large tile) is not bounded here: the connection's
+/// idle watchdog and the server's shutdown are ([`mod@serve`]).
+async fn bound_request(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let limit = limit.saturating_add(governance::long_poll_allowance(&request));
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
     }
 }
 

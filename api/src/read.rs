@@ -12,12 +12,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use lineage_ledger::TILE_WIDTH;
 use lineage_ledger::entry::{EntryType, LogEntry};
-use lineage_ledger::event::Scope;
+use lineage_ledger::event::{Scope, WorkloadId};
 use lineage_ledger::keys::{EventId, public_key_base64};
+use lineage_ledger::store::GovernanceReads as _;
 use lineage_ledger::tile::{TileKind, TilePath, encode_bundle};
 use lineage_schemas::{
     AuthorityKey, ConsistencyProofResponse, EntryResponse, InclusionProofResponse, LogInfo,
-    RuntimeInfo, RuntimeKey, WorkloadEvent, WorkloadEvents,
+    RuntimeInfo, RuntimeKey, WorkloadEvent, WorkloadEvents, WorkloadHeadInfo, WorkloadInfo,
+    WorkloadState,
 };
 use time::format_description::well_known::Rfc3339;
 
@@ -53,7 +55,7 @@ impl From<ReadError> for ApiError {
 }
 
 /// Runs a blocking read against the core.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     app: &AppState,
     f: impl FnOnce(&Core) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -70,7 +72,7 @@ fn path_error(e: PathRejection) -> ApiError {
     }
 }
 
-fn query_u64(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+pub(crate) fn query_u64(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     q.get(name)
         .map(|v| {
             v.parse::<u64>().map_err(|_| {
@@ -84,7 +86,7 @@ fn required(q: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
     query_u64(q, name)?.ok_or_else(|| ApiError::bad_request(format!("{name} is required"), name))
 }
 
-fn query(
+pub(crate) fn query(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(q)| q).map_err(|e| ApiError::BadRequest {
@@ -93,7 +95,7 @@ fn query(
     })
 }
 
-fn rfc3339_ms(ms: u64) -> String {
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -348,6 +350,55 @@ pub(crate) async fn get_workload_events(
             next_from_seq,
         },
     ))
+}
+
+/// `GET /v1/workloads/{workload}`: who owns it, its latest event, whether a
+/// halt stops it or `workload.end` closed it, and what it derives from.
+pub(crate) async fn get_workload(
+    State(app): State<AppState>,
+    workload: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(workload) = workload.map_err(path_error)?;
+    let w = WorkloadId::new(&workload)
+        .map_err(|e| ApiError::bad_request(format!("not a workload ID: {e}"), "workload"))?;
+    let info = blocking(&app, move |core| {
+        // A workload halted (as part of a runtime, or by name) before its
+        // first event has no owner or head to show: it is not found here.
+        let Some((seq, index, entry)) = core.workload_head(w.as_str())? else {
+            return Ok(None);
+        };
+        let event = lineage_ledger::event::parse_event(&entry.payload).map_err(|e| {
+            tracing::error!(error = %e, index, "stored event does not parse");
+            ApiError::Internal
+        })?;
+        let halted_by = core.halted_by(&w, Some(event.runtime.as_str()));
+        let state = match (halted_by, event.closes_workload()) {
+            (Some(_), _) => WorkloadState::Halted,
+            (None, true) => WorkloadState::Closed,
+            (None, false) => WorkloadState::Open,
+        };
+        let mut derives_from = core
+            .store
+            .derives_from(w.as_str())
+            .map_err(ReadError::from)?;
+        derives_from.sort_unstable();
+        Ok(Some(WorkloadInfo {
+            workload: w.as_str().to_owned(),
+            runtime: event.runtime.as_str().to_owned(),
+            domain: event.domain.as_ref().map(|d| d.as_str().to_owned()),
+            state,
+            head: WorkloadHeadInfo {
+                seq,
+                event_id: entry.event_id().to_string(),
+                index,
+            },
+            halted_by,
+            derives_from,
+        }))
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no workload {workload}")))?;
+    Ok(json_response(StatusCode::OK, &info))
 }
 
 pub(crate) async fn get_runtime(

@@ -2,7 +2,9 @@
 //! and for TLS (ALPN `h2` and `http/1.1`), with the same limits on both.
 //!
 //! Every connection is bounded in time before and between requests; while a
-//! request is in flight, the router's `TimeoutLayer` bounds it instead:
+//! request is in flight, the router's request timeout bounds it until its
+//! response starts, and a response body that never ends by itself (the
+//! governance event stream) ends when the server stops ([`Stopping`]):
 //!
 //! | phase | bound |
 //! |---|---|
@@ -10,6 +12,7 @@
 //! | HTTP/1.1 request headers (first request and each kept-alive one) | [`ServeOptions::header_timeout`] (hyper's header read timer) |
 //! | no request in flight (before the first, between requests, HTTP/1.1 and HTTP/2 alike) | [`ServeOptions::idle_timeout`], then a graceful close |
 //! | a graceful close (idle, or the server stopping) | [`ServeOptions::close_grace`], then the connection is dropped |
+//! | a response that waits (long-poll, event stream) | ends at once when the server stops ([`Stopping`], set on every request) |
 //! | HTTP/2 peer that stops answering pings | keep-alive ping every `idle_timeout`, dropped if unanswered within it |
 //!
 //! A request counts as in flight from the moment hyper hands it to the
@@ -272,6 +275,7 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (activity, mut load) = Activity::new();
+    let stopping = Stopping(stop.clone());
     // Bytes still going out keep the connection from counting as idle:
     // hyper drops a response body once it has taken its last frame, which
     // can be megabytes before a slow reader has them.
@@ -279,8 +283,9 @@ async fn serve_http<S>(
         inner: stream,
         activity: activity.clone(),
     };
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let in_flight = activity.begin();
+        request.extensions_mut().insert(stopping.clone());
         let router = router.clone();
         async move {
             let response = router.oneshot(request).await?;
@@ -332,6 +337,22 @@ async fn serve_http<S>(
 fn log_end(done: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(e) = done {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Set on every request this module serves: resolves once the server is
+/// stopping. A response that waits for something that may not come soon (a
+/// long-poll, an event stream) ends on it, so a graceful shutdown does not
+/// wait out [`ServeOptions::close_grace`] on it. A request served some other
+/// way (a test's `oneshot`) has none and waits until its client leaves.
+#[derive(Clone, Debug)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the server is stopping (at once if it already is).
+    pub async fn wait(&mut self) {
+        // An error means the server is gone: as good as stopping.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
     }
 }
 

@@ -11,7 +11,9 @@ use lineage_ledger::entry::{EntryError, LogEntry};
 use lineage_ledger::keys::{EventId, KeyId};
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::{Authorities, Candidate, KeyRecord};
-use lineage_ledger::store::{Store, StoreError, StoreTiles, StoredCheckpoint, TileReadError};
+use lineage_ledger::store::{
+    GovernanceReads, Store, StoreError, StoreTiles, StoredCheckpoint, TileReadError,
+};
 use lineage_ledger::tree::{
     BoundedMemo, ProofError, TileNodesError, TreeEdge, prove_consistency, prove_inclusion,
 };
@@ -179,6 +181,65 @@ impl Core {
         self.governance_tx.subscribe()
     }
 
+    /// Up to `limit` governance entries after `after` (from the first with
+    /// `None`), in log order, with the head they were read under: every
+    /// entry listed is in its tree. A commit writes its rows before it
+    /// publishes its head, so rows at or past the head are left for the
+    /// next read.
+    ///
+    /// # Errors
+    /// Storage failures; `Entry` or a `Corrupt` store error for an index
+    /// whose entry is missing or does not decode (damage).
+    pub fn governance_entries(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<GovernancePage, ReadError> {
+        let head = self.head();
+        let mut out = Vec::new();
+        for index in self.store.governance_indices(after, limit)? {
+            if index >= head.size {
+                break;
+            }
+            out.push((index, self.committed_entry(index)?));
+        }
+        Ok(GovernancePage { head, entries: out })
+    }
+
+    /// A workload's latest event in the published tree: its `seq`, leaf
+    /// index and entry; `None` when it has none.
+    ///
+    /// # Errors
+    /// Storage failures; damage as for [`Core::governance_entries`].
+    pub fn workload_head(&self, workload: &str) -> Result<Option<(u64, u64, LogEntry)>, ReadError> {
+        let size = self.head().size;
+        let Some((mut seq, mut index)) = self.store.workload_last(workload)? else {
+            return Ok(None);
+        };
+        // Events of a commit whose head is not published yet: step back to
+        // the newest one in the published tree (at most one batch).
+        while index >= size {
+            let Some(prev) = seq.checked_sub(1) else {
+                return Ok(None);
+            };
+            seq = prev;
+            index = self
+                .store
+                .workload_index(workload, seq)?
+                .ok_or_else(|| corrupt("workload event", format!("{workload}/{seq}")))?;
+        }
+        Ok(Some((seq, index, self.committed_entry(index)?)))
+    }
+
+    /// The decoded entry at `index`, which the log is known to hold.
+    fn committed_entry(&self, index: u64) -> Result<LogEntry, ReadError> {
+        let bytes = self
+            .store
+            .entry(index)?
+            .ok_or_else(|| corrupt("log entry", index.to_string()))?;
+        LogEntry::decode(&bytes).map_err(|source| ReadError::Entry { index, source })
+    }
+
     /// Checks a candidate's signature now if its key is already known: the
     /// expensive check, done in parallel before the sequencer.
     pub fn precheck(&self, c: &mut Candidate) {
@@ -307,6 +368,20 @@ impl Core {
         }
         Ok(prove_consistency(first, second, &self.proof_nodes())?)
     }
+}
+
+/// Governance entries and the head whose tree holds them
+/// ([`Core::governance_entries`]).
+#[derive(Debug)]
+pub struct GovernancePage {
+    /// The head they were read under.
+    pub head: Arc<StoredCheckpoint>,
+    /// (index, entry), in log order.
+    pub entries: Vec<(u64, LogEntry)>,
+}
+
+fn corrupt(what: &'static str, key: String) -> ReadError {
+    ReadError::Store(StoreError::Corrupt { what, key })
 }
 
 /// A failed read.

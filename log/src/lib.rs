@@ -28,6 +28,6 @@ mod sync;
 
 pub use clock::Clock;
 pub use config::LogConfig;
-pub use core::{Core, ReadError, StartError};
+pub use core::{Core, GovernancePage, ReadError, StartError};
 pub use job::{JobReply, Outcome};
 pub use service::{LogService, SubmitError};

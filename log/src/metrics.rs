@@ -46,6 +46,10 @@ pub struct Metrics {
     /// Seconds from a governance entry's commit to its delivery to a
     /// stream or long-poll subscriber.
     pub governance_delivery_seconds: Histogram,
+    /// Open governance streams (`GET /v1/governance/stream`).
+    pub governance_subscribers: Gauge,
+    /// Long-polls of the governance feed waiting for an entry.
+    pub governance_waiting: Gauge,
     /// The newest rejections of authenticated events, with their workload
     /// (for the explorer's workload timeline); not exported to Prometheus.
     pub recent_rejections: RecentRejections,
@@ -72,6 +76,18 @@ impl Metrics {
         let halts_active = Gauge::default();
         let halted_refusals = Counter::default();
         let governance_delivery_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        let governance_subscribers = Gauge::default();
+        let governance_waiting = Gauge::default();
+        registry.register(
+            "governance_subscribers",
+            "Open governance streams",
+            governance_subscribers.clone(),
+        );
+        registry.register(
+            "governance_waiting",
+            "Long-polls of the governance feed waiting for an entry",
+            governance_waiting.clone(),
+        );
         registry.register("halts_active", "Active halts", halts_active.clone());
         registry.register(
             "halted_refusals",
@@ -128,6 +144,8 @@ impl Metrics {
             halts_active,
             halted_refusals,
             governance_delivery_seconds,
+            governance_subscribers,
+            governance_waiting,
             recent_rejections: RecentRejections::default(),
             rejection_totals: std::sync::Mutex::default(),
         }
