@@ -117,7 +117,8 @@ pub fn routes(state: AppState) -> Router {
 
 /// Puts every route of `router` behind the same guards: the body limit, one
 /// in-flight cap for all routes with load shedding (`503 overloaded`), the
-/// request timeout (`408`; see [`HttpLimits::request_timeout`]), and, when `read_token` is set, `Authorization: Bearer`
+/// request timeout (`408`; see [`HttpLimits::request_timeout`]), a panic
+/// caught as `500 internal` (tower-http), and, when `read_token` is set, `Authorization: Bearer`
 /// on every read (ingest, `/healthz` and `/readyz` stay open).
 ///
 /// **Apply it last, to the whole application:** a route merged in after it
@@ -140,6 +141,13 @@ pub fn guard(router: Router, limits: HttpLimits, read_token: Option<&str>) -> Ro
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
             bound_request,
+        ))
+        // A handler that panics (a bug: input never should) answers a
+        // `500 internal` problem instead of dropping the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                axum::response::IntoResponse::into_response(problem::ApiError::Internal)
+            },
         ));
     match read_token {
         None => router,

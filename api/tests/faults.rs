@@ -354,3 +354,43 @@ async fn readiness_recovers_after_a_failed_commit_without_more_writes() {
     assert_eq!(log.head().size, 1);
     log.shutdown().await;
 }
+
+/// A handler that panics (a bug; input never should make one) answers a
+/// `500 internal` problem, and the next request is served as usual.
+#[tokio::test]
+async fn a_panicking_handler_answers_an_internal_problem() {
+    let app = lineage_api::guard(
+        axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("a bug in a handler");
+                    }
+                    ""
+                }),
+            )
+            .route("/fine", axum::routing::get(|| async { "fine" })),
+        HttpLimits::default(),
+        None,
+    );
+    let get = |path: &str| {
+        Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let resp = app.clone().oneshot(get("/boom")).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    let problem: Value = serde_json::from_slice(&body).expect("problem json");
+    assert_eq!(problem["code"], "internal");
+    assert!(
+        !problem.to_string().contains("a bug in a handler"),
+        "the panic message stays inside: {problem}"
+    );
+    let resp = app.oneshot(get("/fine")).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
