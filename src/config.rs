@@ -52,7 +52,10 @@ pub struct ServeArgs {
     /// Most envelopes in one array request. Default: 1000.
     #[arg(long, env = "LINEAGE_MAX_BATCH")]
     pub max_batch: Option<usize>,
-    /// Time allowed for a whole request, seconds. Default: 30.
+    /// Time allowed for a request until its response starts, seconds (a
+    /// governance long-poll gets its `wait` on top; a response body, such as
+    /// the governance stream, is bounded by the idle watchdog instead).
+    /// Default: 30.
     #[arg(long, env = "LINEAGE_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
     /// Requests handled at once; more are answered 503 `overloaded`. Default: 1024.
