@@ -248,17 +248,8 @@ pub fn halt(action: GovernanceAction, a: HaltArgs) -> Result<Governance, String>
         // clap's `target` group already requires exactly one.
         _ => return Err("give exactly one of --workload or --runtime".into()),
     };
-    let payload = GovernancePayload {
-        action,
-        runtime: None,
-        public_key: None,
-        not_before: None,
-        not_after: None,
-        scope: None,
-        target: Some(target),
-        reason: a.reason,
-        at: now_rfc3339().map_err(|e| e.to_string())?,
-    };
+    let at = now_rfc3339().map_err(|e| e.to_string())?;
+    let payload = GovernancePayload::halt(action, target, a.reason, at);
     check(&payload)?;
     Ok(Governance {
         authority_key: a.authority_key,
@@ -268,17 +259,12 @@ pub fn halt(action: GovernanceAction, a: HaltArgs) -> Result<Governance, String>
 }
 
 fn key_payload(action: GovernanceAction, k: &KeyArgs) -> Result<GovernancePayload, String> {
-    Ok(GovernancePayload {
+    Ok(GovernancePayload::key(
         action,
-        runtime: Some(k.runtime.clone()),
-        public_key: Some(k.public_key.clone()),
-        not_before: None,
-        not_after: None,
-        scope: None,
-        target: None,
-        reason: None,
-        at: now_rfc3339().map_err(|e| e.to_string())?,
-    })
+        k.runtime.clone(),
+        k.public_key.clone(),
+        now_rfc3339().map_err(|e| e.to_string())?,
+    ))
 }
 
 /// Runs the ledger's own check of a governance payload, with its field

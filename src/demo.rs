@@ -295,32 +295,22 @@ impl Sim {
 /// A grant or revocation of `key` for `runtime`, made now, with no window
 /// or scope.
 fn key_statement(action: GovernanceAction, runtime: &str, key: &SigningKey) -> GovernancePayload {
-    GovernancePayload {
+    GovernancePayload::key(
         action,
-        runtime: Some(runtime.to_owned()),
-        public_key: Some(public_key_base64(&key.verifying_key())),
-        not_before: None,
-        not_after: None,
-        scope: None,
-        target: None,
-        reason: None,
-        at: now(),
-    }
+        runtime.to_owned(),
+        public_key_base64(&key.verifying_key()),
+        now(),
+    )
 }
 
 /// A halt or resume of `workload`, made now.
 fn halt_statement(action: GovernanceAction, workload: &str, reason: &str) -> GovernancePayload {
-    GovernancePayload {
+    GovernancePayload::halt(
         action,
-        runtime: None,
-        public_key: None,
-        not_before: None,
-        not_after: None,
-        scope: None,
-        target: Some(HaltTarget::Workload(workload.to_owned())),
-        reason: Some(reason.to_owned()),
-        at: now(),
-    }
+        HaltTarget::Workload(workload.to_owned()),
+        Some(reason.to_owned()),
+        now(),
+    )
 }
 
 async fn pause(ms: u64) {

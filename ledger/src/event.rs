@@ -575,27 +575,19 @@ impl GovernanceStatement {
         let time = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
         match self {
             GovernanceStatement::Key(k) => GovernancePayload {
-                action: k.action,
-                runtime: Some(k.runtime.as_str().to_owned()),
-                public_key: Some(crate::keys::public_key_base64(&k.public_key)),
                 not_before: k.not_before.map(time),
                 not_after: k.not_after.map(time),
                 scope: k.scope.as_ref().map(Scope::to_wire),
-                target: None,
-                reason: None,
-                at: time(k.at),
+                ..GovernancePayload::key(
+                    k.action,
+                    k.runtime.as_str().to_owned(),
+                    crate::keys::public_key_base64(&k.public_key),
+                    time(k.at),
+                )
             },
-            GovernanceStatement::Halt(h) => GovernancePayload {
-                action: h.action,
-                runtime: None,
-                public_key: None,
-                not_before: None,
-                not_after: None,
-                scope: None,
-                target: Some(h.target.to_wire()),
-                reason: h.reason.clone(),
-                at: time(h.at),
-            },
+            GovernanceStatement::Halt(h) => {
+                GovernancePayload::halt(h.action, h.target.to_wire(), h.reason.clone(), time(h.at))
+            }
         }
     }
 }

@@ -350,6 +350,44 @@ pub struct GovernancePayload {
     pub at: String,
 }
 
+impl GovernancePayload {
+    /// A grant or revocation of `public_key` for `runtime`, with no
+    /// validity window and no scope (set those fields after, for a grant).
+    pub fn key(action: GovernanceAction, runtime: String, public_key: String, at: String) -> Self {
+        GovernancePayload {
+            action,
+            runtime: Some(runtime),
+            public_key: Some(public_key),
+            not_before: None,
+            not_after: None,
+            scope: None,
+            target: None,
+            reason: None,
+            at,
+        }
+    }
+
+    /// A halt or resume of `target`.
+    pub fn halt(
+        action: GovernanceAction,
+        target: HaltTarget,
+        reason: Option<String>,
+        at: String,
+    ) -> Self {
+        GovernancePayload {
+            action,
+            runtime: None,
+            public_key: None,
+            not_before: None,
+            not_after: None,
+            scope: None,
+            target: Some(target),
+            reason,
+            at,
+        }
+    }
+}
+
 /// A receipt: everything needed to check offline that an entry is in the log.
 ///
 /// On the wire its format is `lineage-bundle/v1` ([`RECEIPT_FORMAT`]) and its
