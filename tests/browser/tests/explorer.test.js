@@ -300,6 +300,11 @@ test('a halted workload shows its banner, whose link leads to the halt', async (
   const list = await open('/entries?kind=workload.start&runtime=tools%2Fsandbox');
   const workload = await list.locator('table.entries tbody tr').last().locator('td:nth-child(3) a').innerText();
   await list.close();
+  const before = await open(`/workloads/${encodeURIComponent(workload)}`);
+  // Open, or closed if the demo already ended it with workload.end.
+  const stateBefore = await before.locator('#workload-state').innerText();
+  assert.ok(['open', 'closed'].includes(stateBefore), stateBefore);
+  await before.close();
   const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const reason = 'browser test: stopped on purpose';
   const halt = await govern({ action: 'halt', target: { workload }, reason, at: now() });
@@ -322,11 +327,11 @@ test('a halted workload shows its banner, whose link leads to the halt', async (
   clean(page);
   await page.close();
 
-  // Lifted again: the banner is gone.
+  // Lifted again: the banner is gone, and the state is what it was.
   await govern({ action: 'resume', target: { workload }, at: now() });
   const after = await open(`/workloads/${encodeURIComponent(workload)}`);
   assert.equal(await after.locator('#halt-banner').count(), 0);
-  assert.equal(await after.locator('#workload-state').innerText(), 'open');
+  assert.equal(await after.locator('#workload-state').innerText(), stateBefore);
   clean(after);
   await after.close();
 });
