@@ -415,7 +415,10 @@ async fn a_halt_that_landed_despite_an_error_reaches_a_waiting_long_poll() {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while log.metrics.governance_waiting.get() < 1 {
-        assert!(std::time::Instant::now() < deadline, "the poll never waited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poll never waited"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     store.inject([Fault::ApplyThenFail]);
