@@ -394,3 +394,52 @@ async fn a_panicking_handler_answers_an_internal_problem() {
     let resp = app.oneshot(get("/fine")).await.expect("response");
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// A halt whose write landed despite the store's error is in the log once
+/// the ledger has reloaded: a long-poll waiting for governance entries gets
+/// it then, not at the next governance commit (which may never come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_that_landed_despite_an_error_reaches_a_waiting_long_poll() {
+    let (store, log, app) = setup().await;
+    let rk = key("runtime");
+    assert_eq!(
+        post(&app, &grant("agent/a", &rk)).await.0,
+        StatusCode::CREATED
+    );
+    let poll = tokio::spawn(
+        app.clone().oneshot(
+            Request::get("/v1/governance?after=0&wait=5")
+                .body(Body::empty())
+                .expect("request"),
+        ),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.metrics.governance_waiting.get() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poll never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    store.inject([Fault::ApplyThenFail]);
+    let halt = SignedEnvelope::sign(
+        PayloadType::Governance,
+        serde_json::to_vec(&json!({"action": "halt",
+            "target": {"runtime": "agent/a"}, "at": at()}))
+        .expect("json"),
+        &key("authority"),
+    );
+    assert_eq!(post(&app, &halt).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let resp = poll.await.expect("join").expect("response");
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let feed: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(log.head().size, 2, "the halt is in the log");
+    assert_eq!(
+        feed["entries"][0]["index"].as_u64(),
+        Some(1),
+        "the waiting poll was not told of the halt: {feed}"
+    );
+    log.shutdown().await;
+}

@@ -273,7 +273,13 @@ impl Core {
         self.metrics.halts_active.set(halts.active.len() as i64);
         *write(&self.halts) = halts;
         self.metrics.tree_size.set(head.size as i64);
-        *write(&self.head) = Arc::new(head);
+        let size = head.size;
+        let grew = std::mem::replace(&mut *write(&self.head), Arc::new(head)).size != size;
+        if grew {
+            // A commit reported as failed may have landed (governance
+            // entries among it): wake the waiting readers, after the head.
+            self.governance_tx.send_replace(size);
+        }
         self.healthy
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(edge)
