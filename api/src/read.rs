@@ -377,11 +377,13 @@ pub(crate) async fn get_workload(
             (None, true) => WorkloadState::Closed,
             (None, false) => WorkloadState::Open,
         };
+        let max = lineage_schemas::MAX_DERIVES_FROM;
         let mut derives_from = core
             .store
-            .derives_from(w.as_str())
+            .derives_from(w.as_str(), max + 1)
             .map_err(ReadError::from)?;
-        derives_from.sort_unstable();
+        let derives_from_truncated = derives_from.len() > max;
+        derives_from.truncate(max);
         Ok(Some(WorkloadInfo {
             workload: w.as_str().to_owned(),
             runtime: event.runtime.as_str().to_owned(),
@@ -394,6 +396,7 @@ pub(crate) async fn get_workload(
             },
             halted_by,
             derives_from,
+            derives_from_truncated,
         }))
     })
     .await?

@@ -18,6 +18,9 @@ use crate::reader::{self, Decoded};
 use crate::view::{Digest, Layout, When, count, enc, escape, kind_class, span};
 use crate::{Explorer, blocking, graph};
 
+/// How many "derives from" links a workload page shows.
+const DERIVES_FROM_SHOWN: usize = 200;
+
 /// Events per page.
 const PAGE: u64 = 100;
 /// A pause at least this long is highlighted, milliseconds.
@@ -136,7 +139,7 @@ pub(crate) async fn page(
             before,
             graph,
             halt,
-            derives_from: core.store.derives_from(&w)?,
+            derives_from: core.store.derives_from(&w, DERIVES_FROM_SHOWN)?,
         })
     })
     .await?;

@@ -233,7 +233,8 @@ fn suite(store: &dyn Store) {
         store.derived_workloads("root").expect("derived"),
         ["child", "child2"]
     );
-    assert_eq!(store.derives_from("child").expect("up"), ["root"]);
+    assert_eq!(store.derives_from("child", 10).expect("up"), ["root"]);
+    assert!(store.derives_from("child", 0).expect("up").is_empty());
     assert!(store.derived_workloads("roo").expect("prefix").is_empty());
     assert_eq!(
         store.runtime_workloads("agent/a").expect("started"),

@@ -153,26 +153,18 @@ impl Core {
 
     /// The number of workloads each active halt stops, by halt index.
     pub fn halt_member_counts(&self) -> HashMap<u64, usize> {
-        let mut out = HashMap::new();
-        for halts in read(&self.halts).marks.values() {
-            for h in halts {
-                *out.entry(*h).or_insert(0) += 1;
-            }
-        }
-        out
+        let halts = read(&self.halts);
+        halts
+            .active
+            .values()
+            .map(|i| (*i, halts.member_count(*i)))
+            .collect()
     }
 
-    /// The workloads the halt at `index` stops, sorted (at most `limit`).
+    /// The workloads the halt at `index` stops, sorted (at most `limit`):
+    /// reads that halt's members only.
     pub fn halt_members(&self, index: u64, limit: usize) -> Vec<String> {
-        let mut out: Vec<String> = read(&self.halts)
-            .marks
-            .iter()
-            .filter(|(_, h)| h.contains(&index))
-            .map(|(w, _)| w.as_str().to_owned())
-            .collect();
-        out.sort_unstable();
-        out.truncate(limit);
-        out
+        read(&self.halts).members(index, limit)
     }
 
     /// A receiver that changes whenever a governance entry commits (its

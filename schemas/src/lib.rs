@@ -654,9 +654,15 @@ pub struct WorkloadInfo {
     /// do), or null.
     pub halted_by: Option<u64>,
     /// The workloads it derives from directly (one of its events names a
-    /// parent event in them), sorted.
+    /// parent event in them), sorted; at most [`MAX_DERIVES_FROM`].
     pub derives_from: Vec<String>,
+    /// True when it derives from more workloads than `derives_from` lists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub derives_from_truncated: bool,
 }
+
+/// Most workloads a [`WorkloadInfo`] lists in `derives_from`.
+pub const MAX_DERIVES_FROM: usize = 1000;
 
 /// A workload's state.
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]

@@ -178,10 +178,14 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
 }
 
-/// The second IDs of every pair row under `prefix`.
-fn pair_rows<S: Store + ?Sized>(store: &S, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
+/// The second IDs of the first `limit` pair rows under `prefix`.
+fn pair_rows<S: Store + ?Sized>(
+    store: &S,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
     store
-        .governance_scan(prefix, prefix, usize::MAX)?
+        .governance_scan(prefix, prefix, limit)?
         .iter()
         .map(|(k, _)| lineage::pair_second(k, prefix.len()))
         .collect()
@@ -194,11 +198,12 @@ pub trait GovernanceReads {
     /// # Errors
     /// Storage failures.
     fn derived_workloads(&self, workload: &str) -> Result<Vec<String>, StoreError>;
-    /// The workloads `workload` derives from directly, sorted.
+    /// The first `limit` workloads `workload` derives from directly, sorted
+    /// (a runtime can make the list long: readers page it).
     ///
     /// # Errors
     /// Storage failures.
-    fn derives_from(&self, workload: &str) -> Result<Vec<String>, StoreError>;
+    fn derives_from(&self, workload: &str, limit: usize) -> Result<Vec<String>, StoreError>;
     /// The workloads `runtime` started, sorted.
     ///
     /// # Errors
@@ -224,15 +229,15 @@ pub trait GovernanceReads {
 
 impl<S: Store + ?Sized> GovernanceReads for S {
     fn derived_workloads(&self, workload: &str) -> Result<Vec<String>, StoreError> {
-        pair_rows(self, &lineage::derived_prefix(workload))
+        pair_rows(self, &lineage::derived_prefix(workload), usize::MAX)
     }
 
-    fn derives_from(&self, workload: &str) -> Result<Vec<String>, StoreError> {
-        pair_rows(self, &lineage::derives_from_prefix(workload))
+    fn derives_from(&self, workload: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        pair_rows(self, &lineage::derives_from_prefix(workload), limit)
     }
 
     fn runtime_workloads(&self, runtime: &str) -> Result<Vec<String>, StoreError> {
-        pair_rows(self, &lineage::started_prefix(runtime))
+        pair_rows(self, &lineage::started_prefix(runtime), usize::MAX)
     }
 
     fn halt_marks(&self) -> Result<Vec<(String, Vec<u64>)>, StoreError> {
