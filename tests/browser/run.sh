@@ -7,7 +7,7 @@
 # stops the server. The tests get the data directory (LINEAGE_DATA_DIR) to
 # sign governance statements with the demo's development authority key, and
 # the binary (LINEAGE_BIN) to start a second ledger of their own. Screenshots land in tests/browser/screenshots/ (ignored by
-# git); LINEAGE_UPDATE_SCREENSHOTS=1 also copies the README's two into docs/img/.
+# git); LINEAGE_UPDATE_SCREENSHOTS=1 also copies the README's screenshots into docs/img/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
