@@ -197,6 +197,9 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
     let router = lineage::app(state, cfg.read_token.as_deref());
     let mut options = lineage_api::serve::ServeOptions::new(cfg.limits.request_timeout);
     options.tls = tls;
+    options.connections = Some(log.metrics.connections.clone());
+    // The health page's time series (a bounded ring), one sample a second.
+    log.spawn_health_sampler(Some(cfg.data_dir.clone()));
     lineage_api::serve::serve_connections(listener, router, options, shutdown_signal()).await?;
     log.shutdown().await;
     tracing::info!("stopped");

@@ -178,10 +178,28 @@ async fn bound_request(
 }
 
 /// The whole HTTP application: the API routes and `pages` (the explorer's
-/// router, or `Router::new()`), behind one [`guard`].
+/// router, or `Router::new()`), behind one [`guard`]; outside it, a layer
+/// that counts every `503 overloaded` answer (the queue, the in-flight cap,
+/// the long-poll cap) into the log's metrics, which the health page and
+/// `/readyz` read.
 pub fn app(state: AppState, pages: Router, read_token: Option<&str>) -> Router {
     let limits = state.limits;
+    let log = state.log.clone();
     guard(routes(state).merge(pages), limits, read_token)
+        .layer(axum::middleware::from_fn_with_state(log, count_shed))
+}
+
+async fn count_shed(
+    axum::extract::State(log): axum::extract::State<Arc<LogService>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    if response.extensions().get::<problem::Shed>().is_some() {
+        log.metrics
+            .note_overloaded(lineage_log::clock::unix_ms(log.clock.now()));
+    }
+    response
 }
 
 /// The API alone behind the guards (for tests and tools that serve no pages).

@@ -191,6 +191,10 @@ pub fn problem_response(problem: &Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(problem).unwrap_or_default();
     let mut resp = (status, body).into_response();
+    if problem.code == "overloaded" {
+        // Seen by the layer that counts shed requests (`crate::app`).
+        resp.extensions_mut().insert(Shed);
+    }
     let h = resp.headers_mut();
     if status == StatusCode::UNAUTHORIZED && problem.code == "unauthorized" {
         h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -201,6 +205,11 @@ pub fn problem_response(problem: &Problem) -> Response {
     }
     resp
 }
+
+/// Marks a response that shed a request (`503 overloaded`), for the layer
+/// of [`crate::app`] that counts them into the log's metrics.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shed;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -500,12 +500,21 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `/readyz`: 200 `ready`, or 503 with one line per reason the ledger is
+/// degraded (`lineage_log::health::Status`): the store is recovering from
+/// a failed commit, a commit failed in the last 30 s, or a request was
+/// shed with `503 overloaded` in the last 10 s. It recovers by itself, with
+/// no request needed, once the reasons are older than that.
 pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
-    if app.log.is_healthy() {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "store recovering\n").into_response()
+    let status = app.log.health_status();
+    if !status.is_degraded() {
+        return "ready\n".into_response();
     }
+    let mut text = String::new();
+    for r in &status.reasons {
+        text.push_str(&format!("degraded: {}: {r}\n", r.code()));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
 }
 
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {

@@ -148,6 +148,10 @@ pub struct ServeOptions {
     /// Time a connection has to finish after a graceful close began (idle
     /// or server shutdown) before it is dropped.
     pub close_grace: Duration,
+    /// A gauge that counts the open connections (accepted, TLS handshake
+    /// included, until closed); `lineage serve` passes the log's
+    /// `connections` metric. `None`: not counted.
+    pub connections: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl ServeOptions {
@@ -164,6 +168,7 @@ impl ServeOptions {
             header_timeout: request_timeout,
             idle_timeout: request_timeout,
             close_grace: request_timeout,
+            connections: None,
         }
     }
 
@@ -230,6 +235,8 @@ async fn serve_connection(
     options: Arc<ServeOptions>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Counted from here until this task ends, however it ends.
+    let _open = options.connections.clone().map(Open::new);
     let Some(tls) = &options.tls else {
         serve_http(stream, Protocol::Http1, router, &options, stop).await;
         return;
@@ -255,6 +262,22 @@ async fn serve_connection(
         _ => Protocol::Http1,
     };
     serve_http(stream, protocol, router, &options, stop).await;
+}
+
+/// One open connection on a gauge, given back on drop.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Open {
+        gauge.inc();
+        Open(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

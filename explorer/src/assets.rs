@@ -1,4 +1,4 @@
-//! The stylesheet and the two scripts, embedded in the binary. Pages link
+//! The stylesheet and the scripts, embedded in the binary. Pages link
 //! them as `/static/<name>?v=<content hash>`, so they are served with a
 //! one-year immutable cache and a new build changes the URL.
 //!
@@ -29,6 +29,11 @@ const ASSETS: &[Asset] = &[
         name: "verify.js",
         mime: "text/javascript; charset=utf-8",
         body: include_str!("../static/verify.js"),
+    },
+    Asset {
+        name: "health.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../static/health.js"),
     },
 ];
 

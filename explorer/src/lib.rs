@@ -32,6 +32,7 @@ mod entries;
 mod event;
 mod governance;
 pub mod graph;
+mod health;
 mod index;
 mod page;
 mod proofs;
@@ -90,6 +91,8 @@ pub fn router(log: Arc<LogService>) -> Router {
         .route("/checkpoints", get(checkpoints::page))
         .route("/proofs/inclusion", get(proofs::inclusion))
         .route("/proofs/consistency", get(proofs::consistency))
+        .route("/health", get(health::page))
+        .route("/health.json", get(health::json))
         .route("/static/{file}", get(static_file))
         .with_state(ex)
 }

@@ -21,6 +21,7 @@ use lineage_ledger::tree::{
 use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::governance::HaltState;
+use crate::health::{Health, Status};
 use crate::metrics::Metrics;
 use crate::nodes::{Memo, NodeError, ProofNodes, SharedTile};
 use crate::sync::{read, write};
@@ -82,6 +83,8 @@ pub struct Core {
     pub(crate) healthy: std::sync::atomic::AtomicBool,
     /// Metrics.
     pub metrics: Metrics,
+    /// The recent history of the metrics (bounded), for the health page.
+    pub health: Health,
     /// Configuration.
     pub config: LogConfig,
     /// The clock.
@@ -105,6 +108,18 @@ impl Core {
     /// False after a failed commit until state was reloaded from the store.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the ledger is degraded now: the store is recovering from a
+    /// failed commit, a commit failed within
+    /// [`crate::health::COMMIT_FAILURE_WINDOW_MS`], or a request was shed
+    /// with `503 overloaded` within [`crate::health::OVERLOAD_WINDOW_MS`].
+    pub fn health_status(&self) -> Status {
+        Status::of(
+            self.is_healthy(),
+            &self.metrics,
+            crate::clock::unix_ms(self.clock.now()),
+        )
     }
 
     /// A runtime key by ID (committed state).

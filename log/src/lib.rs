@@ -6,7 +6,8 @@
 //! committed log ([`batch`], the ledger's own `BatchState` over the store),
 //! the shared read state and its reads ([`service`]: heads, keys, receipts,
 //! proofs), proof nodes read from the stored tiles ([`nodes`]), bounded
-//! caches ([`cache`]), metrics ([`metrics`]), the clock ([`clock`]) and the
+//! caches ([`cache`]), metrics ([`metrics`]) and their recent history
+//! ([`health`]), the clock ([`clock`]) and the
 //! tunables ([`config`]).
 //!
 //! **What it is not.** It knows nothing of HTTP (status codes, routing,
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod core;
 pub mod governance;
+pub mod health;
 pub mod job;
 pub mod metrics;
 pub mod nodes;

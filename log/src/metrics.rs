@@ -8,6 +8,78 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A Prometheus histogram that also keeps its bucket counts readable in the
+/// process (the health ring samples them; `prometheus-client` exposes a
+/// histogram's buckets only to its text encoder). Same `observe` as the
+/// histogram, same buckets.
+#[derive(Debug)]
+pub struct Distribution {
+    histogram: Histogram,
+    bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    counts: Box<[AtomicU64]>,
+    /// The sum of the values, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl Distribution {
+    /// A distribution over `bounds` (upper bounds, increasing).
+    pub fn new(bounds: impl Iterator<Item = f64>) -> Distribution {
+        let bounds: Vec<f64> = bounds.collect();
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Distribution {
+            histogram: Histogram::new(bounds.iter().copied()),
+            bounds,
+            counts,
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Records one value.
+    pub fn observe(&self, v: f64) {
+        self.histogram.observe(v);
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some((f64::from_bits(s) + v).to_bits())
+            });
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Sum of the values recorded.
+    pub fn sum(&self) -> f64 {
+        f64::from_bits(self.sum.load(Ordering::Relaxed))
+    }
+
+    /// The buckets' upper bounds (the `+Inf` bucket is implied).
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    /// Observations per bucket so far, `+Inf` last (not cumulative).
+    pub fn bucket_counts(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    fn histogram(&self) -> Histogram {
+        self.histogram.clone()
+    }
+}
 
 /// Label of a rejection counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,9 +102,9 @@ pub struct Metrics {
     /// directly, never rendered to text and parsed back.
     rejection_totals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Entries per committed batch.
-    pub batch_entries: Histogram,
+    pub batch_entries: Distribution,
     /// Seconds per sequencer batch: rules, tree, checkpoint and the synced write.
-    pub commit_seconds: Histogram,
+    pub commit_seconds: Distribution,
     /// Seconds of the synced store write alone.
     pub store_write_seconds: Histogram,
     /// Current tree size.
@@ -45,11 +117,31 @@ pub struct Metrics {
     pub halted_refusals: Counter,
     /// Seconds from a governance entry's commit to its delivery to a
     /// stream or long-poll subscriber.
-    pub governance_delivery_seconds: Histogram,
+    pub governance_delivery_seconds: Distribution,
     /// Open governance streams (`GET /v1/governance/stream`).
     pub governance_subscribers: Gauge,
     /// Long-polls of the governance feed waiting for an entry.
     pub governance_waiting: Gauge,
+    /// Requests answered `503 overloaded`: the sequencer queue was full, the
+    /// in-flight cap was reached, or too many long-polls waited.
+    pub overloaded: Counter,
+    /// Open client connections (TCP, TLS included), counted by the accept
+    /// loop that was given this gauge.
+    pub connections: Gauge,
+    /// Jobs waiting for the sequencer (set by the health sampler).
+    pub queue_depth: Gauge,
+    /// Resident memory of the process in bytes (set by the health sampler).
+    pub resident_memory_bytes: Gauge,
+    /// Bytes under the data directory (set by the health sampler, rarely).
+    pub data_dir_bytes: Gauge,
+    /// Seconds since the latest checkpoint was signed (set by the health sampler).
+    pub checkpoint_age_seconds: Gauge,
+    /// Seconds since the log service started (set by the health sampler).
+    pub uptime_seconds: Gauge,
+    /// Unix milliseconds of the latest `503 overloaded` (0: never).
+    last_overloaded_ms: AtomicU64,
+    /// Unix milliseconds of the latest failed commit (0: never).
+    last_commit_failure_ms: AtomicU64,
     /// The newest rejections of authenticated events, with their workload
     /// (for the explorer's workload timeline); not exported to Prometheus.
     pub recent_rejections: RecentRejections,
@@ -68,14 +160,56 @@ impl Metrics {
         let entries = Counter::default();
         let duplicates = Counter::default();
         let rejections = Family::<CodeLabel, Counter>::default();
-        let batch_entries = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        let commit_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        let batch_entries = Distribution::new(exponential_buckets(1.0, 2.0, 14));
+        let commit_seconds = Distribution::new(exponential_buckets(0.000_25, 2.0, 14));
         let store_write_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         let tree_size = Gauge::default();
         let commit_failures = Counter::default();
         let halts_active = Gauge::default();
         let halted_refusals = Counter::default();
-        let governance_delivery_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        let governance_delivery_seconds = Distribution::new(exponential_buckets(0.000_25, 2.0, 16));
+        let overloaded = Counter::default();
+        let connections = Gauge::default();
+        let queue_depth = Gauge::default();
+        let resident_memory_bytes = Gauge::default();
+        let data_dir_bytes = Gauge::default();
+        let checkpoint_age_seconds = Gauge::default();
+        let uptime_seconds = Gauge::default();
+        registry.register(
+            "overloaded",
+            "Requests answered 503 overloaded (queue full, in-flight cap, long-poll cap)",
+            overloaded.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Requests waiting for the sequencer",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "resident_memory_bytes",
+            "Resident memory of the process",
+            resident_memory_bytes.clone(),
+        );
+        registry.register(
+            "data_dir_bytes",
+            "Bytes under the data directory (sampled once a minute)",
+            data_dir_bytes.clone(),
+        );
+        registry.register(
+            "checkpoint_age_seconds",
+            "Seconds since the latest checkpoint was signed",
+            checkpoint_age_seconds.clone(),
+        );
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the log service started",
+            uptime_seconds.clone(),
+        );
         let governance_subscribers = Gauge::default();
         let governance_waiting = Gauge::default();
         registry.register(
@@ -97,7 +231,7 @@ impl Metrics {
         registry.register(
             "governance_delivery_seconds",
             "Delay from a governance entry's commit to its delivery on the stream or long-poll",
-            governance_delivery_seconds.clone(),
+            governance_delivery_seconds.histogram(),
         );
         registry.register("entries", "Entries appended", entries.clone());
         registry.register(
@@ -113,12 +247,12 @@ impl Metrics {
         registry.register(
             "batch_entries",
             "Entries per committed batch",
-            batch_entries.clone(),
+            batch_entries.histogram(),
         );
         registry.register(
             "commit_seconds",
             "Duration of a sequencer batch: rules, tree, checkpoint and the synced write",
-            commit_seconds.clone(),
+            commit_seconds.histogram(),
         );
         registry.register(
             "store_write_seconds",
@@ -146,6 +280,15 @@ impl Metrics {
             governance_delivery_seconds,
             governance_subscribers,
             governance_waiting,
+            overloaded,
+            connections,
+            queue_depth,
+            resident_memory_bytes,
+            data_dir_bytes,
+            checkpoint_age_seconds,
+            uptime_seconds,
+            last_overloaded_ms: AtomicU64::new(0),
+            last_commit_failure_ms: AtomicU64::new(0),
             recent_rejections: RecentRejections::default(),
             rejection_totals: std::sync::Mutex::default(),
         }
@@ -167,6 +310,29 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .entry(code)
             .or_insert(0) += 1;
+    }
+
+    /// Counts one `503 overloaded` answer, at `at_ms` (Unix milliseconds).
+    pub fn note_overloaded(&self, at_ms: u64) {
+        self.overloaded.inc();
+        self.last_overloaded_ms.fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    /// Counts one failed commit, at `at_ms` (Unix milliseconds).
+    pub fn note_commit_failure(&self, at_ms: u64) {
+        self.commit_failures.inc();
+        self.last_commit_failure_ms
+            .fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    /// When load was last shed (`503 overloaded`), Unix milliseconds.
+    pub fn last_overloaded_ms(&self) -> Option<u64> {
+        Some(self.last_overloaded_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// When a commit last failed, Unix milliseconds.
+    pub fn last_commit_failure_ms(&self) -> Option<u64> {
+        Some(self.last_commit_failure_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     /// The registry holding every metric, for an exposition endpoint.

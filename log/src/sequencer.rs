@@ -122,7 +122,7 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
             }
             Failure::Commit(e) => {
                 tracing::error!(error = %e, "commit failed; nothing of the batch is acknowledged");
-                core.metrics.commit_failures.inc();
+                core.metrics.note_commit_failure(unix_ms(core.clock.now()));
             }
             Failure::Reload | Failure::Panic => {}
         }

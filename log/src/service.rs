@@ -20,6 +20,7 @@ use crate::cache::NODE_MEMO_NODES;
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
 use crate::core::{Core, StartError};
+use crate::health::{Health, Sample, World, directory_bytes, resident_memory_bytes};
 use crate::job::{Job, JobReply};
 use crate::metrics::Metrics;
 use crate::sequencer::spawn_sequencer;
@@ -96,6 +97,7 @@ impl LogService {
             node_memo: BoundedMemo::new(NODE_MEMO_NODES),
             healthy: std::sync::atomic::AtomicBool::new(true),
             metrics: Metrics::new(),
+            health: Health::new(now_ms),
             config,
             clock,
         });
@@ -131,6 +133,79 @@ impl LogService {
             mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
         })?;
         rx.await.map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Requests waiting for the sequencer (0 once it stopped).
+    pub fn queue_depth(&self) -> u64 {
+        self.tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
+    }
+
+    /// Reads one health sample at the log's clock, adds it to the ring
+    /// ([`Core::health`]) and sets the gauges only the sampler updates
+    /// (queue depth, resident memory, data directory bytes, checkpoint
+    /// age, uptime). `disk_bytes` is the data directory's size when it was
+    /// measured for this sample (it is costly: the sampler measures it
+    /// once a minute). Returns the sample.
+    pub fn sample_health(&self, disk_bytes: Option<u64>) -> Sample {
+        let head = self.head();
+        let now_ms = unix_ms(self.clock.now());
+        let world = World {
+            queue_depth: self.queue_depth(),
+            tree_size: head.size,
+            checkpoint_ms: head.time_ms,
+            rss_bytes: resident_memory_bytes(),
+            disk_bytes,
+        };
+        let sample = Sample::read(&self.metrics, now_ms, world);
+        let m = &self.metrics;
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        m.queue_depth.set(gauge(world.queue_depth));
+        if let Some(rss) = world.rss_bytes {
+            m.resident_memory_bytes.set(gauge(rss));
+        }
+        if let Some(d) = disk_bytes {
+            m.data_dir_bytes.set(gauge(d));
+        }
+        m.checkpoint_age_seconds
+            .set(gauge(now_ms.saturating_sub(head.time_ms) / 1000));
+        m.uptime_seconds.set(gauge(
+            now_ms.saturating_sub(self.health.started_ms()) / 1000,
+        ));
+        self.health.record(sample.clone());
+        sample
+    }
+
+    /// Starts the health sampler on the current tokio runtime: one
+    /// [`LogService::sample_health`] a second, measuring `data_dir` (when
+    /// given) once a minute on the blocking pool. It stops once the
+    /// service is dropped.
+    pub fn spawn_health_sampler(self: &Arc<Self>, data_dir: Option<std::path::PathBuf>) {
+        const DISK_EVERY: u32 = 60;
+        let log = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut n: u32 = 0;
+            loop {
+                tick.tick().await;
+                let disk = match (&data_dir, n % DISK_EVERY) {
+                    (Some(dir), 0) => {
+                        let dir = dir.clone();
+                        tokio::task::spawn_blocking(move || directory_bytes(&dir))
+                            .await
+                            .ok()
+                    }
+                    _ => None,
+                };
+                n = n.wrapping_add(1);
+                let Some(log) = log.upgrade() else { break };
+                log.sample_health(disk);
+            }
+        });
     }
 
     /// Stops accepting work, lets the sequencer finish what is queued, and

@@ -5,8 +5,9 @@
 # loopback port with a throwaway data directory, runs the playwright-core tests
 # in headless Chromium (/usr/bin/chromium, the Debian package), and always
 # stops the server. The tests get the data directory (LINEAGE_DATA_DIR) to
-# sign governance statements with the demo's development authority key. Screenshots land in tests/browser/screenshots/ (ignored by
-# git); LINEAGE_UPDATE_SCREENSHOTS=1 also copies the README's two into docs/img/.
+# sign governance statements with the demo's development authority key, and
+# the binary (LINEAGE_BIN) to start a second ledger of their own. Screenshots land in tests/browser/screenshots/ (ignored by
+# git); LINEAGE_UPDATE_SCREENSHOTS=1 also copies the README's screenshots into docs/img/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -53,7 +54,7 @@ echo "lineage demo at $url"
 mkdir -p "$here/screenshots"
 cd "$here"
 status=0
-LINEAGE_URL="$url" LINEAGE_DATA_DIR="$work/ledger" node --test --test-concurrency=1 tests/ || status=$?
+LINEAGE_URL="$url" LINEAGE_DATA_DIR="$work/ledger" LINEAGE_BIN="$bin" node --test --test-concurrency=1 tests/ || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- lineage demo stderr (last 40 lines) ---" >&2
   tail -n 40 "$work/stderr" >&2
@@ -62,6 +63,7 @@ if [ "$status" -eq 0 ] && [ "${LINEAGE_UPDATE_SCREENSHOTS:-}" = 1 ]; then
   mkdir -p "$root/docs/img"
   cp "$here/screenshots/event.png" "$root/docs/img/explorer-event.png"
   cp "$here/screenshots/proof-verified.png" "$root/docs/img/explorer-proof.png"
-  echo "updated docs/img/explorer-event.png and docs/img/explorer-proof.png"
+  cp "$here/screenshots/health.png" "$root/docs/img/explorer-health.png"
+  echo "updated docs/img/explorer-event.png, explorer-proof.png and explorer-health.png"
 fi
 exit "$status"
