@@ -35,6 +35,11 @@ const ASSETS: &[Asset] = &[
         mime: "text/javascript; charset=utf-8",
         body: include_str!("../static/health.js"),
     },
+    Asset {
+        name: "console.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../static/console.js"),
+    },
 ];
 
 /// FNV-1a, 64-bit: a cache-busting tag, not a security property.

@@ -27,6 +27,7 @@
 
 mod assets;
 mod checkpoints;
+mod console;
 mod dashboard;
 mod entries;
 mod event;
@@ -89,6 +90,7 @@ pub fn router(log: Arc<LogService>) -> Router {
         .route("/runtimes", get(runtime::list))
         .route("/runtimes/{id}", get(runtime::page))
         .route("/checkpoints", get(checkpoints::page))
+        .route("/governance", get(console::page))
         .route("/proofs/inclusion", get(proofs::inclusion))
         .route("/proofs/consistency", get(proofs::consistency))
         .route("/health", get(health::page))
