@@ -10,12 +10,16 @@
 //! Proof Viewer, whose "Verify in this browser" button re-checks an RFC 6962
 //! inclusion proof (RFC 9162 §2.1.3.2) or consistency proof (§2.1.4.2) with
 //! WebCrypto SHA-256 and the checkpoint's C2SP signed-note Ed25519 signature
-//! with WebCrypto Ed25519, in `static/verify.js`.
+//! with WebCrypto Ed25519, in `static/verify.js`. The Governance Console
+//! (`console.rs`) shows who may execute what, now or as of any index, and
+//! signs governance statements in the browser (`static/console.js`).
 //!
-//! **What it is not.** It never writes to the log and holds no Merkle or
+//! **What it is not.** It never writes to the log (the console's script
+//! posts a browser-signed envelope to the API's `POST /v1/entries`, like any
+//! client; the server holds no authority key for it) and holds no Merkle or
 //! signature logic of its own beyond drawing: proofs come from the ledger's
 //! pure core, exactly as the API serves them. It is not a single-page app:
-//! HTML, one stylesheet and two small plain scripts, embedded in the binary.
+//! HTML, one stylesheet and small plain scripts, embedded in the binary.
 //!
 //! **Cost.** Every page is bounded: point reads and short range reads by
 //! index, binary searches over the (monotone) integration time, and bounded

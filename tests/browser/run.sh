@@ -64,6 +64,7 @@ if [ "$status" -eq 0 ] && [ "${LINEAGE_UPDATE_SCREENSHOTS:-}" = 1 ]; then
   cp "$here/screenshots/event.png" "$root/docs/img/explorer-event.png"
   cp "$here/screenshots/proof-verified.png" "$root/docs/img/explorer-proof.png"
   cp "$here/screenshots/health.png" "$root/docs/img/explorer-health.png"
-  echo "updated docs/img/explorer-event.png, explorer-proof.png and explorer-health.png"
+  cp "$here/screenshots/governance.png" "$root/docs/img/explorer-governance.png"
+  echo "updated docs/img/explorer-event.png, explorer-proof.png, explorer-health.png and explorer-governance.png"
 fi
 exit "$status"
