@@ -471,7 +471,7 @@ pub(crate) async fn page(
                 Some(i) => Some(reader::integrated_at_ms(core, i)?),
                 None => None,
             },
-            halted_workloads: core.store.halt_marks()?.len(),
+            halted_workloads: core.halted_workload_count(),
             closed: snap.kinds.get("workload.end").copied().unwrap_or(0),
             workloads: snap.workloads,
             caught_up,

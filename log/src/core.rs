@@ -176,6 +176,11 @@ impl Core {
             .collect()
     }
 
+    /// How many workloads active halts stop now.
+    pub fn halted_workload_count(&self) -> usize {
+        read(&self.halts).marks.len()
+    }
+
     /// The workloads the halt at `index` stops, sorted (at most `limit`):
     /// reads that halt's members only.
     pub fn halt_members(&self, index: u64, limit: usize) -> Vec<String> {

@@ -100,9 +100,13 @@ async function act(page, fill) {
 }
 
 async function loadKey(page, path) {
+  // Wait for this file's verdict, not the status already shown ("No key
+  // loaded.", or the previous file's).
+  const status = page.locator('#key-status');
+  await status.evaluate((el) => { el.textContent = ''; });
   await page.locator('#f-key-file').setInputFiles(path);
-  await until('the key loaded', async () => /loaded|✗/.test(await page.locator('#key-status').innerText()), 10_000);
-  return page.locator('#key-status').innerText();
+  await until('the key loaded', async () => /loaded|✗/.test(await status.innerText()), 10_000);
+  return status.innerText();
 }
 
 test('a key that is not an authority of this ledger is refused in the page', async () => {

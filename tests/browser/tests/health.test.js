@@ -126,14 +126,32 @@ test('an overloaded ledger shows the degraded banner, and /readyz agrees', async
     assert.equal((await fetch(`${ledger.url}/readyz`)).status, 200, 'ready before the flood');
     // One long-poll of the (empty) governance feed waits for 60 s, holding
     // the only request slot...
-    const hold = new AbortController();
-    const held = fetch(`${ledger.url}/v1/governance?wait=60`, { signal: hold.signal }).catch(() => null);
+    // A long-poll that ended early (it should not) is sent again, and what
+    // it answered is kept for the failure message.
+    let hold;
+    let held;
+    let settled = true;
+    const answers = [];
+    const holdSlot = () => {
+      settled = false;
+      hold = new AbortController();
+      held = fetch(`${ledger.url}/v1/governance?wait=60`, { signal: hold.signal })
+        .then(async (r) => { answers.push(`${r.status} ${await r.text()}`); })
+        .catch((e) => { answers.push(String(e)); })
+        .finally(() => { settled = true; });
+    };
     // ...so every other request is shed with 503 overloaded.
-    const shed = await until('a request shed with 503 overloaded', async () => {
-      const r = await fetch(`${ledger.url}/v1/log`);
-      if (r.status !== 503) return null;
-      return r.json();
-    }, 20_000);
+    let shed;
+    try {
+      shed = await until('a request shed with 503 overloaded', async () => {
+        if (settled) holdSlot();
+        const r = await fetch(`${ledger.url}/v1/log`);
+        const body = await r.text();
+        return r.status === 503 ? JSON.parse(body) : null;
+      }, 20_000);
+    } catch (e) {
+      throw new Error(`${e.message}; the long-polls answered: ${JSON.stringify(answers)}`);
+    }
     assert.equal(shed.code, 'overloaded');
     hold.abort();
     await held;
