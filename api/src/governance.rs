@@ -150,7 +150,7 @@ impl Slot {
         let before = gauge.inc();
         if usize::try_from(before).unwrap_or(usize::MAX) >= cap {
             // Dropping the slot gives the unit back.
-            return Err(ApiError::Overloaded);
+            return Err(ApiError::ReadersFull);
         }
         Ok(slot)
     }

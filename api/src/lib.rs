@@ -180,8 +180,8 @@ async fn bound_request(
 /// The whole HTTP application: the API routes and `pages` (the explorer's
 /// router, or `Router::new()`), behind one [`guard`]; outside it, a layer
 /// that counts every `503 overloaded` answer (the queue, the in-flight cap,
-/// the long-poll cap) into the log's metrics, which the health page and
-/// `/readyz` read.
+/// the stream and long-poll caps) into the log's metrics; the health page
+/// and `/readyz` report the ledger degraded for the first two only.
 pub fn app(state: AppState, pages: Router, read_token: Option<&str>) -> Router {
     let limits = state.limits;
     let log = state.log.clone();
@@ -195,9 +195,17 @@ async fn count_shed(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let response = next.run(request).await;
-    if response.extensions().get::<problem::Shed>().is_some() {
-        log.metrics
-            .note_overloaded(lineage_log::clock::unix_ms(log.clock.now()));
+    match response.extensions().get::<problem::Shed>() {
+        Some(problem::Shed::Load) => {
+            log.metrics
+                .note_overloaded(lineage_log::clock::unix_ms(log.clock.now()));
+        }
+        // Counted, but a reader refused at its own cap does not make the
+        // ledger unready: any client could hold it at 503 so.
+        Some(problem::Shed::ReaderCap) => {
+            log.metrics.overloaded.inc();
+        }
+        None => {}
     }
     response
 }

@@ -19,6 +19,11 @@ pub enum ApiError {
     /// The sequencer queue is full.
     #[error("the ledger is overloaded; retry shortly")]
     Overloaded,
+    /// A reader cap (open governance streams, waiting long-polls) is
+    /// reached: answered like [`ApiError::Overloaded`], but the ledger is
+    /// not degraded by it (those caps keep readers from shedding ingest).
+    #[error("the ledger is overloaded; retry shortly")]
+    ReadersFull,
     /// The store failed; nothing from this request was acknowledged.
     #[error("the ledger's storage failed; nothing was appended; retry shortly")]
     Unavailable,
@@ -66,7 +71,7 @@ impl ApiError {
     pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::Rejected(r) => classify_rejection(r),
-            ApiError::Overloaded => (
+            ApiError::Overloaded | ApiError::ReadersFull => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
                 "Ledger overloaded",
@@ -193,7 +198,7 @@ pub fn problem_response(problem: &Problem) -> Response {
     let mut resp = (status, body).into_response();
     if problem.code == "overloaded" {
         // Seen by the layer that counts shed requests (`crate::app`).
-        resp.extensions_mut().insert(Shed);
+        resp.extensions_mut().insert(Shed::Load);
     }
     let h = resp.headers_mut();
     if status == StatusCode::UNAUTHORIZED && problem.code == "unauthorized" {
@@ -208,11 +213,20 @@ pub fn problem_response(problem: &Problem) -> Response {
 
 /// Marks a response that shed a request (`503 overloaded`), for the layer
 /// of [`crate::app`] that counts them into the log's metrics.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Shed;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shed {
+    /// The ledger shed load (queue full, in-flight cap): it is degraded.
+    Load,
+    /// A reader was refused at its own cap: counted, not degraded.
+    ReaderCap,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(&self.to_problem())
+        let mut resp = problem_response(&self.to_problem());
+        if matches!(self, ApiError::ReadersFull) {
+            resp.extensions_mut().insert(Shed::ReaderCap);
+        }
+        resp
     }
 }

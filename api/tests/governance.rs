@@ -153,3 +153,82 @@ async fn governance_reads_need_the_read_token_when_one_is_set() {
     }
     log.shutdown().await;
 }
+
+/// Readers refused at their own caps (open streams, waiting long-polls) do
+/// not make the ledger unready: those caps exist so that readers cannot
+/// shed ingest, and a `/readyz` at 503 would take the whole ledger out of
+/// rotation for any client that opens enough long-polls, every 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_refused_at_their_caps_leave_the_ledger_ready() {
+    let log = start_log();
+    let app = lineage_api::app(
+        AppState {
+            limits: HttpLimits {
+                max_in_flight: 4,
+                ..HttpLimits::default()
+            },
+            ..AppState::new(log.clone())
+        },
+        axum::Router::new(),
+        None,
+    );
+    let ready = || async {
+        app.clone()
+            .oneshot(get("/readyz"))
+            .await
+            .expect("response")
+            .status()
+    };
+    let waiting: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(app.clone().oneshot(get("/v1/governance?wait=60"))))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while log.metrics.governance_waiting.get() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the polls never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+    let r = app
+        .clone()
+        .oneshot(get("/v1/governance?wait=60"))
+        .await
+        .expect("response");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(r).await, "overloaded");
+    assert_eq!(
+        ready().await,
+        StatusCode::OK,
+        "a refused long-poll made /readyz 503"
+    );
+    for w in waiting {
+        w.abort();
+        let _ = w.await;
+    }
+    let mut open = vec![];
+    for _ in 0..4 {
+        let r = app
+            .clone()
+            .oneshot(get("/v1/governance/stream"))
+            .await
+            .expect("response");
+        assert_eq!(r.status(), StatusCode::OK);
+        open.push(r);
+    }
+    let r = app
+        .clone()
+        .oneshot(get("/v1/governance/stream"))
+        .await
+        .expect("response");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready().await,
+        StatusCode::OK,
+        "a refused stream made /readyz 503"
+    );
+    // Still counted as shed, for Prometheus and the health page.
+    assert_eq!(log.metrics.overloaded.get(), 2);
+    drop(open);
+    log.shutdown().await;
+}
