@@ -545,9 +545,13 @@ impl Status {
         if !healthy {
             reasons.push(Degradation::StoreRecovering);
         }
+        // Within the window on either side of now: a time ahead of now was
+        // noted before the clock stepped back, and counts only as long as
+        // one just behind would (else a clock set right after running a
+        // day ahead would hold the ledger degraded for that day).
         let recent = |t: Option<u64>, window: u64| {
-            t.map(|t| now_ms.saturating_sub(t))
-                .filter(|ago| *ago < window)
+            t.filter(|t| now_ms.abs_diff(*t) < window)
+                .map(|t| now_ms.saturating_sub(t))
         };
         if let Some(ago_ms) = recent(metrics.last_commit_failure_ms(), COMMIT_FAILURE_WINDOW_MS) {
             reasons.push(Degradation::CommitFailed { ago_ms });
@@ -744,6 +748,24 @@ mod tests {
         assert_eq!(v.len(), 12);
         assert_eq!(&v[..3], &[None, None, None]);
         assert!(v[3..].iter().all(|x| *x == Some(4.0)), "{v:?}");
+    }
+
+    #[test]
+    fn a_clock_that_stepped_back_does_not_keep_the_ledger_degraded() {
+        // An overload and a failed commit noted while the clock ran a day
+        // ahead, then the clock is set right: neither holds /readyz at 503
+        // for the day, and a new overload after that still counts.
+        let m = Metrics::new();
+        let day = 86_400_000;
+        m.note_overloaded(100_000 + day);
+        m.note_commit_failure(100_000 + day);
+        assert!(!Status::of(true, &m, 100_000).is_degraded());
+        m.note_overloaded(100_000);
+        assert_eq!(
+            Status::of(true, &m, 101_000).reasons,
+            vec![Degradation::Overloaded { ago_ms: 1_000 }]
+        );
+        assert!(!Status::of(true, &m, 100_000 + OVERLOAD_WINDOW_MS).is_degraded());
     }
 
     #[test]

@@ -315,14 +315,17 @@ impl Metrics {
     /// Counts one `503 overloaded` answer, at `at_ms` (Unix milliseconds).
     pub fn note_overloaded(&self, at_ms: u64) {
         self.overloaded.inc();
-        self.last_overloaded_ms.fetch_max(at_ms, Ordering::Relaxed);
+        // The latest noted, not the largest: one noted before the clock
+        // stepped back must not hide those after it.
+        self.last_overloaded_ms.store(at_ms, Ordering::Relaxed);
     }
 
     /// Counts one failed commit, at `at_ms` (Unix milliseconds).
     pub fn note_commit_failure(&self, at_ms: u64) {
         self.commit_failures.inc();
-        self.last_commit_failure_ms
-            .fetch_max(at_ms, Ordering::Relaxed);
+        // The latest noted, not the largest: one noted before the clock
+        // stepped back must not hide those after it.
+        self.last_commit_failure_ms.store(at_ms, Ordering::Relaxed);
     }
 
     /// When load was last shed (`503 overloaded`), Unix milliseconds.
