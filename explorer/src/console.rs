@@ -389,11 +389,9 @@ fn subtree(
     offset: usize,
 ) -> Result<(usize, Vec<String>, graph::Collected), PageError> {
     let total = core.halt_member_counts().get(&index).copied().unwrap_or(0);
-    let members: Vec<String> = core
-        .halt_members(index, offset.saturating_add(MEMBERS_PAGE))
-        .into_iter()
-        .skip(offset)
-        .collect();
+    // Past the end: the last page.
+    let offset = offset.min(total.saturating_sub(1) / MEMBERS_PAGE * MEMBERS_PAGE);
+    let members = core.halt_members(index, offset, MEMBERS_PAGE);
     let mut events = Vec::new();
     for w in &members {
         for (_, i) in core.store.workload_range(w, 0, EVENTS_PER_MEMBER)? {
@@ -430,7 +428,10 @@ pub(crate) async fn page(
     };
     let l = blocking(&ex, move |core| {
         let (as_of, halt, members) = params;
-        let upto = as_of.unwrap_or(u64::MAX);
+        // Only entries inside the published tree: a commit's rows are in the
+        // store a moment before its head is published.
+        let published = core.head().size.saturating_sub(1);
+        let upto = as_of.map_or(published, |i| i.min(published));
         let state = match as_of {
             Some(i) => replay(core, i)?,
             None => State0 {
@@ -562,7 +563,7 @@ pub(crate) async fn page(
         })
         .collect();
     let subtree = l.subtree.map(|(index, total, members, g)| {
-        let first = p.members.min(total);
+        let first = p.members.min(total.saturating_sub(members.len()));
         let last = first + members.len();
         Subtree {
             index,

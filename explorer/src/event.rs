@@ -188,7 +188,7 @@ fn halt_effect(core: &Core, d: &Decoded) -> Result<Option<HaltEffect>, PageError
         0
     };
     let members: Vec<(String, String)> = if active {
-        core.halt_members(d.index, MEMBERS)
+        core.halt_members(d.index, 0, MEMBERS)
             .into_iter()
             .map(|w| {
                 let href = format!("/workloads/{}", enc(&w));

@@ -272,6 +272,17 @@ async fn the_console_shows_state_history_and_the_past() {
         ],
     );
     lacks(&more, &["id=\"subtree-later\""]);
+    // Far past the end (any number a client sends): the last page, read
+    // without copying the members before it.
+    let past_end = l
+        .page(&format!(
+            "/governance?halt={rt_halt}&members=18446744073709551615"
+        ))
+        .await;
+    has(
+        &past_end,
+        &["workloads 9–11 of <strong id=\"subtree-total\">11</strong>"],
+    );
 
     // As of the first halt: it is active, the worker's key not yet revoked,
     // and the history stops there. What it stopped is not kept (resumed).

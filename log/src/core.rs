@@ -181,10 +181,11 @@ impl Core {
         read(&self.halts).marks.len()
     }
 
-    /// The workloads the halt at `index` stops, sorted (at most `limit`):
-    /// reads that halt's members only.
-    pub fn halt_members(&self, index: u64, limit: usize) -> Vec<String> {
-        read(&self.halts).members(index, limit)
+    /// The workloads the halt at `index` stops, sorted, `limit` of them from
+    /// the `offset`-th on: reads that halt's members only, and copies only
+    /// those it returns.
+    pub fn halt_members(&self, index: u64, offset: usize, limit: usize) -> Vec<String> {
+        read(&self.halts).members(index, offset, limit)
     }
 
     /// A receiver that changes whenever a governance entry commits (its

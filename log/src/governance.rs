@@ -70,12 +70,14 @@ impl HaltState {
         self.by_halt.get(&index).map_or(0, BTreeSet::len)
     }
 
-    /// The first `limit` workloads (sorted) the halt at `index` stops.
-    pub fn members(&self, index: u64, limit: usize) -> Vec<String> {
+    /// `limit` workloads (sorted) the halt at `index` stops, from the
+    /// `offset`-th on; only those are copied.
+    pub fn members(&self, index: u64, offset: usize, limit: usize) -> Vec<String> {
         self.by_halt
             .get(&index)
             .into_iter()
             .flatten()
+            .skip(offset)
             .take(limit)
             .map(|w| w.as_str().to_owned())
             .collect()
@@ -124,16 +126,18 @@ mod tests {
         delta.marks.insert(w("b"), vec![3]);
         delta.marks.insert(w("a"), vec![3, 7]);
         state.absorb(&delta);
-        assert_eq!(state.members(3, 10), ["a", "b"]);
-        assert_eq!(state.members(3, 1), ["a"]);
+        assert_eq!(state.members(3, 0, 10), ["a", "b"]);
+        assert_eq!(state.members(3, 0, 1), ["a"]);
+        assert_eq!(state.members(3, 1, 1), ["b"]);
+        assert!(state.members(3, usize::MAX, 1).is_empty());
         assert_eq!((state.member_count(3), state.member_count(7)), (2, 1));
         let mut delta = GovernanceDelta::default();
         delta.marks.insert(w("a"), vec![7]);
         delta.marks.insert(w("b"), vec![]);
         state.absorb(&delta);
         assert_eq!(state.member_count(3), 0);
-        assert!(state.members(3, 10).is_empty());
-        assert_eq!(state.members(7, 10), ["a"]);
+        assert!(state.members(3, 0, 10).is_empty());
+        assert_eq!(state.members(7, 0, 10), ["a"]);
         assert!(!state.marks.contains_key(&w("b")));
     }
 }
