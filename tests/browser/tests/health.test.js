@@ -173,7 +173,11 @@ test('an overloaded ledger shows the degraded banner, and /readyz agrees', async
     await until('the banner to clear', async () => !(await banner.isVisible()), 30_000);
     assert.match(await page.locator('#health-state').innerText(), /Healthy/);
     assert.equal((await fetch(`${ledger.url}/readyz`)).status, 200, 'ready again');
-    assert.deepEqual(page.errors, [], 'no script or console errors');
+    // With one request slot, the browser's parallel loads (stylesheet,
+    // scripts, the first poll) can themselves be shed: that is the point of
+    // this ledger, not a page error. Anything else is.
+    const errors = page.errors.filter((e) => !/responded with a status of 503/.test(e));
+    assert.deepEqual(errors, [], 'no script or console errors');
     await page.close();
   } finally {
     await ledger.stop();
