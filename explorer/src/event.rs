@@ -378,7 +378,15 @@ pub(crate) async fn page(
             verdict_class: "ok",
         },
         (Some(k), false) => {
-            let valid = k.granted_index < d.index && k.revoked_index.is_none_or(|r| r > d.index);
+            let registered =
+                k.granted_index < d.index && k.revoked_index.is_none_or(|r| r > d.index);
+            // The grant's window, at the entry's integration time (the rule's clock).
+            let in_window = lineage_ledger::rules::integration_time(d.entry.integrated_at_ms)
+                .is_some_and(|t| {
+                    k.not_before.is_none_or(|b| t >= b) && k.not_after.is_none_or(|a| t < a)
+                });
+            let valid = registered && in_window;
+            let expired_since = k.not_after.is_some_and(|a| now >= a);
             KeyState {
                 key: Digest::link(
                     key_id.clone(),
@@ -389,10 +397,12 @@ pub(crate) async fn page(
                 runtime_href: format!("/runtimes/{}", enc(k.runtime.as_str())),
                 granted: Some(k.granted_index),
                 revoked: k.revoked_index,
-                verdict: match (valid, k.revoked_index) {
-                    (true, None) => "granted, active",
-                    (true, Some(_)) => "granted at this index; revoked later",
-                    (false, _) => "not valid at this index",
+                verdict: match (registered, in_window, k.revoked_index, expired_since) {
+                    (false, _, _, _) => "not valid at this index",
+                    (true, false, _, _) => "outside the grant's validity window at this index",
+                    (true, true, Some(_), _) => "granted at this index; revoked later",
+                    (true, true, None, true) => "valid at this index; the grant has expired since",
+                    (true, true, None, false) => "granted, active",
                 },
                 verdict_class: if valid { "ok" } else { "bad" },
             }

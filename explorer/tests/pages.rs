@@ -1136,3 +1136,35 @@ async fn halts_show_what_they_stop_until_they_are_lifted() {
     ]);
     l.log.shutdown().await;
 }
+
+/// The event page judges its signer's key at the entry's integration time,
+/// window included: an event admitted inside a short grant still reads as
+/// valid at its index once the grant has expired, and says so.
+#[tokio::test]
+async fn an_event_signed_before_its_grant_expired_says_so_after_it_has() {
+    let l = Ledger::new();
+    let brief = key("brief");
+    let now = time::OffsetDateTime::now_utc();
+    l.govern(json!({"action": "grant", "runtime": "tools/brief",
+        "public_key": public_key_base64(&brief.verifying_key()), "at": at(),
+        "not_after": rfc3339(now + time::Duration::milliseconds(1500))}))
+        .await;
+    let id = l
+        .emit(
+            &brief,
+            json!({"runtime": "tools/brief", "workload": "short", "seq": 0,
+            "kind": "workload.start", "at": at()}),
+        )
+        .await;
+    l.get(&format!("/events/{id}"))
+        .await
+        .ok()
+        .has(&["granted, active"]);
+    // Past not_after (the ledger's clock is the system clock here).
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    l.get(&format!("/events/{id}"))
+        .await
+        .ok()
+        .has(&["valid at this index; the grant has expired since"])
+        .lacks(&["granted, active", "not valid at this index"]);
+}
