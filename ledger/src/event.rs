@@ -366,22 +366,25 @@ pub struct Scope {
 
 impl Scope {
     /// The first field of `event` outside the scope (`kind`, `workload`,
-    /// `domain`, checked in that order), or `None` when the event is in scope.
-    pub fn first_violation(&self, event: &Event) -> Option<&'static str> {
-        let allows = |set: &Option<Vec<Pattern>>, value: Option<&str>| match set {
-            None => true,
-            Some(patterns) => value.is_some_and(|v| patterns.iter().any(|p| p.matches(v))),
-        };
-        if !allows(&self.kinds, Some(&event.kind)) {
-            return Some("kind");
-        }
-        if !allows(&self.workloads, Some(event.workload.as_str())) {
-            return Some("workload");
-        }
-        if !allows(&self.domains, event.domain.as_ref().map(Domain::as_str)) {
-            return Some("domain");
-        }
-        None
+    /// `domain`, checked in that order) with the event's value of it (empty
+    /// for an absent domain), or `None` when the event is in scope.
+    pub fn first_violation<'e>(&self, event: &'e Event) -> Option<(&'static str, &'e str)> {
+        let fields = [
+            ("kind", &self.kinds, Some(event.kind.as_str())),
+            ("workload", &self.workloads, Some(event.workload.as_str())),
+            (
+                "domain",
+                &self.domains,
+                event.domain.as_ref().map(Domain::as_str),
+            ),
+        ];
+        fields.into_iter().find_map(|(field, set, value)| {
+            let allowed = match set {
+                None => true,
+                Some(patterns) => value.is_some_and(|v| patterns.iter().any(|p| p.matches(v))),
+            };
+            (!allowed).then(|| (field, value.unwrap_or("")))
+        })
     }
 
     /// The scope in its wire form.

@@ -704,21 +704,12 @@ fn admit_event<V: LedgerView>(
     }
     // Scope.
     if let Some(scope) = &key.scope
-        && let Some(field) = scope.first_violation(&event)
+        && let Some((field, value)) = scope.first_violation(&event)
     {
-        let value = match field {
-            "kind" => event.kind.clone(),
-            "workload" => event.workload.as_str().to_owned(),
-            _ => event
-                .domain
-                .as_ref()
-                .map(|d| d.as_str().to_owned())
-                .unwrap_or_default(),
-        };
         return Ok(Err(Rejection::OutOfScope {
             key_id,
             field,
-            value,
+            value: value.to_owned(),
         }));
     }
     // Clock skew.
