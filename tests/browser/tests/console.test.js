@@ -10,34 +10,19 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launch, until } from '../support.js';
 
 const BASE = process.env.LINEAGE_URL;
 const SHOTS = new URL('../screenshots/', import.meta.url).pathname;
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 
 let browser;
 let context;
 const requests = [];
 
-async function until(what, check, ms = 90_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 before(async () => {
   assert.ok(BASE && BASE.startsWith('http://127.0.0.1:'), 'LINEAGE_URL is a loopback URL');
   await until('the demo data', async () => (await (await fetch(`${BASE}/metrics`)).text()).includes('code="key_expired"'));
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ARGS });
-  context = await browser.newContext({ viewport: { width: 1360, height: 900 }, colorScheme: 'light', deviceScaleFactor: 1 });
+  ({ browser, context } = await launch());
   // Every request any page of this context sends: URL, headers, body.
   context.on('request', (r) => {
     requests.push((async () => ({ url: r.url(), headers: await r.allHeaders(), body: r.postDataBuffer() }))());

@@ -12,34 +12,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launch, until as wait } from '../support.js';
 
 const BASE = process.env.LINEAGE_URL;
 const BIN = process.env.LINEAGE_BIN;
 const SHOTS = new URL('../screenshots/', import.meta.url).pathname;
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 
 let browser;
 let context;
 
-async function until(what, check, ms = 60_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls every 100 ms, 60 s at most unless told. */
+const until = (what, check, ms = 60_000) => wait(what, check, ms, 100);
 
 before(async () => {
   assert.ok(BASE && BASE.startsWith('http://127.0.0.1:'), 'LINEAGE_URL is a loopback URL');
   assert.ok(BIN, 'LINEAGE_BIN names the lineage binary');
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ARGS });
-  context = await browser.newContext({ viewport: { width: 1360, height: 900 }, colorScheme: 'light', deviceScaleFactor: 1 });
+  ({ browser, context } = await launch());
 });
 
 after(async () => {
