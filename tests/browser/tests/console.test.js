@@ -133,9 +133,11 @@ test('halt a running demo task from the console, see it verified, drawn and refu
   // The ledger holds it: the task is halted, and the demo's next event of it is refused.
   assert.equal((await workload(task)).state, 'halted');
   // The task's next step may be its own event (shown on its page) or, if it
-  // had just spawned its research sub-workload, that sub-workload's first
-  // event, which names a parent in the halted task (that workload then has
-  // no page: the dashboard lists the refusal). Either is refused `halted`.
+  // had spawned its research sub-workload by then, an event of that
+  // sub-workload or of its sandbox run (any of them derives from the halted
+  // task; a sub-workload refused at its first event has no page, so the
+  // dashboard's list of refusals is read). Each is refused `halted`, and the
+  // demo's task stops at its first refusal.
   await until('the demo refused the next event of the task\'s lineage', async () => {
     const p = await open(`/workloads/${encodeURIComponent(task)}`);
     const codes = await p.locator('table.list tr.refused code').allInnerTexts();
@@ -144,7 +146,7 @@ test('halt a running demo task from the console, see it verified, drawn and refu
     const d = await open('/');
     const latest = await d.locator('ul.refusals li').allInnerTexts();
     await d.close();
-    return latest.some((t) => t.startsWith('halted') && t.includes(`${task}/research seq 0`));
+    return latest.some((t) => t.startsWith('halted') && (t.includes(`${task} seq `) || t.includes(`${task}/research`)));
   }, 30_000);
 
   // The console shows the halt, and draws what it stops.
