@@ -1,0 +1,1 @@
+from lineage._native import commit, LineageError
