@@ -12,21 +12,24 @@
 //! GIL released (`Python::detach`) on one tokio runtime owned by this module,
 //! so other Python threads run meanwhile.
 
+mod client;
 mod commit;
+mod convert;
+mod errors;
 
 use pyo3::prelude::*;
 
-pyo3::create_exception!(
-    _native,
-    LineageError,
-    pyo3::exceptions::PyException,
-    "Base class of every error of the lineage package: nothing was recorded."
-);
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("LineageError", py.get_type::<LineageError>())?;
+    errors::register(m)?;
+    m.add_class::<client::Runtime>()?;
+    m.add_class::<client::Workload>()?;
+    m.add_class::<client::Receipt>()?;
+    m.add_class::<client::Batcher>()?;
+    m.add_class::<client::PendingReceipt>()?;
+    m.add_function(wrap_pyfunction!(client::keygen, m)?)?;
+    m.add_function(wrap_pyfunction!(client::public_key, m)?)?;
     m.add_function(wrap_pyfunction!(commit::commit, m)?)?;
+    m.add("COMMIT_SALT_BYTES", commit::SALT_BYTES)?;
     Ok(())
 }
