@@ -3,7 +3,7 @@
 //! private modules.
 
 pub mod export;
-pub mod keyfile;
+pub use lineage_client::keyfile;
 
 use axum::Router;
 use lineage_api::AppState;
