@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use lineage_client as lc;
+use lineage_schemas::HaltTarget;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -49,7 +50,9 @@ fn seconds(name: &str, s: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive number of seconds")))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("{name} must be a positive number of seconds"))
+        })
 }
 
 /// A `Config` from the keyword arguments `Runtime` and `Authority` share.
@@ -82,8 +85,8 @@ fn config(
 }
 
 fn key(key_file: &Path) -> PyResult<lc::SigningKey> {
-    lc::keyfile::read_key_file(key_file)
-        .map_err(|e| errors::Invalid::new_err(format!("key file {}: {e}", key_file.display())))
+    // The error names the file, never its content.
+    lc::keyfile::read_key_file(key_file).map_err(|e| errors::Invalid::new_err(e.to_string()))
 }
 
 /// A runtime identity and its signing key, connected to one ledger.
@@ -111,7 +114,15 @@ impl Runtime {
         retry_deadline: f64,
         consistency: &str,
     ) -> PyResult<Self> {
-        let config = config(server, log_key, state_file, ca_cert, timeout, retry_deadline, consistency)?;
+        let config = config(
+            server,
+            log_key,
+            state_file,
+            ca_cert,
+            timeout,
+            retry_deadline,
+            consistency,
+        )?;
         let signing = key(&key_file)?;
         let client = lc::Client::new(config).map_err(|e| errors::to_py(py, e))?;
         let runtime = client
@@ -209,24 +220,33 @@ impl Workload {
     /// The handle, locked. A panic while it was held (a bug) leaves the
     /// chain in an unknown state, so the handle is refused from then on.
     fn lock(&self) -> PyResult<MutexGuard<'_, lc::Workload>> {
-        self.inner
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("this workload handle is poisoned by an earlier panic"))
+        self.inner.lock().map_err(|_| {
+            PyRuntimeError::new_err("this workload handle is poisoned by an earlier panic")
+        })
     }
 
-    /// Locks with the GIL released, then runs `f` on the runtime.
-    fn with<T, F, Fut>(&self, py: Python<'_>, f: F) -> PyResult<T>
+    /// Locks with the GIL released, then runs `f` (which blocks on the
+    /// runtime) on the handle.
+    fn with<T, F>(&self, py: Python<'_>, f: F) -> PyResult<T>
     where
         T: Send,
-        F: FnOnce(&mut lc::Workload) -> Fut + Send,
-        Fut: std::future::Future<Output = Result<T, lc::Error>>,
+        F: FnOnce(&mut lc::Workload, &tokio::runtime::Runtime) -> Result<T, lc::Error> + Send,
     {
         let rt = tokio()?;
         let out = py.detach(|| -> PyResult<Result<T, lc::Error>> {
             let mut wl = self.lock()?;
-            Ok(rt.block_on(f(&mut wl)))
+            Ok(f(&mut wl, rt))
         })?;
         out.map_err(|e| errors::to_py(py, e))
+    }
+
+    /// Reads the handle (with the GIL released while waiting for it).
+    fn read<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&lc::Workload) -> T + Send,
+    ) -> PyResult<T> {
+        py.detach(|| self.lock().map(|wl| f(&wl)))
     }
 }
 
@@ -241,24 +261,23 @@ impl Workload {
     /// `(seq, event_id)` of the latest event, or `None` before the first.
     #[getter]
     fn head(&self, py: Python<'_>) -> PyResult<Option<(u64, String)>> {
-        let wl = py.detach(|| self.lock())?;
-        Ok(wl.head().map(|h| (h.seq, h.event_id)))
+        self.read(py, |wl| wl.head().map(|h| (h.seq, h.event_id)))
     }
 
     /// The receipt of the latest event recorded through this handle.
     #[getter]
     fn last_receipt(&self, py: Python<'_>) -> PyResult<Option<Receipt>> {
-        let wl = py.detach(|| self.lock())?;
-        Ok(wl.last_receipt().cloned().map(Receipt::from))
+        Ok(self
+            .read(py, |wl| wl.last_receipt().cloned())?
+            .map(Receipt::from))
     }
 
     /// The `Denied` error that stops this handle, or `None` while it may
     /// still record.
     #[getter]
     fn denied(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let wl = py.detach(|| self.lock())?;
-        Ok(wl
-            .denied()
+        Ok(self
+            .read(py, |wl| wl.denied())?
             .map(|d| errors::denied(py, &d).into_value(py).into_any()))
     }
 
@@ -273,7 +292,7 @@ impl Workload {
     ) -> PyResult<Receipt> {
         let attrs = convert::attrs(attrs)?;
         let r = if parents.is_empty() && domain.is_none() {
-            self.with(py, |wl| wl.record(&kind, attrs))?
+            self.with(py, |wl, rt| rt.block_on(wl.record(&kind, attrs)))?
         } else {
             let step = lc::Step {
                 kind,
@@ -281,7 +300,7 @@ impl Workload {
                 parents,
                 domain,
             };
-            self.with(py, |wl| wl.record_step(step))?
+            self.with(py, |wl, rt| rt.block_on(wl.record_step(step)))?
         };
         Ok(Receipt::from(r))
     }
@@ -294,14 +313,16 @@ impl Workload {
         attrs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Workload> {
         let attrs = convert::attrs(attrs)?;
-        let wl = self.with(py, |wl| wl.spawn(&child, attrs))?;
+        let wl = self.with(py, |wl, rt| rt.block_on(wl.spawn(&child, attrs)))?;
         Ok(Workload::new(wl))
     }
 
     #[pyo3(signature = (attrs=None))]
     fn end(&self, py: Python<'_>, attrs: Option<&Bound<'_, PyAny>>) -> PyResult<Receipt> {
         let attrs = convert::attrs(attrs)?;
-        Ok(Receipt::from(self.with(py, |wl| wl.end(attrs))?))
+        Ok(Receipt::from(
+            self.with(py, |wl, rt| rt.block_on(wl.end(attrs)))?,
+        ))
     }
 
     /// Signs the event now (advancing the chain) and queues it on
@@ -315,14 +336,10 @@ impl Workload {
         attrs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PendingReceipt> {
         let attrs = convert::attrs(attrs)?;
-        let rt = tokio()?;
-        let pending = py
-            .detach(|| -> PyResult<Result<lc::PendingReceipt, lc::Error>> {
-                let _guard = rt.enter();
-                let mut wl = self.lock()?;
-                Ok(wl.record_batched(&batcher.inner, &kind, attrs))
-            })?
-            .map_err(|e| errors::to_py(py, e))?;
+        let pending = self.with(py, |wl, rt| {
+            let _guard = rt.enter();
+            wl.record_batched(&batcher.inner, &kind, attrs)
+        })?;
         Ok(PendingReceipt {
             inner: Mutex::new(Some(pending)),
         })
@@ -425,7 +442,7 @@ pub fn keygen(path: PathBuf) -> PyResult<String> {
     let signing = lc::keyfile::generate_signing_key()
         .map_err(|e| LineageError::new_err(format!("no randomness: {e}")))?;
     lc::keyfile::write_key_file(&path, &signing)
-        .map_err(|e| errors::Invalid::new_err(format!("key file {}: {e}", path.display())))?;
+        .map_err(|e| errors::Invalid::new_err(e.to_string()))?;
     Ok(public_key_of(&signing))
 }
 
@@ -438,4 +455,107 @@ pub fn public_key(key_file: PathBuf) -> PyResult<String> {
 fn public_key_of(k: &lc::SigningKey) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())
+}
+
+/// An authority key of the ledger: signs governance statements (grant,
+/// revoke, halt, resume). For operators and tests; a runtime never holds one.
+#[pyclass(frozen, module = "lineage._native")]
+#[derive(Debug)]
+pub struct Authority {
+    inner: lc::Authority,
+}
+
+fn verifying_key(public_key: &str) -> PyResult<ed25519_dalek::VerifyingKey> {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(public_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| errors::Invalid::new_err("public_key is standard base64 of 32 bytes"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| errors::Invalid::new_err("public_key is not an Ed25519 point"))
+}
+
+fn target(workload: Option<String>, runtime: Option<String>) -> PyResult<HaltTarget> {
+    match (workload, runtime) {
+        (Some(w), None) => Ok(HaltTarget::Workload(w)),
+        (None, Some(r)) => Ok(HaltTarget::Runtime(r)),
+        _ => Err(PyValueError::new_err(
+            "name exactly one of workload= or runtime=",
+        )),
+    }
+}
+
+#[pymethods]
+impl Authority {
+    #[new]
+    #[pyo3(signature = (server, key_file, *, log_key=None, state_file=None, ca_cert=None, timeout=10.0, retry_deadline=30.0))]
+    // One parameter per Python keyword argument.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        server: String,
+        key_file: PathBuf,
+        log_key: Option<String>,
+        state_file: Option<PathBuf>,
+        ca_cert: Option<PathBuf>,
+        timeout: f64,
+        retry_deadline: f64,
+    ) -> PyResult<Self> {
+        let config = config(
+            server,
+            log_key,
+            state_file,
+            ca_cert,
+            timeout,
+            retry_deadline,
+            "strict",
+        )?;
+        let signing = key(&key_file)?;
+        let client = lc::Client::new(config).map_err(|e| errors::to_py(py, e))?;
+        Ok(Authority {
+            inner: client.authority(signing),
+        })
+    }
+
+    /// Grants `public_key` (standard base64) to `runtime`, now.
+    fn grant(&self, py: Python<'_>, runtime: &str, public_key: &str) -> PyResult<Receipt> {
+        let k = verifying_key(public_key)?;
+        let a = &self.inner;
+        Ok(Receipt::from(block(py, a.grant(runtime, &k))?))
+    }
+
+    /// Revokes `public_key` of `runtime`, now.
+    fn revoke(&self, py: Python<'_>, runtime: &str, public_key: &str) -> PyResult<Receipt> {
+        let k = verifying_key(public_key)?;
+        let a = &self.inner;
+        Ok(Receipt::from(block(py, a.revoke(runtime, &k))?))
+    }
+
+    /// Halts a workload or a runtime (and everything deriving from it).
+    #[pyo3(signature = (*, workload=None, runtime=None, reason=None))]
+    fn halt(
+        &self,
+        py: Python<'_>,
+        workload: Option<String>,
+        runtime: Option<String>,
+        reason: Option<String>,
+    ) -> PyResult<Receipt> {
+        let t = target(workload, runtime)?;
+        let a = &self.inner;
+        Ok(Receipt::from(block(py, a.halt(t, reason.as_deref()))?))
+    }
+
+    /// Lifts the halt of a workload or a runtime.
+    #[pyo3(signature = (*, workload=None, runtime=None))]
+    fn resume(
+        &self,
+        py: Python<'_>,
+        workload: Option<String>,
+        runtime: Option<String>,
+    ) -> PyResult<Receipt> {
+        let t = target(workload, runtime)?;
+        let a = &self.inner;
+        Ok(Receipt::from(block(py, a.resume(t))?))
+    }
 }

@@ -58,7 +58,7 @@ fn to_json(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
             .ok_or_else(|| PyValueError::new_err("a float in attrs must be finite"));
     }
     if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Value::String(s.to_str()?.to_owned()));
+        return Ok(Value::String(s.to_cow()?.into_owned()));
     }
     if let Ok(d) = v.cast::<PyDict>() {
         let mut m = Map::with_capacity(d.len());
@@ -66,7 +66,7 @@ fn to_json(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
             let Ok(k) = k.cast::<PyString>() else {
                 return Err(PyTypeError::new_err("a dict key in attrs must be a str"));
             };
-            m.insert(k.to_str()?.to_owned(), to_json(&val, depth + 1)?);
+            m.insert(k.to_cow()?.into_owned(), to_json(&val, depth + 1)?);
         }
         return Ok(Value::Object(m));
     }

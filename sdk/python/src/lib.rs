@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<client::Runtime>()?;
+    m.add_class::<client::Authority>()?;
     m.add_class::<client::Workload>()?;
     m.add_class::<client::Receipt>()?;
     m.add_class::<client::Batcher>()?;

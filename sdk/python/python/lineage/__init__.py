@@ -43,6 +43,7 @@ from typing import (
 from . import _native
 from ._native import (
     COMMIT_SALT_BYTES,
+    Authority,
     Batcher,
     Denied,
     Invalid,
@@ -58,6 +59,7 @@ from ._native import (
 
 __all__ = [
     "Runtime",
+    "Authority",
     "Workload",
     "Step",
     "Receipt",
