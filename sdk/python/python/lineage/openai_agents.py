@@ -51,7 +51,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from . import LineageError, Runtime, commitment
-from ._recorder import Content, Recorder, workload_id
+from ._recorder import Content, Op, Recorder, workload_id
 
 __all__ = ["LineageTracingProcessor"]
 
@@ -204,7 +204,7 @@ class LineageTracingProcessor(TracingProcessor):
 
     # -- helpers -------------------------------------------------------------
 
-    def _submit(self, op: tuple) -> None:
+    def _submit(self, op: Op) -> None:
         try:
             self._rec.submit(op)
         except LineageError as e:

@@ -59,7 +59,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from . import LineageError, Runtime, commitment
-from ._recorder import Content, Recorder, workload_id
+from ._recorder import Content, Op, Recorder, workload_id
 
 __all__ = [
     "LineageSpanProcessor",
@@ -99,6 +99,10 @@ _AGENT = 1
 _TOOL = 2
 
 _log = logging.getLogger("lineage.otel")
+
+
+def _str(v: Any) -> Optional[str]:
+    return v if isinstance(v, str) else None
 
 
 def _classify(name: str, attrs: Any) -> int:
@@ -209,12 +213,12 @@ class LineageSpanProcessor(SpanProcessor):
         owner = self._owner.get(parent.span_id) if parent is not None else None
         if kind == _AGENT:
             self._owner[ctx.span_id] = ctx.span_id
-            op: tuple = (
+            op: Op = (
                 "agent_start",
                 ctx.span_id,
                 workload_id(
                     self._prefix,
-                    attrs.get("gen_ai.agent.name") if attrs else None,
+                    _str(attrs.get("gen_ai.agent.name")) if attrs else None,
                     format(ctx.trace_id, "032x"),
                     format(ctx.span_id, "016x"),
                 ),
@@ -254,7 +258,7 @@ class LineageSpanProcessor(SpanProcessor):
         status = span.status.status_code
         end: Dict[str, Any] = {"status": "error" if status == StatusCode.ERROR else "ok"}
         if kind == _AGENT and owner == ctx.span_id:
-            op: tuple = ("agent_end", owner, end)
+            op: Op = ("agent_end", owner, end)
         elif kind == _TOOL:
             a = self._event_attrs(attrs, ctx)
             a.pop("gen_ai.tool.call.arguments", None)
