@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lineage
-from conftest import Agent, Ledger, make_vkey, unique
+from conftest import Agent, Ledger, make_vkey, unique, wait_for
 
 
 def test_a_gated_tool_call_runs_after_the_ledger_committed_it(agent: Agent, ledger: Ledger) -> None:
@@ -219,3 +219,43 @@ def test_commitments_are_keyed_blake3_of_canonical_bytes() -> None:
     assert lineage.commitment(b"", key) == (
         "92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26"
     )
+
+
+def test_one_handle_entered_from_several_threads_keeps_each_threads_current(agent: Agent) -> None:
+    import threading
+
+    wl = agent.connect().start(unique("run"))
+    seen = []
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        with wl:
+            barrier.wait(timeout=10)
+            seen.append(lineage.current() is wl)
+            barrier.wait(timeout=10)
+        seen.append(lineage.current() is None)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert seen.count(True) == 4 and lineage.current() is None
+
+
+def test_live_denial_refuses_locally_once_the_halt_is_on_the_governance_stream(
+    agent: Agent, ledger: Ledger
+) -> None:
+    rt = agent.connect()
+    wl = rt.start(unique("run"))
+    rt.watch_governance()
+    wait_for(lambda: rt.watching, what="the governance stream")
+    lineage.Authority(ledger.url, ledger.authority_key, log_key=ledger.vkey).halt(workload=wl.id)
+    # Denied without a step: the stream marked the handle.
+    wait_for(lambda: wl.denied is not None, what="the handle to be denied")
+    assert wl.denied is not None and wl.denied.code == "halted"
+    ran = []
+    with pytest.raises(lineage.Denied) as e:
+        with wl.step("tool.invoke"):
+            ran.append(1)
+    assert ran == [] and e.value.local is True

@@ -202,6 +202,11 @@ class Runtime:
 _current: contextvars.ContextVar[Optional["Workload"]] = contextvars.ContextVar(
     "lineage_current_workload", default=None
 )
+# The tokens of the `with wl:` blocks open in this context, innermost last:
+# context-local, so one handle may be entered from several threads or tasks.
+_entered: contextvars.ContextVar[Tuple[contextvars.Token[Optional["Workload"]], ...]] = (
+    contextvars.ContextVar("lineage_entered", default=())
+)
 
 
 class Workload:
@@ -212,11 +217,10 @@ class Workload:
     :func:`step`) for the block; it does not end it.
     """
 
-    __slots__ = ("_native", "_tokens")
+    __slots__ = ("_native",)
 
     def __init__(self, native: _native.Workload) -> None:
         self._native = native
-        self._tokens: list[contextvars.Token[Optional[Workload]]] = []
 
     @property
     def id(self) -> str:
@@ -295,11 +299,13 @@ class Workload:
         return self._native.record_batched(batcher, kind, _attrs(attrs))
 
     def __enter__(self) -> "Workload":
-        self._tokens.append(_current.set(self))
+        _entered.set(_entered.get() + (_current.set(self),))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _current.reset(self._tokens.pop())
+        tokens = _entered.get()
+        _entered.set(tokens[:-1])
+        _current.reset(tokens[-1])
 
     def __repr__(self) -> str:
         return f"<lineage.Workload {self.id!r}>"
