@@ -1,5 +1,5 @@
-//! `Runtime`, `Workload`, `Receipt`, `Batcher`, `PendingReceipt`: the Rust
-//! client's handles as Python classes.
+//! `Runtime`, `Workload`, `Receipt`, `Batcher`, `PendingReceipt`,
+//! `Authority`: the Rust client's handles as Python classes.
 //!
 //! Every method that signs, verifies or reaches the ledger converts its
 //! arguments while holding the GIL, then releases it (`Python::detach`) and
@@ -18,9 +18,10 @@ use pyo3::prelude::*;
 use crate::convert;
 use crate::errors::{self, LineageError};
 
-/// The module's tokio runtime: two worker threads (the machine's client
-/// work is I/O and short crypto; more threads would only contend with the
-/// Python threads), created on first use.
+/// The module's tokio runtime: two worker threads (the client's work is I/O
+/// and short crypto; more threads would only contend with the Python
+/// threads), created on first use and never shut down (the process's
+/// exit ends it).
 fn tokio() -> PyResult<&'static tokio::runtime::Runtime> {
     static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RT.get_or_init(|| {
@@ -35,7 +36,7 @@ fn tokio() -> PyResult<&'static tokio::runtime::Runtime> {
     .map_err(|e| LineageError::new_err(format!("cannot start the client's runtime: {e}")))
 }
 
-/// Runs `f` (a future-producing call) without the GIL on the runtime.
+/// Blocks on `fut` on the module's runtime, with the GIL released.
 fn block<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     T: Send,
