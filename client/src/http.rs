@@ -181,16 +181,16 @@ fn transport_error(e: &reqwest::Error) -> String {
 /// or (from something that is not the ledger, such as a proxy) the status.
 fn refusal(status: u16, body: &[u8]) -> Error {
     match serde_json::from_slice::<Problem>(body) {
-        Ok(p) => Error::Denied(Denial::from(p)),
-        Err(_) => Error::Denied(Denial {
-            code: format!("http_{status}"),
-            status,
-            detail: summary(body),
-            field: None,
-            halt_index: None,
-            governing_index: None,
+        Ok(p) => Error::Denied(Box::new(Denial::from(p))),
+        Err(_) => Error::Denied(Box::new(Denial {
             local: false,
-        }),
+            ..Denial::local(
+                &format!("http_{status}"),
+                status,
+                "HTTP error",
+                summary(body),
+            )
+        })),
     }
 }
 

@@ -43,7 +43,7 @@ use std::time::Duration;
 pub use batch::{BatchConfig, Batcher, PendingReceipt};
 pub use ed25519_dalek::SigningKey;
 pub use error::{Denial, Error};
-pub use workload::{Authority, Head, Runtime, Step, Workload};
+pub use workload::{Authority, END_KIND, Head, Runtime, START_KIND, Step, Workload};
 
 use lineage_ledger::dsse::SignedEnvelope;
 
@@ -227,7 +227,9 @@ impl Client {
         for (item, env) in items.into_iter().zip(envelopes) {
             out.push(match item {
                 lineage_schemas::SubmitItem::Receipt(bundle) => self.accept(&bundle, env).await,
-                lineage_schemas::SubmitItem::Problem(p) => Err(Error::Denied(Denial::from(p))),
+                lineage_schemas::SubmitItem::Problem(p) => {
+                    Err(Error::Denied(Box::new(Denial::from(p))))
+                }
             });
         }
         out

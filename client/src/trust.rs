@@ -134,7 +134,7 @@ impl Trust {
                 let key = NoteVerifier::from_vkey(&info.vkey).map_err(|e| {
                     Error::Untrusted(format!("the ledger serves an unusable log key: {e}"))
                 })?;
-                tracing::info!(vkey = %key.vkey(), "lineage client: pinned the log key on first use");
+                tracing::debug!(vkey = %key.vkey(), "lineage client: pinned the log key on first use");
                 let key = Arc::new(key);
                 let latest = self.latest.lock().await;
                 self.persist(&key, &latest)?;

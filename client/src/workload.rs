@@ -197,7 +197,10 @@ impl Runtime {
         })
     }
 
-    fn sign(&self, payload: Vec<u8>) -> SignedEnvelope {
+    /// Signs `payload` as an event envelope, exactly as given: no chain
+    /// bookkeeping and no local checks. For tools that bring their own
+    /// payload (`lineage submit`); submit it with [`Client::submit`].
+    pub fn sign(&self, payload: Vec<u8>) -> SignedEnvelope {
         SignedEnvelope::sign(PayloadType::Event, payload, &self.key)
     }
 }
@@ -279,7 +282,7 @@ impl Workload {
     /// [`Runtime::start`].
     pub async fn spawn(&mut self, child: &str, attrs: Attrs) -> Result<Workload, Error> {
         if let Some(d) = self.denied() {
-            return Err(Error::Denied(d.again()));
+            return Err(Error::Denied(Box::new(d.again())));
         }
         let head = self.head().ok_or_else(|| {
             Error::Invalid(format!("{} has no event yet to spawn from", self.id()))
@@ -354,7 +357,7 @@ impl Workload {
 
     fn sign_next(&self, step: Step) -> Result<SignedEnvelope, Error> {
         if let Some(d) = self.denied() {
-            return Err(Error::Denied(d.again()));
+            return Err(Error::Denied(Box::new(d.again())));
         }
         self.runtime.client.check_trusted()?;
         let payload = EventPayload {
@@ -379,7 +382,7 @@ impl Workload {
     /// Records what a failed submission means for the handle.
     fn failed(&mut self, e: Error) -> Error {
         match &e {
-            Error::Denied(d) => self.handle.deny(d.clone()),
+            Error::Denied(d) => self.handle.deny((**d).clone()),
             Error::Unavailable { .. } => self.uncertain = true,
             Error::Untrusted(_) | Error::Invalid(_) | Error::State(_) => {}
         }
@@ -442,24 +445,16 @@ impl Workload {
         self.domain = self.domain.take().or(info.domain);
         match info.state {
             WorkloadState::Open => {}
-            WorkloadState::Closed => self.handle.deny(Denial {
-                code: "workload_closed".into(),
-                status: 409,
-                detail: format!("{} ended (its latest event is workload.end)", self.id()),
-                field: None,
-                halt_index: None,
-                governing_index: None,
-                local: true,
-            }),
-            WorkloadState::Halted => self.handle.deny(Denial {
-                code: "halted".into(),
-                status: 403,
-                detail: format!("{} is halted", self.id()),
-                field: None,
-                halt_index: info.halted_by,
-                governing_index: info.halted_by,
-                local: true,
-            }),
+            WorkloadState::Closed => self.handle.deny(Denial::local(
+                "workload_closed",
+                409,
+                "Workload closed",
+                format!("{} ended (its latest event is workload.end)", self.id()),
+            )),
+            WorkloadState::Halted => self.handle.deny(Denial::halted(
+                format!("{} is halted", self.id()),
+                info.halted_by,
+            )),
         }
         Ok(())
     }
