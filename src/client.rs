@@ -167,6 +167,15 @@ pub struct ServerArgs {
     /// which checks the receipt's proof but not who signed it.
     #[arg(long, env = "LINEAGE_LOG_KEY", value_name = "VKEY")]
     log_key: Option<String>,
+    /// The bearer token of a ledger started with --read-token: checking a
+    /// receipt reads the log key and consistency proofs.
+    #[arg(
+        long,
+        env = "LINEAGE_READ_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    read_token: Option<String>,
     /// The client state file (pinned log key, latest checkpoint seen): every
     /// receipt's checkpoint is proven consistent with the one kept there.
     #[arg(long, env = "LINEAGE_STATE_FILE", value_name = "FILE")]
@@ -351,11 +360,18 @@ fn sdk_client(server: &ServerArgs) -> anyhow::Result<lineage_client::Client> {
         log_key: server.log_key.clone(),
         state_file: server.state_file.clone(),
         ca_cert: server.ca_cert.clone(),
+        read_token: server.read_token.clone(),
         request_timeout: timeout,
         retry_deadline: timeout,
         ..lineage_client::Config::new(server.server.clone())
     };
-    lineage_client::Client::new(config).map_err(|e| anyhow::anyhow!("{e}"))
+    lineage_client::Client::new(config).map_err(|e| match e {
+        // The client names the file; the user knows the flag.
+        lineage_client::Error::Invalid(why) if why.starts_with("CA file") => {
+            anyhow::anyhow!("--ca-cert: {why}")
+        }
+        other => anyhow::anyhow!("{other}"),
+    })
 }
 
 /// Prints a receipt on stdout (`submit ... > receipt.json`), or a refusal's

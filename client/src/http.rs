@@ -13,11 +13,22 @@ use crate::{Config, Denial, Error};
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-#[derive(Debug)]
 pub(crate) struct Transport {
     http: reqwest::Client,
     base: String,
     deadline: Duration,
+    /// `Bearer <token>` for reads; kept out of `Debug`.
+    read_auth: Option<String>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base", &self.base)
+            .field("deadline", &self.deadline)
+            .field("read_token", &self.read_auth.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A successful answer's body.
@@ -89,6 +100,7 @@ impl Transport {
             http,
             base,
             deadline: config.retry_deadline,
+            read_auth: config.read_token.as_ref().map(|t| format!("Bearer {t}")),
         })
     }
 
@@ -96,8 +108,13 @@ impl Transport {
         format!("{}{path}", self.base)
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// A GET of `url`, with the read token when there is one.
+    pub(crate) fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        match &self.read_auth {
+            Some(auth) => request.header("authorization", auth),
+            None => request,
+        }
     }
 
     /// `POST /v1/entries` with `body`, retried with the same bytes on
@@ -118,7 +135,7 @@ impl Transport {
     /// A GET of `path` answering JSON, retried like a submission.
     pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let url = self.url(path);
-        self.retrying(|| self.http.get(&url)).await?.json()
+        self.retrying(|| self.get(&url)).await?.json()
     }
 
     async fn retrying(

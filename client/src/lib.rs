@@ -81,6 +81,10 @@ pub struct Config {
     /// PEM certificate authorities for an `https://` ledger, instead of the
     /// built-in public roots.
     pub ca_cert: Option<PathBuf>,
+    /// The bearer token of a ledger started with `--read-token`: sent with
+    /// every read (the log key, proofs, the governance stream), never with
+    /// submissions, and never logged.
+    pub read_token: Option<String>,
     /// One HTTP attempt's limit (connect, send, answer).
     pub request_timeout: Duration,
     /// How long a submission is retried (transport errors, 429, 5xx) before
@@ -99,6 +103,7 @@ impl Config {
             log_key: None,
             state_file: None,
             ca_cert: None,
+            read_token: None,
             request_timeout: Duration::from_secs(10),
             retry_deadline: Duration::from_secs(30),
             consistency: Consistency::Strict,

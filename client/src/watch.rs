@@ -232,8 +232,7 @@ async fn follow(
         let mut request = client
             .inner
             .http
-            .http()
-            .get(client.inner.http.url("/v1/governance/stream"))
+            .get(&client.inner.http.url("/v1/governance/stream"))
             .header("accept", "text/event-stream")
             // The stream stays open: no whole-request timeout.
             .timeout(Duration::from_secs(365 * 24 * 3600));
