@@ -126,7 +126,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     let l = TestLedger::start(&dir.path().join("ledger")).await;
     let (client, rt) = runtime(&l, config(&l), "agent/b").await;
     let mut wl = rt
-        .start("job-7", "workload.start", Attrs::new(), &[], None)
+        .start("jobs/7@x:y", "workload.start", Attrs::new(), &[], None)
         .await
         .expect("start");
     for i in 0..3 {
@@ -140,7 +140,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     // A new process: a new client, the same key.
     let client = Client::new(config(&l)).expect("client");
     let rt = client.runtime("agent/b", key("agent/b")).expect("runtime");
-    let mut wl = rt.open("job-7").await.expect("open");
+    let mut wl = rt.open("jobs/7@x:y").await.expect("open");
     assert_eq!(wl.head(), Some(head.clone()));
     let r = wl
         .record("step", attrs(json!({"i": 3})))
@@ -153,7 +153,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     l.grant("agent/c", &key("agent/c")).await;
     let other = client.runtime("agent/c", key("agent/c")).expect("runtime");
     assert_eq!(
-        other.open("job-7").await.expect_err("not its").code(),
+        other.open("jobs/7@x:y").await.expect_err("not its").code(),
         "invalid"
     );
     // A workload the ledger does not know starts at seq 0.
@@ -167,7 +167,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     // A halt: the ledger refuses the next event with the halt's index.
     let authority = client.authority(key("authority"));
     let halt = authority
-        .halt(HaltTarget::Workload("job-7".into()), Some("test"))
+        .halt(HaltTarget::Workload("jobs/7@x:y".into()), Some("test"))
         .await
         .expect("halt");
     let err = wl.record("step", Attrs::new()).await.expect_err("halted");
@@ -177,18 +177,18 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
         ("halted", Some(halt.index), false)
     );
     // A reopened handle of a halted workload is denied before it sends.
-    let reopened = rt.open("job-7").await.expect("open");
+    let reopened = rt.open("jobs/7@x:y").await.expect("open");
     assert_eq!(
         reopened.denied().map(|d| d.halt_index),
         Some(Some(halt.index))
     );
     // After the resume a new handle may go on; the old one stays denied.
     authority
-        .resume(HaltTarget::Workload("job-7".into()))
+        .resume(HaltTarget::Workload("jobs/7@x:y".into()))
         .await
         .expect("resume");
     assert!(wl.record("step", Attrs::new()).await.is_err());
-    let mut wl = rt.open("job-7").await.expect("open");
+    let mut wl = rt.open("jobs/7@x:y").await.expect("open");
     wl.record("step", Attrs::new()).await.expect("resumed");
     l.stop().await;
 }

@@ -55,6 +55,15 @@ pub(crate) fn array_body(envs: &[SignedEnvelope]) -> Vec<u8> {
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
+/// An identifier as one URL path segment.
+pub(crate) fn path_segment(text: &str) -> String {
+    // Identifiers are [A-Za-z0-9._:/@-]: only `/` and `:` and `@` need escaping.
+    text.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace(':', "%3A")
+        .replace('@', "%40")
+}
+
 /// Whether an answer with this status is worth another attempt with the
 /// same bytes: overload, rate limits and server-side failures.
 fn transient(status: u16) -> bool {
@@ -224,6 +233,11 @@ fn summary(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_one_path_segment() {
+        assert_eq!(path_segment("a/b:c@d%e.f-g"), "a%2Fb%3Ac%40d%25e.f-g");
+    }
 
     #[test]
     fn problems_become_denials_and_other_bodies_name_the_status() {

@@ -387,10 +387,7 @@ async fn confirm(client: &Client, handles: Vec<Arc<Handle>>) {
             let Some(h) = queue.next() else { break };
             let c = client.clone();
             running.spawn(async move {
-                let path = format!(
-                    "/v1/workloads/{}",
-                    crate::workload::path_segment(&h.workload)
-                );
+                let path = format!("/v1/workloads/{}", crate::http::path_segment(&h.workload));
                 if let Ok(info) = c.inner.http.get_json::<WorkloadInfo>(&path).await
                     && info.state == WorkloadState::Halted
                 {

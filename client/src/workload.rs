@@ -88,14 +88,6 @@ fn now() -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-pub(crate) fn path_segment(text: &str) -> String {
-    // Identifiers are [A-Za-z0-9._:/@-]: only `/` and `:` and `@` need escaping.
-    text.replace('%', "%25")
-        .replace('/', "%2F")
-        .replace(':', "%3A")
-        .replace('@', "%40")
-}
-
 impl Runtime {
     pub(crate) fn new(client: Client, id: &str, key: SigningKey) -> Result<Runtime, Error> {
         RuntimeId::new(id).map_err(|r| Error::Invalid(format!("runtime {id:?}: {r}")))?;
@@ -394,7 +386,7 @@ impl Workload {
     /// checkpoint.
     async fn recover(&mut self) -> Result<(), Error> {
         let client = &self.runtime.client;
-        let seg = path_segment(self.id());
+        let seg = crate::http::path_segment(self.id());
         let info: WorkloadInfo = match client
             .inner
             .http
