@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo bench --bench load -- [--events N] [--connections C] [--batch B]
 //!     [--prefill N] [--proofs M] [--restart] [--data-dir DIR]
-//!     [--serve-arg ARG]... [--settle SECS] [--halt] [--json PATH]
+//!     [--serve-arg ARG]... [--settle SECS] [--halt] [--gated N] [--json PATH]
 //! ```
 //!
 //! In one run it:
@@ -28,9 +28,14 @@
 //!    and one connection a run of N events is a lineage of N workloads),
 //!    times the halt's commit and the resume's, and checks that the newest
 //!    workload of that lineage is reported halted in between;
-//! 7. reads the server's memory and the data directory's size, and with
+//! 7. with `--gated N`, measures what the runtime SDK adds to one gated
+//!    step: N sequential events of one workload as bare POSTs of pre-signed
+//!    envelopes, then N through `lineage_client::Workload::record` (signing,
+//!    receipt verification and the consistency proof included), with strict
+//!    and with background consistency; p50/p99 each and the ratio to bare;
+//! 8. reads the server's memory and the data directory's size, and with
 //!    `--restart` stops the server and times a restart until `/readyz`;
-//! 8. prints one table and writes the same as JSON.
+//! 9. prints one table and writes the same as JSON.
 //!
 //! No timed assertion anywhere: this is a measurement, not a test.
 
@@ -56,6 +61,7 @@ struct Args {
     proofs: usize,
     restart: bool,
     halt: bool,
+    gated: usize,
     settle: u64,
     default_yardstick: bool,
     data_dir: Option<PathBuf>,
@@ -76,6 +82,7 @@ fn parse_args() -> Args {
         proofs: 0,
         restart: false,
         halt: false,
+        gated: 0,
         settle: 0,
         default_yardstick: true,
         data_dir: None,
@@ -97,6 +104,7 @@ fn parse_args() -> Args {
             "--proofs" => a.proofs = value().parse().expect("--proofs"),
             "--restart" => a.restart = true,
             "--halt" => a.halt = true,
+            "--gated" => a.gated = value().parse().expect("--gated"),
             "--settle" => a.settle = value().parse().expect("--settle"),
             "--no-default-yardstick" => a.default_yardstick = false,
             "--data-dir" => a.data_dir = Some(PathBuf::from(value())),
@@ -623,6 +631,97 @@ async fn grant_keys(
     }
 }
 
+/// Sequential gated steps of one workload each way (see the module docs):
+/// latency percentiles in ms and the SDK's ratio to bare POSTs.
+async fn gated(
+    client: &reqwest::Client,
+    base: &str,
+    key: &SigningKey,
+    n: usize,
+    run: &str,
+) -> Value {
+    use lineage_client::{Attrs, Config, Consistency};
+    let url = format!("{base}/v1/entries");
+    // Bare: pre-signed, chained envelopes, one POST each.
+    let workload = format!("{run}-gated-bare");
+    let mut prev: Option<String> = None;
+    let mut envs = Vec::with_capacity(n);
+    for seq in 0..n {
+        let mut p = json!({"runtime": "runtime-0", "workload": workload, "seq": seq,
+            "kind": "tool.invoke", "attrs": {"tool": "search", "step": seq},
+            "at": time::OffsetDateTime::now_utc().format(&Rfc3339).expect("time")});
+        if let Some(id) = &prev {
+            p["prev"] = json!(id);
+        }
+        let env = SignedEnvelope::sign(
+            PayloadType::Event,
+            serde_json::to_vec(&p).expect("json"),
+            key,
+        );
+        prev = Some(EventId::of_payload(&env.payload).to_string());
+        envs.push(serde_json::to_vec(&env.to_wire()).expect("json"));
+    }
+    let mut bare = Vec::with_capacity(n);
+    for body in envs {
+        let t = Instant::now();
+        let r = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert!(r.status().is_success(), "bare step: {}", r.status());
+        r.bytes().await.expect("body");
+        bare.push(t.elapsed());
+    }
+    let mut report = json!({"steps": n, "bare_post_ms": summary(&mut bare)});
+    for (name, consistency) in [
+        ("sdk_strict_ms", Consistency::Strict),
+        ("sdk_background_ms", Consistency::Background),
+    ] {
+        let sdk = lineage_client::Client::new(Config {
+            consistency,
+            ..Config::new(base)
+        })
+        .expect("sdk client");
+        let rt = sdk.runtime("runtime-0", key.clone()).expect("runtime");
+        let mut wl = rt
+            .start(
+                &format!("{run}-gated-{name}"),
+                "workload.start",
+                Attrs::new(),
+                &[],
+                None,
+            )
+            .await
+            .expect("start");
+        let mut took = Vec::with_capacity(n);
+        for step in 0..n {
+            let mut attrs = Attrs::new();
+            attrs.insert("tool".into(), json!("search"));
+            attrs.insert("step".into(), json!(step));
+            let t = Instant::now();
+            wl.record("tool.invoke", attrs).await.expect("gated step");
+            took.push(t.elapsed());
+        }
+        report[name] = summary(&mut took);
+    }
+    let p50 = |k: &str| report[k]["p50"].as_f64().unwrap_or(0.0);
+    let (strict, background) = (
+        p50("sdk_strict_ms") / p50("bare_post_ms"),
+        p50("sdk_background_ms") / p50("bare_post_ms"),
+    );
+    report["ratio_p50_strict_to_bare"] = json!(strict);
+    report["ratio_p50_background_to_bare"] = json!(background);
+    report
+}
+
+fn summary(d: &mut [Duration]) -> Value {
+    d.sort();
+    json!({"p50": percentile(d, 0.5), "p99": percentile(d, 0.99)})
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -806,6 +905,10 @@ fn main() {
             "resume_ms": resume_ms});
     }
 
+    if a.gated > 0 {
+        report["gated"] = rt.block_on(gated(&client, &server.url, &keys[0], a.gated, &run));
+    }
+
     let size = rt.block_on(tree_size(&client, &server.url));
     report["tree_size"] = json!(size);
     if a.proofs > 0 && size > 0 {
@@ -954,6 +1057,25 @@ fn print_table(r: &Value) {
             h["workloads"],
             f(&h["halt_ms"]),
             f(&h["resume_ms"])
+        );
+    }
+    if let Some(g) = r.get("gated") {
+        for (label, k) in [
+            ("bare POST of a pre-signed envelope", "bare_post_ms"),
+            ("SDK record, strict consistency", "sdk_strict_ms"),
+            ("SDK record, background consistency", "sdk_background_ms"),
+        ] {
+            println!(
+                "| gated step ({} sequential): {label}, p50 / p99 (ms) | {:.3} / {:.3} |",
+                g["steps"],
+                f(&g[k]["p50"]),
+                f(&g[k]["p99"])
+            );
+        }
+        println!(
+            "| gated step p50 ratio SDK / bare: strict, background | {:.2}, {:.2} |",
+            f(&g["ratio_p50_strict_to_bare"]),
+            f(&g["ratio_p50_background_to_bare"])
         );
     }
     if let Some(p) = r.get("proofs") {

@@ -145,7 +145,7 @@ fn reason(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// How to reach the ledger (shared by every client command).
+/// How to reach and trust the ledger (shared by every client command).
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
     /// Ledger base URL (`http://` or `https://`).
@@ -156,10 +156,30 @@ pub struct ServerArgs {
     /// self-signed ledger certificate).
     #[arg(long, env = "LINEAGE_CA_CERT")]
     ca_cert: Option<PathBuf>,
-    /// Seconds to wait for the ledger's answer (connect, send, receipt)
-    /// before giving up with an error.
+    /// Seconds to wait for the ledger's answer (connect, send, receipt),
+    /// retries of transient failures included, before giving up with an
+    /// error.
     #[arg(long, env = "LINEAGE_TIMEOUT_SECS", default_value_t = 30)]
     timeout_secs: u64,
+    /// The log's verifier key (`<name>+<hash>+<base64>`, as `lineage serve`
+    /// prints it): the receipt must be signed by it. Without it (and without
+    /// a --state-file that pinned one), the key the server serves is used,
+    /// which checks the receipt's proof but not who signed it.
+    #[arg(long, env = "LINEAGE_LOG_KEY", value_name = "VKEY")]
+    log_key: Option<String>,
+    /// The bearer token of a ledger started with --read-token: checking a
+    /// receipt reads the log key and consistency proofs.
+    #[arg(
+        long,
+        env = "LINEAGE_READ_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    read_token: Option<String>,
+    /// The client state file (pinned log key, latest checkpoint seen): every
+    /// receipt's checkpoint is proven consistent with the one kept there.
+    #[arg(long, env = "LINEAGE_STATE_FILE", value_name = "FILE")]
+    state_file: Option<PathBuf>,
 }
 
 /// Flags of `submit`.
@@ -288,19 +308,25 @@ fn check(payload: &GovernancePayload) -> Result<GovernanceStatement, String> {
     })
 }
 
-/// Signs a checked statement with the authority key and posts it.
+/// Signs a checked statement with the authority key and submits it; the
+/// verified receipt goes to stdout.
 ///
 /// # Errors
-/// An unreadable key file, a network failure, or the ledger's refusal
-/// (its problem is printed on stderr).
+/// An unreadable key file, an unreachable or untrusted ledger, or the
+/// ledger's refusal (its problem is printed on stderr).
 pub async fn send(g: Governance) -> anyhow::Result<()> {
     let key = read_key_file(&g.authority_key)
         .with_context(|| format!("reading {}", g.authority_key.display()))?;
-    let bytes = serde_json::to_vec(&g.payload)?;
-    let env = SignedEnvelope::sign(PayloadType::Governance, bytes, &key);
-    post(&g.server, &env).await
+    let client = sdk_client(&g.server)?;
+    let result = client.authority(key).submit(&g.payload).await;
+    answer(&g.server, result)
 }
 
+/// Signs the event file's payload, exactly as written (with `at` added when
+/// missing), and submits it; the verified receipt goes to stdout.
+///
+/// # Errors
+/// As [`send`].
 pub async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     let key = read_key_file(&a.key).with_context(|| format!("reading {}", a.key.display()))?;
     let mut raw = Vec::new();
@@ -319,51 +345,53 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         value.insert("at".into(), now_rfc3339()?.into());
         serde_json::to_vec(&value)?
     };
+    // The ledger judges the payload (a malformed one is its problem to
+    // name): signed as is, submitted and verified by the runtime client.
     let env = SignedEnvelope::sign(PayloadType::Event, bytes, &key);
-    post(&a.server, &env).await
+    let client = sdk_client(&a.server)?;
+    let result = client.submit(&env).await;
+    answer(&a.server, result)
 }
 
-/// The HTTP client for `server`: rustls with the built-in public roots, or
-/// with only the authorities of `--ca-cert`.
-fn client(server: &ServerArgs) -> anyhow::Result<reqwest::Client> {
-    let mut builder =
-        reqwest::Client::builder().timeout(std::time::Duration::from_secs(server.timeout_secs));
-    if let Some(path) = &server.ca_cert {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("--ca-cert {}: not a PEM certificate file", path.display()))?;
-        if roots.is_empty() {
-            bail!("--ca-cert {}: holds no PEM certificate", path.display());
-        }
-        builder = builder.tls_built_in_root_certs(false);
-        for root in roots {
-            builder = builder.add_root_certificate(root);
-        }
-    }
-    builder.build().context("setting up the HTTP client")
-}
-
-async fn post(server: &ServerArgs, env: &SignedEnvelope) -> anyhow::Result<()> {
-    let url = format!("{}/v1/entries", server.server.trim_end_matches('/'));
-    let resp = client(server)?
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&env.to_wire())?)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await?;
-    let text = match serde_json::from_str::<serde_json::Value>(&body) {
-        Ok(v) => serde_json::to_string_pretty(&v)?,
-        Err(_) => body,
+/// The runtime client for `server`.
+fn sdk_client(server: &ServerArgs) -> anyhow::Result<lineage_client::Client> {
+    let timeout = std::time::Duration::from_secs(server.timeout_secs);
+    let config = lineage_client::Config {
+        log_key: server.log_key.clone(),
+        state_file: server.state_file.clone(),
+        ca_cert: server.ca_cert.clone(),
+        read_token: server.read_token.clone(),
+        request_timeout: timeout,
+        retry_deadline: timeout,
+        ..lineage_client::Config::new(server.server.clone())
     };
-    // Only a receipt goes to stdout (`submit ... > receipt.json`); a problem
-    // goes to stderr with the non-zero exit.
-    if !status.is_success() {
-        eprintln!("{text}");
-        bail!("the ledger answered {status}");
+    lineage_client::Client::new(config).map_err(|e| match e {
+        // The client names the file; the user knows the flag.
+        lineage_client::Error::Invalid(why) if why.starts_with("CA file") => {
+            anyhow::anyhow!("--ca-cert: {why}")
+        }
+        other => anyhow::anyhow!("{other}"),
+    })
+}
+
+/// Prints a receipt on stdout (`submit ... > receipt.json`), or a refusal's
+/// problem on stderr with the non-zero exit.
+fn answer(
+    server: &ServerArgs,
+    result: Result<lineage_client::Receipt, lineage_client::Error>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(receipt) => {
+            println!("{}", serde_json::to_string_pretty(&receipt.bundle)?);
+            Ok(())
+        }
+        Err(lineage_client::Error::Denied(d)) => {
+            eprintln!("{}", serde_json::to_string_pretty(&d.to_problem())?);
+            bail!("the ledger answered {} {}", d.status, d.title)
+        }
+        Err(e) => bail!(
+            "POST {}/v1/entries: {e}",
+            server.server.trim_end_matches('/')
+        ),
     }
-    println!("{text}");
-    Ok(())
 }

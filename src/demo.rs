@@ -3,9 +3,9 @@
 //! the public HTTP API, so that a new user sees a living explorer within
 //! seconds.
 //!
-//! The simulator is an ordinary client: it signs with
-//! `SignedEnvelope::sign` (the code a runtime would use) and only POSTs to
-//! `/v1/entries`. It grants its runtime keys with the development authority
+//! The simulator is an ordinary client: its runtimes record through the
+//! runtime SDK (`lineage-client`: workload handles, verified receipts) and
+//! only talk to the public HTTP API. It grants its runtime keys with the development authority
 //! key that `serve` creates in the data directory (so `--authority` is
 //! refused here), then runs agent workloads that plan, invoke tools, spawn
 //! sub-workloads, cross trust domains, ask a policy runtime for
@@ -29,11 +29,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ed25519_dalek::SigningKey;
 use lineage::keyfile::{generate_signing_key, read_key_file};
-use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
-use lineage_ledger::keys::{EventId, public_key_base64};
-use lineage_schemas::{GovernanceAction, GovernancePayload, GrantScope, HaltTarget};
+use lineage_client::{
+    Attrs, Authority, Client, Config, Denial, Error, Runtime, START_KIND, SigningKey, Step,
+    Workload,
+};
+use lineage_ledger::dsse::SignedEnvelope;
+use lineage_ledger::keys::public_key_base64;
+use lineage_schemas::{EventPayload, GovernanceAction, GovernancePayload, GrantScope, HaltTarget};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
@@ -120,21 +123,95 @@ impl Dice {
 
 #[derive(Debug)]
 struct Sim {
-    http: reqwest::Client,
-    url: String,
+    client: Client,
+    authority: Authority,
     run: String,
-    keys: std::sync::Mutex<std::collections::HashMap<&'static str, SigningKey>>,
-    policy: Mutex<Chain>,
+    /// Each runtime with its current key (rotations replace it).
+    runtimes: std::sync::Mutex<std::collections::HashMap<&'static str, Runtime>>,
+    policy: Mutex<Workload>,
 }
 
-/// A workload's chain as its runtime sees it.
-#[derive(Debug)]
-struct Chain {
-    workload: String,
-    runtime: &'static str,
-    domain: &'static str,
-    seq: u64,
-    head: Option<String>,
+impl Sim {
+    /// The runtime with its current key.
+    fn rt(&self, name: &str) -> anyhow::Result<Runtime> {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no runtime {name}"))
+    }
+
+    /// Grants `key` to `runtime` and signs with it from now on.
+    async fn enrol(
+        &self,
+        runtime: &'static str,
+        key: SigningKey,
+        grant: Option<GovernancePayload>,
+    ) -> anyhow::Result<u64> {
+        let statement = grant.unwrap_or_else(|| {
+            GovernancePayload::key(
+                GovernanceAction::Grant,
+                runtime.to_owned(),
+                public_key_base64(&key.verifying_key()),
+                now(),
+            )
+        });
+        let index = self.govern(&statement).await?;
+        let rt = self.client.runtime(runtime, key)?;
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(runtime, rt);
+        Ok(index)
+    }
+
+    /// Signs a governance statement with the authority key and submits it;
+    /// the log index it got.
+    async fn govern(&self, statement: &GovernancePayload) -> anyhow::Result<u64> {
+        let receipt =
+            self.authority.submit(statement).await.with_context(|| {
+                format!("the ledger refused a {:?} statement", statement.action)
+            })?;
+        Ok(receipt.index)
+    }
+
+    /// A submission that must be refused with `code` (a fault on purpose).
+    async fn expect_refusal(&self, env: &SignedEnvelope, code: &str) {
+        match self.client.submit(env).await {
+            Err(Error::Denied(d)) if d.code == code => {}
+            other => {
+                tracing::debug!(
+                    ?other,
+                    expected = code,
+                    "demo fault was not refused as expected"
+                );
+            }
+        }
+    }
+
+    /// Starts `workload` of `runtime` in `domain`.
+    async fn start(
+        &self,
+        runtime: &str,
+        workload: String,
+        domain: &str,
+        attrs: Value,
+        parents: &[&str],
+    ) -> anyhow::Result<Workload> {
+        let parents: Vec<String> = parents.iter().map(|p| (*p).to_owned()).collect();
+        self.rt(runtime)?
+            .start(&workload, START_KIND, object(attrs), &parents, Some(domain))
+            .await
+            .with_context(|| format!("starting {workload}"))
+    }
+}
+
+fn object(v: Value) -> Attrs {
+    match v {
+        Value::Object(m) => m,
+        _ => Attrs::new(),
+    }
 }
 
 fn now() -> String {
@@ -143,153 +220,64 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
-impl Chain {
-    fn new(workload: String, runtime: &'static str, domain: &'static str) -> Chain {
-        Chain {
-            workload,
-            runtime,
-            domain,
-            seq: 0,
-            head: None,
-        }
-    }
+/// Records the next event of `w`; its event ID.
+async fn emit(
+    w: &mut Workload,
+    kind: &str,
+    attrs: Value,
+    parents: &[&str],
+) -> anyhow::Result<String> {
+    let step = Step {
+        kind: kind.to_owned(),
+        attrs: object(attrs),
+        parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+        domain: None,
+    };
+    let receipt = w
+        .record_step(step)
+        .await
+        .with_context(|| format!("{kind} of {}", w.id()))?;
+    Ok(receipt.event_id)
+}
 
-    fn payload(&self, seq: u64, kind: &str, attrs: Value, parents: &[&str], at: &str) -> Vec<u8> {
-        let mut p = json!({
-            "runtime": self.runtime,
-            "workload": self.workload,
-            "seq": seq,
-            "kind": kind,
-            "at": at,
-            "attrs": attrs,
-            "domain": self.domain,
-        });
-        if seq > 0
-            && let Some(h) = &self.head
-        {
-            p["prev"] = h.clone().into();
-        }
-        if !parents.is_empty() {
-            p["parents"] = parents.iter().map(|s| Value::from(*s)).collect();
-        }
-        serde_json::to_vec(&p).unwrap_or_default()
-    }
-
-    /// Signs and posts the next event; returns its event ID.
-    async fn emit(
-        &mut self,
-        sim: &Sim,
-        kind: &str,
-        attrs: Value,
-        parents: &[&str],
-    ) -> anyhow::Result<String> {
-        let bytes = self.payload(self.seq, kind, attrs, parents, &now());
-        let id = EventId::of_payload(&bytes).to_string();
-        sim.post_event(self.runtime, bytes).await?;
-        self.seq += 1;
-        self.head = Some(id.clone());
-        Ok(id)
-    }
-
-    /// Signs and posts the next event, which the ledger must refuse with
-    /// `code`; the chain does not advance. Returns the problem.
-    async fn refused(
-        &self,
-        sim: &Sim,
-        kind: &str,
-        attrs: Value,
-        code: &str,
-    ) -> anyhow::Result<Value> {
-        let bytes = self.payload(self.seq, kind, attrs, &[], &now());
-        let env = SignedEnvelope::sign(PayloadType::Event, bytes, &sim.key(self.runtime)?);
-        let (status, body) = sim.post(&env).await?;
-        if body["code"] != code {
-            bail!(
-                "{} of {} was not refused {code}: {status} {body}",
-                kind,
-                self.workload
-            );
-        }
-        Ok(body)
+/// Sends what would be the next event of `w`, which the ledger must refuse
+/// with `code`; the denial. Signed with `w`'s runtime key outside the
+/// handle, so the handle is not marked denied and goes on after a resume.
+async fn refused(
+    sim: &Sim,
+    w: &Workload,
+    kind: &str,
+    attrs: Value,
+    code: &str,
+) -> anyhow::Result<Denial> {
+    let next = w.head().map_or(0, |h| h.seq + 1);
+    let envelope = w.runtime().sign(raw_payload(w, next, kind, attrs, &now()));
+    match sim.client.submit(&envelope).await {
+        Err(Error::Denied(d)) if d.code == code => Ok(*d),
+        Err(e) => bail!("{kind} of {} was not refused {code}: {e}", w.id()),
+        Ok(r) => bail!(
+            "{kind} of {} was accepted at {}, not refused {code}",
+            w.id(),
+            r.index
+        ),
     }
 }
 
-impl Sim {
-    /// The runtime's current signing key.
-    fn key(&self, runtime: &str) -> anyhow::Result<SigningKey> {
-        self.keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(runtime)
-            .cloned()
-            .with_context(|| format!("no key for {runtime}"))
-    }
-
-    async fn post(&self, env: &SignedEnvelope) -> anyhow::Result<(u16, Value)> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/entries", self.url))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&env.to_wire())?)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        Ok((status, body))
-    }
-
-    async fn post_event(&self, runtime: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
-        let env = SignedEnvelope::sign(PayloadType::Event, bytes, &self.key(runtime)?);
-        let (status, body) = self.post(&env).await?;
-        if status != 200 && status != 201 {
-            bail!("the ledger refused an event of {runtime}: {status} {body}");
-        }
-        Ok(())
-    }
-
-    /// A submission that must be refused with `code` (a fault on purpose).
-    async fn expect_refusal(&self, env: &SignedEnvelope, code: &str) {
-        match self.post(env).await {
-            Ok((_, body)) if body["code"] == code => {}
-            Ok((status, body)) => {
-                tracing::debug!(status, %body, expected = code, "demo fault was not refused as expected");
-            }
-            Err(e) => tracing::debug!(error = %e, "demo fault not posted"),
-        }
-    }
-
-    async fn grant(
-        &self,
-        authority: &SigningKey,
-        runtime: &str,
-        key: &SigningKey,
-        action: GovernanceAction,
-    ) -> anyhow::Result<u64> {
-        self.govern(authority, &key_statement(action, runtime, key))
-            .await
-    }
-
-    /// Signs a governance statement with the authority key and posts it;
-    /// the log index it got.
-    async fn govern(
-        &self,
-        authority: &SigningKey,
-        statement: &GovernancePayload,
-    ) -> anyhow::Result<u64> {
-        let env = SignedEnvelope::sign(
-            PayloadType::Governance,
-            serde_json::to_vec(statement)?,
-            authority,
-        );
-        let (status, body) = self.post(&env).await?;
-        match body["index"].as_u64() {
-            Some(index) if status == 201 || status == 200 => Ok(index),
-            _ => bail!(
-                "the ledger refused a {:?} statement: {status} {body}",
-                statement.action
-            ),
-        }
-    }
+/// A raw event payload of `w`'s chain at `seq` (for the faults, which no
+/// well-behaved handle would send).
+fn raw_payload(w: &Workload, seq: u64, kind: &str, attrs: Value, at: &str) -> Vec<u8> {
+    let payload = EventPayload {
+        runtime: w.runtime().id().to_owned(),
+        workload: w.id().to_owned(),
+        seq,
+        prev: w.head().filter(|_| seq > 0).map(|h| h.event_id),
+        parents: Vec::new(),
+        kind: kind.to_owned(),
+        at: at.to_owned(),
+        attrs: Some(object(attrs)),
+        domain: w.domain().map(str::to_owned),
+    };
+    serde_json::to_vec(&payload).unwrap_or_default()
 }
 
 /// A grant or revocation of `key` for `runtime`, made now, with no window
@@ -326,42 +314,43 @@ async fn simulate(url: String, authority: PathBuf) -> anyhow::Result<()> {
             authority.display()
         )
     })?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    // The demo's own ledger: its log key is pinned on first use.
+    let client = Client::new(Config::new(url.trim_end_matches('/')))?;
     let run = format!("{:04x}", Dice::new().below(0x10000));
-    let mut keys = std::collections::HashMap::new();
+    let authority = client.authority(authority);
+    let mut keys = Vec::new();
     for rt in [PLANNER, RESEARCHER, SANDBOX, POLICY, PAYMENTS] {
-        keys.insert(rt, generate_signing_key()?);
+        keys.push((rt, generate_signing_key()?));
     }
-    let sim = Arc::new(Sim {
-        http,
-        url: url.trim_end_matches('/').to_owned(),
-        policy: Mutex::new(Chain::new(
-            format!("decisions-{run}"),
-            POLICY,
-            POLICY_DOMAIN,
-        )),
-        run,
-        keys: std::sync::Mutex::new(keys),
-    });
-    for rt in [PLANNER, RESEARCHER, SANDBOX, POLICY, PAYMENTS] {
-        sim.grant(&authority, rt, &sim.key(rt)?, GovernanceAction::Grant)
-            .await?;
+    // The policy service's workload is opened once its key is granted.
+    let mut runtimes = std::collections::HashMap::new();
+    for (rt, key) in &keys {
+        authority
+            .grant(rt, &key.verifying_key())
+            .await
+            .with_context(|| format!("granting {rt}"))?;
+        runtimes.insert(*rt, client.runtime(rt, key.clone())?);
     }
-    {
-        let mut p = sim.policy.lock().await;
-        p.emit(
-            &sim,
-            "workload.start",
-            json!({"service": "gatekeeper", "policy_bundle": "payments-v7"}),
+    let policy = runtimes[POLICY]
+        .start(
+            &format!("decisions-{run}"),
+            START_KIND,
+            object(json!({"service": "gatekeeper", "policy_bundle": "payments-v7"})),
             &[],
+            Some(POLICY_DOMAIN),
         )
         .await?;
-    }
+    let sim = Arc::new(Sim {
+        client,
+        authority,
+        run,
+        runtimes: std::sync::Mutex::new(runtimes),
+        policy: Mutex::new(policy),
+    });
     println!(
         "lineage demo: simulating 6 runtimes (run {}); open {}/",
-        sim.run, sim.url
+        sim.run,
+        url.trim_end_matches('/')
     );
     // The initial burst, a few tasks at a time.
     let mut dice = Dice::new();
@@ -382,8 +371,8 @@ async fn simulate(url: String, authority: PathBuf) -> anyhow::Result<()> {
             tracing::debug!(error = %format!("{e:#}"), "demo task");
         }
     }
-    faults(&sim, &authority).await?;
-    governance(&sim, &authority).await?;
+    faults(&sim).await?;
+    governance(&sim).await?;
     // Steady traffic: a new task every few seconds, its steps spaced out.
     loop {
         while running.len() < 2 {
@@ -413,27 +402,35 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
         "draft-incident-report",
     ];
     let goal = dice.pick(&goals);
-    let mut t = Chain::new(format!("task-{}-{n:03}", sim.run), PLANNER, CORP);
+    let requested_by = format!("user:{}", dice.pick(&["alice", "bob", "chen", "dana"]));
+    let mut t = sim
+        .start(
+            PLANNER,
+            format!("task-{}-{n:03}", sim.run),
+            CORP,
+            json!({"goal": goal, "requested_by": requested_by}),
+            &[],
+        )
+        .await?;
     let wait = |d: &mut Dice| step_ms / 2 + d.below(step_ms.max(1));
-    t.emit(sim, "workload.start", json!({"goal": goal, "requested_by": format!("user:{}", dice.pick(&["alice", "bob", "chen", "dana"]))}), &[]).await?;
     pause(wait(&mut dice)).await;
-    t.emit(
-        sim,
+    emit(
+        &mut t,
         "plan.created",
         json!({"model": "planner-v3", "steps": 3 + dice.below(4)}),
         &[],
     )
     .await?;
     pause(wait(&mut dice)).await;
-    t.emit(
-        sim,
+    emit(
+        &mut t,
         "tool.invoke",
         json!({"tool": "search.internal", "query_sha256": format!("{:016x}", dice.next())}),
         &[],
     )
     .await?;
-    t.emit(
-        sim,
+    emit(
+        &mut t,
         "tool.result",
         json!({"tool": "search.internal", "status": "ok", "hits": dice.below(40)}),
         &[],
@@ -442,87 +439,75 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
     pause(wait(&mut dice)).await;
 
     // A research sub-workload, which runs code in the sandbox.
-    let spawn = t
-        .emit(
-            sim,
-            "workload.spawn",
-            json!({"child": format!("{}/research", t.workload)}),
-            &[],
+    let child = format!("{}/research", t.id());
+    let spawn = emit(&mut t, "workload.spawn", json!({"child": child}), &[]).await?;
+    let mut r = sim
+        .start(
+            RESEARCHER,
+            format!("{}/research", t.id()),
+            CORP,
+            json!({"parent_workload": t.id()}),
+            &[&spawn],
         )
         .await?;
-    let mut r = Chain::new(format!("{}/research", t.workload), RESEARCHER, CORP);
-    r.emit(
-        sim,
-        "workload.start",
-        json!({"parent_workload": t.workload}),
-        &[&spawn],
-    )
-    .await?;
-    r.emit(
-        sim,
+    emit(
+        &mut r,
         "tool.invoke",
         json!({"tool": "docs.fetch", "documents": 1 + dice.below(6)}),
         &[],
     )
     .await?;
     pause(wait(&mut dice)).await;
-    let cross = r
-        .emit(
-            sim,
-            "boundary.cross",
-            json!({"from": CORP, "to": SANDBOX_DOMAIN, "reason": "execute generated code"}),
-            &[],
-        )
-        .await?;
-    let mut s = Chain::new(
-        format!("{}/research/exec", t.workload),
-        SANDBOX,
-        SANDBOX_DOMAIN,
-    );
-    s.emit(
-        sim,
-        "workload.start",
-        json!({"image": "python:3.12-slim", "network": "none"}),
-        &[&cross],
+    let cross = emit(
+        &mut r,
+        "boundary.cross",
+        json!({"from": CORP, "to": SANDBOX_DOMAIN, "reason": "execute generated code"}),
+        &[],
     )
     .await?;
+    let mut s = sim
+        .start(
+            SANDBOX,
+            format!("{}/research/exec", t.id()),
+            SANDBOX_DOMAIN,
+            json!({"image": "python:3.12-slim", "network": "none"}),
+            &[&cross],
+        )
+        .await?;
     let failed = dice.below(9) == 0;
-    s.emit(
-        sim,
+    emit(
+        &mut s,
         "tool.invoke",
         json!({"tool": "python.run", "cpu_ms": 40 + dice.below(900)}),
         &[],
     )
     .await?;
-    let s_done = s
-        .emit(
-            sim,
-            "workload.end",
-            json!({"status": if failed { "error" } else { "ok" }, "exit_code": u64::from(failed)}),
-            &[],
-        )
-        .await?;
+    let s_done = emit(
+        &mut s,
+        "workload.end",
+        json!({"status": if failed { "error" } else { "ok" }, "exit_code": u64::from(failed)}),
+        &[],
+    )
+    .await?;
     pause(wait(&mut dice)).await;
-    r.emit(
-        sim,
+    emit(
+        &mut r,
         "tool.result",
         json!({"tool": "python.run", "status": if failed { "error" } else { "ok" }}),
         &[&s_done],
     )
     .await?;
-    let r_done = r
-        .emit(
-            sim,
-            "workload.end",
-            json!({"status": if failed { "failed" } else { "ok" }, "findings": dice.below(5)}),
-            &[],
-        )
-        .await?;
-    t.emit(sim, "result.merge", json!({"from": r.workload}), &[&r_done])
-        .await?;
+    let r_done = emit(
+        &mut r,
+        "workload.end",
+        json!({"status": if failed { "failed" } else { "ok" }, "findings": dice.below(5)}),
+        &[],
+    )
+    .await?;
+    emit(&mut t, "result.merge", json!({"from": r.id()}), &[&r_done]).await?;
     if failed {
-        t.emit(
-            sim,
+        emit(
+            &mut t,
             "workload.end",
             json!({"status": "failed", "reason": "sandbox run failed"}),
             &[],
@@ -540,14 +525,13 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
         "crm:export",
         "secrets:read",
     ]);
-    let req = t
-        .emit(
-            sim,
-            "authz.request",
-            json!({"action": action, "amount_eur": amount}),
-            &[],
-        )
-        .await?;
+    let req = emit(
+        &mut t,
+        "authz.request",
+        json!({"action": action, "amount_eur": amount}),
+        &[],
+    )
+    .await?;
     let allowed =
         action == "payments:write" && amount < 2500 || action == "crm:export" && dice.below(2) == 0;
     let decision = {
@@ -560,18 +544,27 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
         } else {
             "over the delegated limit; needs human approval"
         };
-        p.emit(sim, kind, json!({"subject": t.workload, "action": action, "policy": "payments-v7", "reason": reason}), &[&req])
-            .await?
+        emit(
+            &mut p,
+            kind,
+            json!({"subject": t.id(), "action": action, "policy": "payments-v7", "reason": reason}),
+            &[&req],
+        )
+        .await?
     };
     if !allowed {
-        t.emit(sim, "authz.denied", json!({"action": action}), &[&decision])
-            .await?;
-        t.emit(sim, "workload.end", json!({"status": "denied"}), &[])
-            .await?;
+        emit(
+            &mut t,
+            "authz.denied",
+            json!({"action": action}),
+            &[&decision],
+        )
+        .await?;
+        emit(&mut t, "workload.end", json!({"status": "denied"}), &[]).await?;
         return Ok(());
     }
-    t.emit(
-        sim,
+    emit(
+        &mut t,
         "authz.granted",
         json!({"action": action}),
         &[&decision],
@@ -579,98 +572,87 @@ async fn task(sim: &Sim, n: u64, mut dice: Dice, step_ms: u64) -> anyhow::Result
     .await?;
     if action == "payments:write" {
         // Hand the payment to the partner's gateway: another trust domain.
-        let cross = t
-            .emit(
-                sim,
-                "boundary.cross",
-                json!({"from": CORP, "to": PARTNER, "reason": "settle payment"}),
-                &[],
-            )
-            .await?;
-        pause(wait(&mut dice)).await;
-        let mut g = Chain::new(format!("pay-{}-{n:03}", sim.run), PAYMENTS, PARTNER);
-        g.emit(
-            sim,
-            "workload.start",
-            json!({"amount_eur": amount, "currency": "EUR"}),
-            &[&cross],
+        let cross = emit(
+            &mut t,
+            "boundary.cross",
+            json!({"from": CORP, "to": PARTNER, "reason": "settle payment"}),
+            &[],
         )
         .await?;
-        g.emit(
-            sim,
+        pause(wait(&mut dice)).await;
+        let mut g = sim
+            .start(
+                PAYMENTS,
+                format!("pay-{}-{n:03}", sim.run),
+                PARTNER,
+                json!({"amount_eur": amount, "currency": "EUR"}),
+                &[&cross],
+            )
+            .await?;
+        emit(
+            &mut g,
             "payment.authorize",
             json!({"scheme": "sepa", "risk_score": dice.below(100)}),
             &[],
         )
         .await?;
-        let g_done = g
-            .emit(sim, "workload.end", json!({"status": "settled"}), &[])
-            .await?;
-        t.emit(
-            sim,
+        let g_done = emit(&mut g, "workload.end", json!({"status": "settled"}), &[]).await?;
+        emit(
+            &mut t,
             "tool.result",
             json!({"tool": "payments.settle", "status": "ok"}),
             &[&g_done],
         )
         .await?;
     }
-    t.emit(sim, "workload.end", json!({"status": "ok"}), &[])
-        .await?;
+    emit(&mut t, "workload.end", json!({"status": "ok"}), &[]).await?;
     Ok(())
 }
 
 /// What a real fleet also sends: each of these is refused by the ledger and
-/// shows up on the dashboard and the workload's timeline.
-async fn faults(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
-    let mut w = Chain::new(format!("batch-{}-nightly", sim.run), PLANNER, CORP);
-    w.emit(
-        sim,
-        "workload.start",
-        json!({"goal": "nightly-export"}),
+/// shows up on the dashboard and the workload's timeline. They are signed
+/// with the runtime's key but bypass its handle's bookkeeping, which would
+/// never produce them.
+async fn faults(sim: &Sim) -> anyhow::Result<()> {
+    let mut w = sim
+        .start(
+            PLANNER,
+            format!("batch-{}-nightly", sim.run),
+            CORP,
+            json!({"goal": "nightly-export"}),
+            &[],
+        )
+        .await?;
+    emit(
+        &mut w,
+        "tool.invoke",
+        json!({"tool": "warehouse.query"}),
         &[],
     )
     .await?;
-    w.emit(sim, "tool.invoke", json!({"tool": "warehouse.query"}), &[])
-        .await?;
-    let key = sim.key(PLANNER)?;
+    let planner = sim.rt(PLANNER)?;
+    let next = w.head().map_or(0, |h| h.seq + 1);
     // A replay after a crash: seq 1 again, with other content (equivocation).
-    let replay = w.payload(
+    let replay = raw_payload(
+        &w,
         1,
         "tool.invoke",
         json!({"tool": "warehouse.query", "retry": true}),
-        &[],
         &now(),
     );
-    sim.expect_refusal(
-        &SignedEnvelope::sign(PayloadType::Event, replay, &key),
-        "equivocation",
-    )
-    .await;
+    sim.expect_refusal(&planner.sign(replay), "equivocation")
+        .await;
     // A skipped sequence number.
-    let gap = w.payload(
-        w.seq + 1,
-        "tool.result",
-        json!({"status": "ok"}),
-        &[],
-        &now(),
-    );
-    sim.expect_refusal(
-        &SignedEnvelope::sign(PayloadType::Event, gap, &key),
-        "sequence_gap",
-    )
-    .await;
+    let gap = raw_payload(&w, next + 1, "tool.result", json!({"status": "ok"}), &now());
+    sim.expect_refusal(&planner.sign(gap), "sequence_gap").await;
     // A runtime whose clock is an hour behind.
     let stale = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
         .format(&Rfc3339)
         .unwrap_or_default();
-    let skew = w.payload(w.seq, "tool.result", json!({"status": "ok"}), &[], &stale);
-    sim.expect_refusal(
-        &SignedEnvelope::sign(PayloadType::Event, skew, &key),
-        "clock_skew",
-    )
-    .await;
-    w.emit(
-        sim,
+    let skew = raw_payload(&w, next, "tool.result", json!({"status": "ok"}), &stale);
+    sim.expect_refusal(&planner.sign(skew), "clock_skew").await;
+    emit(
+        &mut w,
         "tool.result",
         json!({"tool": "warehouse.query", "status": "ok", "rows": 120_000}),
         &[],
@@ -678,36 +660,29 @@ async fn faults(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
     .await?;
     // Key rotation: a new key for the sandbox, the old one revoked; a late
     // event signed with the old key is refused.
-    let old = sim.key(SANDBOX)?;
-    let new = generate_signing_key()?;
-    sim.grant(authority, SANDBOX, &new, GovernanceAction::Grant)
-        .await?;
-    sim.grant(authority, SANDBOX, &old, GovernanceAction::Revoke)
-        .await?;
-    let late = Chain::new(
-        format!("batch-{}-nightly/exec", sim.run),
-        SANDBOX,
-        SANDBOX_DOMAIN,
-    )
-    .payload(
-        0,
-        "workload.start",
-        json!({"image": "python:3.12-slim"}),
-        &[],
-        &now(),
-    );
-    sim.expect_refusal(
-        &SignedEnvelope::sign(PayloadType::Event, late, &old),
-        "revoked_key",
-    )
-    .await;
-    // From now on the sandbox signs with its new key.
-    sim.keys
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(SANDBOX, new);
-    w.emit(sim, "workload.end", json!({"status": "ok"}), &[])
-        .await?;
+    let old = sim.rt(SANDBOX)?;
+    sim.enrol(SANDBOX, generate_signing_key()?, None).await?;
+    sim.govern(&GovernancePayload::key(
+        GovernanceAction::Revoke,
+        SANDBOX.to_owned(),
+        public_key_base64(&old.public_key()),
+        now(),
+    ))
+    .await?;
+    let late = EventPayload {
+        runtime: SANDBOX.to_owned(),
+        workload: format!("batch-{}-nightly/exec", sim.run),
+        seq: 0,
+        prev: None,
+        parents: Vec::new(),
+        kind: START_KIND.to_owned(),
+        at: now(),
+        attrs: Some(object(json!({"image": "python:3.12-slim"}))),
+        domain: Some(SANDBOX_DOMAIN.to_owned()),
+    };
+    sim.expect_refusal(&old.sign(serde_json::to_vec(&late)?), "revoked_key")
+        .await;
+    emit(&mut w, "workload.end", json!({"status": "ok"}), &[]).await?;
     Ok(())
 }
 
@@ -715,7 +690,7 @@ async fn faults(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
 /// lineage, a resume that lifts only its own halt, a key's scope and its
 /// validity window. Every outcome is checked; any other stops the
 /// simulator. Waits at most [`CONTRACTOR_WINDOW`] for the key to expire.
-async fn governance(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
+async fn governance(sim: &Sim) -> anyhow::Result<()> {
     // A contractor's CI runner: a key valid for two seconds, for build work
     // in its own domain only.
     let granted_at = time::OffsetDateTime::now_utc();
@@ -731,61 +706,52 @@ async fn governance(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
         scope: Some(scope.clone()),
         ..key_statement(GovernanceAction::Grant, CONTRACTOR, &key)
     };
-    sim.govern(authority, &grant).await?;
-    sim.keys
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(CONTRACTOR, key);
-    let mut build = Chain::new(
-        format!("build-{}-001", sim.run),
-        CONTRACTOR,
-        CONTRACTOR_DOMAIN,
-    );
-    build
-        .emit(
-            sim,
-            "workload.start",
+    sim.enrol(CONTRACTOR, key, Some(grant.clone())).await?;
+    let mut build = sim
+        .start(
+            CONTRACTOR,
+            format!("build-{}-001", sim.run),
+            CONTRACTOR_DOMAIN,
             json!({"repo": "payments-service", "ref": "main"}),
             &[],
         )
         .await?;
-    build
-        .emit(
-            sim,
-            "build.compile",
-            json!({"target": "x86_64-linux", "status": "ok"}),
-            &[],
-        )
-        .await?;
-    let p = build
-        .refused(
-            sim,
-            "deploy.production",
-            json!({"service": "payments"}),
-            "out_of_scope",
-        )
-        .await?;
+    emit(
+        &mut build,
+        "build.compile",
+        json!({"target": "x86_64-linux", "status": "ok"}),
+        &[],
+    )
+    .await?;
+    let p = refused(
+        sim,
+        &build,
+        "deploy.production",
+        json!({"service": "payments"}),
+        "out_of_scope",
+    )
+    .await?;
     println!(
         "lineage demo: {CONTRACTOR} is granted build work until {} (2 s from now); its deploy.production is refused out_of_scope (field {})",
         grant.not_after.as_deref().unwrap_or_default(),
-        p["field"].as_str().unwrap_or_default()
+        p.field.as_deref().unwrap_or_default()
     );
 
-    incident(sim, authority).await?;
+    incident(sim).await?;
 
     // The contractor's window ends: its next event is refused.
     let left = not_after - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(100);
     if left.is_positive() {
         pause(u64::try_from(left.whole_milliseconds()).unwrap_or(0)).await;
     }
-    build
-        .refused(
-            sim,
-            "build.test",
-            json!({"suite": "integration"}),
-            "key_expired",
-        )
-        .await?;
+    refused(
+        sim,
+        &build,
+        "build.test",
+        json!({"suite": "integration"}),
+        "key_expired",
+    )
+    .await?;
     // Renewed for an hour, with the same scope, it finishes its build.
     let renewed = generate_signing_key()?;
     let renewal = GovernancePayload {
@@ -796,172 +762,152 @@ async fn governance(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
         scope: Some(scope),
         ..key_statement(GovernanceAction::Grant, CONTRACTOR, &renewed)
     };
-    sim.govern(authority, &renewal).await?;
-    sim.keys
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(CONTRACTOR, renewed);
-    build
-        .emit(
-            sim,
-            "build.test",
-            json!({"suite": "integration", "status": "ok"}),
-            &[],
-        )
-        .await?;
-    build
-        .emit(sim, "workload.end", json!({"status": "ok"}), &[])
-        .await?;
+    sim.enrol(CONTRACTOR, renewed, Some(renewal)).await?;
+    // The runtime restarts with its new key and picks the build up where
+    // the ledger has it.
+    let mut build = sim.rt(CONTRACTOR)?.open(build.id()).await?;
+    emit(
+        &mut build,
+        "build.test",
+        json!({"suite": "integration", "status": "ok"}),
+        &[],
+    )
+    .await?;
+    emit(&mut build, "workload.end", json!({"status": "ok"}), &[]).await?;
     println!(
         "lineage demo: {CONTRACTOR}'s key expired: its build.test was refused key_expired; a renewed key finished {}",
-        build.workload
+        build.id()
     );
     Ok(())
 }
 
 /// An incident workload with a sub-workload and a grandchild in the
 /// sandbox, halted mid-run by the authority.
-async fn incident(sim: &Sim, authority: &SigningKey) -> anyhow::Result<()> {
-    let mut root = Chain::new(format!("incident-{}", sim.run), PLANNER, CORP);
-    root.emit(
-        sim,
-        "workload.start",
-        json!({"goal": "investigate-alert", "alert": "INC-4711"}),
-        &[],
-    )
-    .await?;
-    let spawn = root
-        .emit(
-            sim,
-            "workload.spawn",
-            json!({"child": format!("{}/triage", root.workload)}),
+async fn incident(sim: &Sim) -> anyhow::Result<()> {
+    let mut root = sim
+        .start(
+            PLANNER,
+            format!("incident-{}", sim.run),
+            CORP,
+            json!({"goal": "investigate-alert", "alert": "INC-4711"}),
             &[],
         )
         .await?;
-    let mut child = Chain::new(format!("{}/triage", root.workload), RESEARCHER, CORP);
-    child
-        .emit(
-            sim,
-            "workload.start",
-            json!({"parent_workload": root.workload}),
+    let child = format!("{}/triage", root.id());
+    let spawn = emit(&mut root, "workload.spawn", json!({"child": child}), &[]).await?;
+    let mut child = sim
+        .start(
+            RESEARCHER,
+            format!("{}/triage", root.id()),
+            CORP,
+            json!({"parent_workload": root.id()}),
             &[&spawn],
         )
         .await?;
-    let cross = child
-        .emit(
-            sim,
-            "boundary.cross",
-            json!({"from": CORP, "to": SANDBOX_DOMAIN, "reason": "replay the exploit"}),
-            &[],
-        )
-        .await?;
-    let mut grandchild = Chain::new(
-        format!("{}/triage/exec", root.workload),
-        SANDBOX,
-        SANDBOX_DOMAIN,
-    );
-    grandchild
-        .emit(
-            sim,
-            "workload.start",
+    let cross = emit(
+        &mut child,
+        "boundary.cross",
+        json!({"from": CORP, "to": SANDBOX_DOMAIN, "reason": "replay the exploit"}),
+        &[],
+    )
+    .await?;
+    let mut grandchild = sim
+        .start(
+            SANDBOX,
+            format!("{}/triage/exec", root.id()),
+            SANDBOX_DOMAIN,
             json!({"image": "python:3.12-slim", "network": "none"}),
             &[&cross],
         )
         .await?;
-    grandchild
-        .emit(
-            sim,
-            "tool.invoke",
-            json!({"tool": "python.run", "attempt": 1}),
-            &[],
-        )
-        .await?;
+    emit(
+        &mut grandchild,
+        "tool.invoke",
+        json!({"tool": "python.run", "attempt": 1}),
+        &[],
+    )
+    .await?;
 
     // The halt: the incident workload and everything deriving from it.
     let reason = "runaway tool loop: python.run re-invoked 40 times in 10 s";
     let halt = sim
-        .govern(
-            authority,
-            &halt_statement(GovernanceAction::Halt, &root.workload, reason),
-        )
+        .govern(&halt_statement(GovernanceAction::Halt, root.id(), reason))
         .await?;
     println!(
         "lineage demo: the authority halted {} at index {halt} ({reason:?}), and with it {} and {}, which derive from it",
-        root.workload, child.workload, grandchild.workload
+        root.id(),
+        child.id(),
+        grandchild.id()
     );
     for (chain, kind) in [
         (&grandchild, "tool.invoke"),
         (&child, "tool.invoke"),
         (&root, "plan.revised"),
     ] {
-        let p = chain
-            .refused(sim, kind, json!({"attempt": 2}), "halted")
-            .await?;
-        if p["halt_index"] != halt {
-            bail!("{} was refused by another halt: {p}", chain.workload);
+        let p = refused(sim, chain, kind, json!({"attempt": 2}), "halted").await?;
+        if p.halt_index != Some(halt) {
+            bail!("{} was refused by another halt: {p}", chain.id());
         }
         println!(
             "lineage demo: {}'s next event ({kind}) is refused halted (halt_index {halt})",
-            chain.workload
+            chain.id()
         );
     }
 
     // The sandbox run is also halted in its own right, then the incident is
     // resumed: the resume lifts only its own halt.
     let own = sim
-        .govern(
-            authority,
-            &halt_statement(
-                GovernanceAction::Halt,
-                &grandchild.workload,
-                "sandbox image under security review",
-            ),
-        )
+        .govern(&halt_statement(
+            GovernanceAction::Halt,
+            grandchild.id(),
+            "sandbox image under security review",
+        ))
         .await?;
     let resume = sim
-        .govern(
-            authority,
-            &halt_statement(
-                GovernanceAction::Resume,
-                &root.workload,
-                "loop guard deployed; operator approved",
-            ),
-        )
+        .govern(&halt_statement(
+            GovernanceAction::Resume,
+            root.id(),
+            "loop guard deployed; operator approved",
+        ))
         .await?;
-    let p = grandchild
-        .refused(sim, "tool.invoke", json!({"attempt": 3}), "halted")
-        .await?;
-    if p["halt_index"] != own {
-        bail!("{} was refused by another halt: {p}", grandchild.workload);
-    }
-    child
-        .emit(
-            sim,
-            "tool.result",
-            json!({"tool": "python.run", "status": "cancelled"}),
-            &[],
-        )
-        .await?;
-    let child_end = child
-        .emit(
-            sim,
-            "workload.end",
-            json!({"status": "partial", "findings": 2}),
-            &[],
-        )
-        .await?;
-    root.emit(
+    let p = refused(
         sim,
+        &grandchild,
+        "tool.invoke",
+        json!({"attempt": 3}),
+        "halted",
+    )
+    .await?;
+    if p.halt_index != Some(own) {
+        bail!("{} was refused by another halt: {p}", grandchild.id());
+    }
+    emit(
+        &mut child,
+        "tool.result",
+        json!({"tool": "python.run", "status": "cancelled"}),
+        &[],
+    )
+    .await?;
+    let child_end = emit(
+        &mut child,
+        "workload.end",
+        json!({"status": "partial", "findings": 2}),
+        &[],
+    )
+    .await?;
+    emit(
+        &mut root,
         "result.merge",
-        json!({"from": child.workload}),
+        json!({"from": child.id()}),
         &[&child_end],
     )
     .await?;
-    root.emit(sim, "workload.end", json!({"status": "ok"}), &[])
-        .await?;
+    emit(&mut root, "workload.end", json!({"status": "ok"}), &[]).await?;
     println!(
         "lineage demo: resumed {} at index {resume}: it and {} continued and ended; {} stays halted by its own halt at index {own}",
-        root.workload, child.workload, grandchild.workload
+        root.id(),
+        child.id(),
+        grandchild.id()
     );
     Ok(())
 }

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const CRATES: [&str; 7] = [
+const CRATES: [&str; 8] = [
     "schemas/src",
+    "client/src",
     "ledger/src",
     "log/src",
     "api/src",

@@ -126,7 +126,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     let l = TestLedger::start(&dir.path().join("ledger")).await;
     let (client, rt) = runtime(&l, config(&l), "agent/b").await;
     let mut wl = rt
-        .start("job-7", "workload.start", Attrs::new(), &[], None)
+        .start("jobs/7@x:y", "workload.start", Attrs::new(), &[], None)
         .await
         .expect("start");
     for i in 0..3 {
@@ -140,7 +140,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     // A new process: a new client, the same key.
     let client = Client::new(config(&l)).expect("client");
     let rt = client.runtime("agent/b", key("agent/b")).expect("runtime");
-    let mut wl = rt.open("job-7").await.expect("open");
+    let mut wl = rt.open("jobs/7@x:y").await.expect("open");
     assert_eq!(wl.head(), Some(head.clone()));
     let r = wl
         .record("step", attrs(json!({"i": 3})))
@@ -153,7 +153,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     l.grant("agent/c", &key("agent/c")).await;
     let other = client.runtime("agent/c", key("agent/c")).expect("runtime");
     assert_eq!(
-        other.open("job-7").await.expect_err("not its").code(),
+        other.open("jobs/7@x:y").await.expect_err("not its").code(),
         "invalid"
     );
     // A workload the ledger does not know starts at seq 0.
@@ -167,7 +167,7 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
     // A halt: the ledger refuses the next event with the halt's index.
     let authority = client.authority(key("authority"));
     let halt = authority
-        .halt(HaltTarget::Workload("job-7".into()), Some("test"))
+        .halt(HaltTarget::Workload("jobs/7@x:y".into()), Some("test"))
         .await
         .expect("halt");
     let err = wl.record("step", Attrs::new()).await.expect_err("halted");
@@ -177,18 +177,18 @@ async fn a_restarted_runtime_recovers_its_head_and_a_halt_denies_the_handle() {
         ("halted", Some(halt.index), false)
     );
     // A reopened handle of a halted workload is denied before it sends.
-    let reopened = rt.open("job-7").await.expect("open");
+    let reopened = rt.open("jobs/7@x:y").await.expect("open");
     assert_eq!(
         reopened.denied().map(|d| d.halt_index),
         Some(Some(halt.index))
     );
     // After the resume a new handle may go on; the old one stays denied.
     authority
-        .resume(HaltTarget::Workload("job-7".into()))
+        .resume(HaltTarget::Workload("jobs/7@x:y".into()))
         .await
         .expect("resume");
     assert!(wl.record("step", Attrs::new()).await.is_err());
-    let mut wl = rt.open("job-7").await.expect("open");
+    let mut wl = rt.open("jobs/7@x:y").await.expect("open");
     wl.record("step", Attrs::new()).await.expect("resumed");
     l.stop().await;
 }
@@ -288,8 +288,9 @@ async fn the_governance_stream_denies_handles_before_their_next_round_trip() {
 }
 
 /// A proxy in front of the ledger that answers 503 to the first `fail`
-/// submissions, then forwards.
-async fn flaky_proxy(target: String, fail: u32) -> (String, Arc<AtomicU32>) {
+/// submissions (after forwarding them when `commit_first`: the answer is
+/// lost, not the event), then forwards.
+async fn flaky_proxy(target: String, fail: u32, commit_first: bool) -> (String, Arc<AtomicU32>) {
     let seen = Arc::new(AtomicU32::new(0));
     let counter = seen.clone();
     let http = reqwest::Client::new();
@@ -299,13 +300,23 @@ async fn flaky_proxy(target: String, fail: u32) -> (String, Arc<AtomicU32>) {
         let (target, http, counter) = (target.clone(), http.clone(), counter.clone());
         async move {
             let is_post = method == axum::http::Method::POST;
+            let url = format!("{target}{uri}");
             if is_post && counter.fetch_add(1, Ordering::SeqCst) < fail {
+                if commit_first {
+                    let r = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("forward");
+                    assert!(r.status().is_success());
+                }
                 return (
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "busy".to_owned().into_bytes(),
                 );
             }
-            let url = format!("{target}{uri}");
             let resp = if is_post {
                 http.post(url)
                     .header("content-type", "application/json")
@@ -336,7 +347,7 @@ async fn transient_failures_are_retried_with_the_identical_envelope_then_fail_cl
     let dir = tempfile::tempdir().expect("tempdir");
     let l = TestLedger::start(&dir.path().join("ledger")).await;
     l.grant("agent/r", &key("agent/r")).await;
-    let (proxy, posts) = flaky_proxy(l.url.clone(), 2).await;
+    let (proxy, posts) = flaky_proxy(l.url.clone(), 2, false).await;
     let client = Client::new(Config {
         server: proxy,
         ..config(&l)
@@ -537,5 +548,51 @@ async fn batched_events_of_many_handles_arrive_with_verified_receipts() {
             .await
             .expect("after the batch");
     }
+    l.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_submission_leaves_the_handle_to_learn_its_head_from_the_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = TestLedger::start(&dir.path().join("ledger")).await;
+    l.grant("agent/u", &key("agent/u")).await;
+    let direct = Client::new(config(&l)).expect("client");
+    let rt = direct.runtime("agent/u", key("agent/u")).expect("runtime");
+    let mut wl = rt
+        .start("uncertain", "workload.start", Attrs::new(), &[], None)
+        .await
+        .expect("start");
+    // Through a proxy that commits the next submission but loses its
+    // answer, with a deadline that leaves no time for a retry.
+    let (lossy, _) = flaky_proxy(l.url.clone(), 1, true).await;
+    let client = Client::new(Config {
+        server: lossy,
+        retry_deadline: Duration::from_millis(10),
+        ..config(&l)
+    })
+    .expect("client");
+    let rt = client.runtime("agent/u", key("agent/u")).expect("runtime");
+    let mut same = rt.open("uncertain").await.expect("open");
+    assert_eq!(same.head(), wl.head());
+    let err = same
+        .record("tool.invoke", attrs(json!({"n": 1})))
+        .await
+        .expect_err("no answer");
+    assert_eq!(err.code(), "unavailable");
+    assert!(same.denied().is_none(), "unknown is not denied");
+    // It was committed; the handle does not guess: it reads the head and
+    // goes on after it.
+    let r = same
+        .record("tool.invoke", attrs(json!({"n": 2})))
+        .await
+        .expect("after recovery");
+    let (_, e) = l.get_json(&format!("/v1/events/{}", r.event_id)).await;
+    assert_eq!(e["payload"]["seq"], 2, "{e}");
+    // The first handle, unaware, is refused by the ledger and denied.
+    let err = wl
+        .record("tool.invoke", Attrs::new())
+        .await
+        .expect_err("stale");
+    assert!(err.denial().is_some_and(|d| !d.local), "{err}");
     l.stop().await;
 }

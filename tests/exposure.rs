@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
+use lineage::keyfile::read_key_file;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
 use lineage_ledger::keys::public_key_base64;
 
@@ -65,20 +66,58 @@ fn a_read_token_guards_reads_but_not_ingest_or_health() {
         200
     );
     // Ingest stays open: it is authenticated by the envelope signature.
+    let authority = read_key_file(&data.join("authority.key")).expect("authority key");
+    let statement = serde_json::json!({"action": "grant", "runtime": "agent/raw",
+        "public_key": public_key_base64(&SigningKey::from_bytes(&[5; 32]).verifying_key()),
+        "at": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("time")});
+    let env = SignedEnvelope::sign(
+        PayloadType::Governance,
+        serde_json::to_vec(&statement).expect("json"),
+        &authority,
+    );
+    let r = client
+        .post(format!("{}/v1/entries", server.url))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&env.to_wire()).expect("json"))
+        .send()
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 201);
+    // The CLI checks the receipt it gets, which reads the log key and
+    // proofs: it needs the token, and without it says so (the statement may
+    // be committed: it does not claim a refusal).
     let agent = dir.path().join("agent.key");
     let public = keygen(&agent);
-    let (ok, out) = run(&[
-        "grant",
-        "--authority-key",
-        data.join("authority.key").to_str().expect("utf8"),
-        "--runtime",
-        "agent/a",
-        "--public-key",
-        &public,
-        "--server",
-        &server.url,
-    ]);
+    let key_path = data.join("authority.key");
+    let other = keygen(&dir.path().join("other.key"));
+    let grant = |runtime: &str, public: &str, token: Option<&str>| {
+        let mut args = vec![
+            "grant",
+            "--authority-key",
+            key_path.to_str().expect("utf8"),
+            "--runtime",
+            runtime,
+            "--public-key",
+            public,
+            "--server",
+            &server.url,
+        ];
+        if let Some(t) = token {
+            args.extend(["--read-token", t]);
+        }
+        run(&args)
+    };
+    let (ok, out) = grant("agent/a", &public, None);
+    assert!(!ok);
+    assert!(out.contains("needs a read token"), "{out}");
+    // It was committed all the same: granting it again conflicts.
+    let (ok, out) = grant("agent/a", &public, Some("s3cret-token"));
+    assert!(!ok && out.contains("key_conflict"), "{out}");
+    let (ok, out) = grant("agent/b", &other, Some("s3cret-token"));
     assert!(ok, "{out}");
+    let receipt: serde_json::Value = serde_json::from_str(&out).expect("a receipt");
+    assert_eq!(receipt["format"], "lineage-bundle/v1");
 }
 
 /// Signs an array of workload starts for `runtime`, plus one for `other`.

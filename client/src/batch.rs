@@ -164,7 +164,7 @@ async fn work(client: Client, config: BatchConfig, mut rx: mpsc::Receiver<Messag
             let results = client.submit_many(&envelopes).await;
             for ((_, handle, done), result) in batch.into_iter().zip(results) {
                 if let Err(Error::Denied(d)) = &result {
-                    handle.deny(d.clone());
+                    handle.deny((**d).clone());
                 }
                 // The caller may have dropped its pending receipt.
                 let _ = done.send(result);

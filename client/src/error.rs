@@ -11,7 +11,7 @@ pub enum Error {
     /// or revocation seen on the governance stream). The handle stays
     /// denied; after a `resume`, [`crate::Runtime::open`] makes a new one.
     #[error("denied: {0}")]
-    Denied(Denial),
+    Denied(Box<Denial>),
     /// The ledger could not be reached, or answered 429 or 5xx, on every
     /// attempt until the retry deadline. The event may or may not have been
     /// committed; submitting the same envelope again is safe (a resubmission
@@ -69,6 +69,8 @@ pub struct Denial {
     pub code: String,
     /// The HTTP status it came with (or would have: 403 for a live halt).
     pub status: u16,
+    /// The problem's short title (`Halted`, `Key expired`, ...).
+    pub title: String,
     /// The ledger's explanation.
     pub detail: String,
     /// The offending field, when the ledger named one.
@@ -88,6 +90,7 @@ impl From<Problem> for Denial {
         Denial {
             code: p.code,
             status: p.status,
+            title: p.title,
             detail: p.detail,
             field: p.field,
             halt_index: p.halt_index,
@@ -98,6 +101,43 @@ impl From<Problem> for Denial {
 }
 
 impl Denial {
+    /// The refusal as the ledger's problem document (RFC 9457).
+    pub fn to_problem(&self) -> Problem {
+        Problem {
+            field: self.field.clone(),
+            halt_index: self.halt_index,
+            ..Problem::new(
+                self.status,
+                self.code.clone(),
+                self.title.clone(),
+                self.detail.clone(),
+            )
+        }
+    }
+
+    /// A refusal decided here, mirroring the ledger's problem `code`.
+    pub(crate) fn local(code: &str, status: u16, title: &str, detail: String) -> Denial {
+        Denial {
+            code: code.to_owned(),
+            status,
+            title: title.to_owned(),
+            detail,
+            field: None,
+            halt_index: None,
+            governing_index: None,
+            local: true,
+        }
+    }
+
+    /// A local `halted` refusal by the halt at `index`.
+    pub(crate) fn halted(detail: String, index: Option<u64>) -> Denial {
+        Denial {
+            halt_index: index,
+            governing_index: index,
+            ..Denial::local("halted", 403, "Halted", detail)
+        }
+    }
+
     /// The same refusal, now decided locally (a later call of a denied handle).
     pub(crate) fn again(&self) -> Denial {
         Denial {

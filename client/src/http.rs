@@ -13,11 +13,22 @@ use crate::{Config, Denial, Error};
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-#[derive(Debug)]
 pub(crate) struct Transport {
     http: reqwest::Client,
     base: String,
     deadline: Duration,
+    /// `Bearer <token>` for reads; kept out of `Debug`.
+    read_auth: Option<String>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base", &self.base)
+            .field("deadline", &self.deadline)
+            .field("read_token", &self.read_auth.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A successful answer's body.
@@ -42,6 +53,15 @@ pub(crate) fn envelope_body(env: &SignedEnvelope) -> Vec<u8> {
 pub(crate) fn array_body(envs: &[SignedEnvelope]) -> Vec<u8> {
     let wire: Vec<_> = envs.iter().map(SignedEnvelope::to_wire).collect();
     serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// An identifier as one URL path segment.
+pub(crate) fn path_segment(text: &str) -> String {
+    // Identifiers are [A-Za-z0-9._:/@-]: only `/` and `:` and `@` need escaping.
+    text.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace(':', "%3A")
+        .replace('@', "%40")
 }
 
 /// Whether an answer with this status is worth another attempt with the
@@ -89,6 +109,7 @@ impl Transport {
             http,
             base,
             deadline: config.retry_deadline,
+            read_auth: config.read_token.as_ref().map(|t| format!("Bearer {t}")),
         })
     }
 
@@ -96,8 +117,13 @@ impl Transport {
         format!("{}{path}", self.base)
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// A GET of `url`, with the read token when there is one.
+    pub(crate) fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        match &self.read_auth {
+            Some(auth) => request.header("authorization", auth),
+            None => request,
+        }
     }
 
     /// `POST /v1/entries` with `body`, retried with the same bytes on
@@ -118,7 +144,7 @@ impl Transport {
     /// A GET of `path` answering JSON, retried like a submission.
     pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let url = self.url(path);
-        self.retrying(|| self.http.get(&url)).await?.json()
+        self.retrying(|| self.get(&url)).await?.json()
     }
 
     async fn retrying(
@@ -181,16 +207,16 @@ fn transport_error(e: &reqwest::Error) -> String {
 /// or (from something that is not the ledger, such as a proxy) the status.
 fn refusal(status: u16, body: &[u8]) -> Error {
     match serde_json::from_slice::<Problem>(body) {
-        Ok(p) => Error::Denied(Denial::from(p)),
-        Err(_) => Error::Denied(Denial {
-            code: format!("http_{status}"),
-            status,
-            detail: summary(body),
-            field: None,
-            halt_index: None,
-            governing_index: None,
+        Ok(p) => Error::Denied(Box::new(Denial::from(p))),
+        Err(_) => Error::Denied(Box::new(Denial {
             local: false,
-        }),
+            ..Denial::local(
+                &format!("http_{status}"),
+                status,
+                "HTTP error",
+                summary(body),
+            )
+        })),
     }
 }
 
@@ -207,6 +233,11 @@ fn summary(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_one_path_segment() {
+        assert_eq!(path_segment("a/b:c@d%e.f-g"), "a%2Fb%3Ac%40d%25e.f-g");
+    }
 
     #[test]
     fn problems_become_denials_and_other_bodies_name_the_status() {

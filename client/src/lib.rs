@@ -43,7 +43,7 @@ use std::time::Duration;
 pub use batch::{BatchConfig, Batcher, PendingReceipt};
 pub use ed25519_dalek::SigningKey;
 pub use error::{Denial, Error};
-pub use workload::{Authority, Head, Runtime, Step, Workload};
+pub use workload::{Authority, END_KIND, Head, Runtime, START_KIND, Step, Workload};
 
 use lineage_ledger::dsse::SignedEnvelope;
 
@@ -81,6 +81,10 @@ pub struct Config {
     /// PEM certificate authorities for an `https://` ledger, instead of the
     /// built-in public roots.
     pub ca_cert: Option<PathBuf>,
+    /// The bearer token of a ledger started with `--read-token`: sent with
+    /// every read (the log key, proofs, the governance stream), never with
+    /// submissions, and never logged.
+    pub read_token: Option<String>,
     /// One HTTP attempt's limit (connect, send, answer).
     pub request_timeout: Duration,
     /// How long a submission is retried (transport errors, 429, 5xx) before
@@ -99,6 +103,7 @@ impl Config {
             log_key: None,
             state_file: None,
             ca_cert: None,
+            read_token: None,
             request_timeout: Duration::from_secs(10),
             retry_deadline: Duration::from_secs(30),
             consistency: Consistency::Strict,
@@ -227,7 +232,9 @@ impl Client {
         for (item, env) in items.into_iter().zip(envelopes) {
             out.push(match item {
                 lineage_schemas::SubmitItem::Receipt(bundle) => self.accept(&bundle, env).await,
-                lineage_schemas::SubmitItem::Problem(p) => Err(Error::Denied(Denial::from(p))),
+                lineage_schemas::SubmitItem::Problem(p) => {
+                    Err(Error::Denied(Box::new(Denial::from(p))))
+                }
             });
         }
         out

@@ -130,11 +130,15 @@ impl Trust {
     pub(crate) async fn verifier(&self, http: &Transport) -> Result<Arc<NoteVerifier>, Error> {
         self.log_key
             .get_or_try_init(|| async {
-                let info: lineage_schemas::LogInfo = http.get_json("/v1/log").await?;
+                let info: lineage_schemas::LogInfo =
+                    http.get_json("/v1/log").await.map_err(|e| match e {
+                        Error::Denied(d) => unreadable("the log key", &d),
+                        other => other,
+                    })?;
                 let key = NoteVerifier::from_vkey(&info.vkey).map_err(|e| {
                     Error::Untrusted(format!("the ledger serves an unusable log key: {e}"))
                 })?;
-                tracing::info!(vkey = %key.vkey(), "lineage client: pinned the log key on first use");
+                tracing::debug!(vkey = %key.vkey(), "lineage client: pinned the log key on first use");
                 let key = Arc::new(key);
                 let latest = self.latest.lock().await;
                 self.persist(&key, &latest)?;
@@ -175,6 +179,9 @@ impl Trust {
                             old.size, new.size
                         )
                     }),
+                Err(Error::Denied(d)) if d.status == 401 || d.status == 403 => {
+                    return Err(unreadable("a consistency proof", &d));
+                }
                 Err(Error::Denied(d)) => Err(format!(
                     "the ledger will not prove tree size {} consistent with {}: {d}",
                     old.size, new.size
@@ -218,6 +225,26 @@ impl Trust {
             fork_evidence: latest.fork_evidence.clone(),
         };
         write_state(path, &state)
+    }
+}
+
+/// A read the receipt check needs was refused (a ledger behind a read
+/// token, say): the submission's outcome is unknown to the caller, as when
+/// the ledger is unreachable, and the ledger is not accused of anything.
+fn unreadable(what: &str, d: &crate::Denial) -> Error {
+    Error::Unavailable {
+        attempts: 1,
+        last: format!(
+            "the receipt could not be checked: reading {what} was refused ({} {}: {}){}",
+            d.status,
+            d.code,
+            d.detail,
+            if d.status == 401 {
+                "; this ledger needs a read token"
+            } else {
+                ""
+            }
+        ),
     }
 }
 

@@ -232,8 +232,7 @@ async fn follow(
         let mut request = client
             .inner
             .http
-            .http()
-            .get(client.inner.http.url("/v1/governance/stream"))
+            .get(&client.inner.http.url("/v1/governance/stream"))
             .header("accept", "text/event-stream")
             // The stream stays open: no whole-request timeout.
             .timeout(Duration::from_secs(365 * 24 * 3600));
@@ -327,10 +326,8 @@ async fn apply(client: &Client, entry: &GovernanceEntry) {
     match s.action {
         GovernanceAction::Halt => {
             let Some(target) = &s.target else { return };
-            let denial = Denial {
-                code: "halted".into(),
-                status: 403,
-                detail: format!(
+            let denial = Denial::halted(
+                format!(
                     "halted by the governance entry at index {}{}",
                     entry.index,
                     s.reason
@@ -338,11 +335,8 @@ async fn apply(client: &Client, entry: &GovernanceEntry) {
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default()
                 ),
-                field: None,
-                halt_index: Some(entry.index),
-                governing_index: Some(entry.index),
-                local: true,
-            };
+                Some(entry.index),
+            );
             let mut unsure = Vec::new();
             for h in registry.live_handles() {
                 if h.denied().is_some() {
@@ -365,16 +359,17 @@ async fn apply(client: &Client, entry: &GovernanceEntry) {
                 if r.id == *runtime && r.public_key == *key {
                     tracing::info!(runtime = %r.id, revoke = entry.index, "lineage client: runtime key revoked");
                     lock(&r.denied).get_or_insert(Denial {
-                        code: "revoked_key".into(),
-                        status: 403,
-                        detail: format!(
-                            "the key of {runtime} was revoked by the governance entry at index {}",
-                            entry.index
-                        ),
-                        field: None,
-                        halt_index: None,
                         governing_index: Some(entry.index),
-                        local: true,
+                        ..Denial::local(
+                            "revoked_key",
+                            403,
+                            "Revoked key",
+                            format!(
+                                "the key of {runtime} was revoked by the governance entry at \
+                                 index {}",
+                                entry.index
+                            ),
+                        )
                     });
                 }
             }
@@ -392,22 +387,14 @@ async fn confirm(client: &Client, handles: Vec<Arc<Handle>>) {
             let Some(h) = queue.next() else { break };
             let c = client.clone();
             running.spawn(async move {
-                let path = format!(
-                    "/v1/workloads/{}",
-                    crate::workload::path_segment(&h.workload)
-                );
+                let path = format!("/v1/workloads/{}", crate::http::path_segment(&h.workload));
                 if let Ok(info) = c.inner.http.get_json::<WorkloadInfo>(&path).await
                     && info.state == WorkloadState::Halted
                 {
-                    h.deny(Denial {
-                        code: "halted".into(),
-                        status: 403,
-                        detail: format!("{} is halted", h.workload),
-                        field: None,
-                        halt_index: info.halted_by,
-                        governing_index: info.halted_by,
-                        local: true,
-                    });
+                    h.deny(Denial::halted(
+                        format!("{} is halted", h.workload),
+                        info.halted_by,
+                    ));
                 }
             });
         }

@@ -88,14 +88,6 @@ fn now() -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-pub(crate) fn path_segment(text: &str) -> String {
-    // Identifiers are [A-Za-z0-9._:/@-]: only `/` and `:` and `@` need escaping.
-    text.replace('%', "%25")
-        .replace('/', "%2F")
-        .replace(':', "%3A")
-        .replace('@', "%40")
-}
-
 impl Runtime {
     pub(crate) fn new(client: Client, id: &str, key: SigningKey) -> Result<Runtime, Error> {
         RuntimeId::new(id).map_err(|r| Error::Invalid(format!("runtime {id:?}: {r}")))?;
@@ -197,7 +189,10 @@ impl Runtime {
         })
     }
 
-    fn sign(&self, payload: Vec<u8>) -> SignedEnvelope {
+    /// Signs `payload` as an event envelope, exactly as given: no chain
+    /// bookkeeping and no local checks. For tools that bring their own
+    /// payload (`lineage submit`); submit it with [`Client::submit`].
+    pub fn sign(&self, payload: Vec<u8>) -> SignedEnvelope {
         SignedEnvelope::sign(PayloadType::Event, payload, &self.key)
     }
 }
@@ -279,7 +274,7 @@ impl Workload {
     /// [`Runtime::start`].
     pub async fn spawn(&mut self, child: &str, attrs: Attrs) -> Result<Workload, Error> {
         if let Some(d) = self.denied() {
-            return Err(Error::Denied(d.again()));
+            return Err(Error::Denied(Box::new(d.again())));
         }
         let head = self.head().ok_or_else(|| {
             Error::Invalid(format!("{} has no event yet to spawn from", self.id()))
@@ -354,7 +349,7 @@ impl Workload {
 
     fn sign_next(&self, step: Step) -> Result<SignedEnvelope, Error> {
         if let Some(d) = self.denied() {
-            return Err(Error::Denied(d.again()));
+            return Err(Error::Denied(Box::new(d.again())));
         }
         self.runtime.client.check_trusted()?;
         let payload = EventPayload {
@@ -379,7 +374,7 @@ impl Workload {
     /// Records what a failed submission means for the handle.
     fn failed(&mut self, e: Error) -> Error {
         match &e {
-            Error::Denied(d) => self.handle.deny(d.clone()),
+            Error::Denied(d) => self.handle.deny((**d).clone()),
             Error::Unavailable { .. } => self.uncertain = true,
             Error::Untrusted(_) | Error::Invalid(_) | Error::State(_) => {}
         }
@@ -391,7 +386,7 @@ impl Workload {
     /// checkpoint.
     async fn recover(&mut self) -> Result<(), Error> {
         let client = &self.runtime.client;
-        let seg = path_segment(self.id());
+        let seg = crate::http::path_segment(self.id());
         let info: WorkloadInfo = match client
             .inner
             .http
@@ -442,24 +437,16 @@ impl Workload {
         self.domain = self.domain.take().or(info.domain);
         match info.state {
             WorkloadState::Open => {}
-            WorkloadState::Closed => self.handle.deny(Denial {
-                code: "workload_closed".into(),
-                status: 409,
-                detail: format!("{} ended (its latest event is workload.end)", self.id()),
-                field: None,
-                halt_index: None,
-                governing_index: None,
-                local: true,
-            }),
-            WorkloadState::Halted => self.handle.deny(Denial {
-                code: "halted".into(),
-                status: 403,
-                detail: format!("{} is halted", self.id()),
-                field: None,
-                halt_index: info.halted_by,
-                governing_index: info.halted_by,
-                local: true,
-            }),
+            WorkloadState::Closed => self.handle.deny(Denial::local(
+                "workload_closed",
+                409,
+                "Workload closed",
+                format!("{} ended (its latest event is workload.end)", self.id()),
+            )),
+            WorkloadState::Halted => self.handle.deny(Denial::halted(
+                format!("{} is halted", self.id()),
+                info.halted_by,
+            )),
         }
         Ok(())
     }
