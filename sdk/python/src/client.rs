@@ -63,6 +63,7 @@ fn config(
     log_key: Option<String>,
     state_file: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
+    read_token: Option<String>,
     timeout: f64,
     retry_deadline: f64,
     consistency: &str,
@@ -71,6 +72,7 @@ fn config(
     c.log_key = log_key;
     c.state_file = state_file;
     c.ca_cert = ca_cert;
+    c.read_token = read_token;
     c.request_timeout = seconds("timeout", timeout)?;
     c.retry_deadline = seconds("retry_deadline", retry_deadline)?;
     c.consistency = match consistency {
@@ -101,7 +103,7 @@ pub struct Runtime {
 #[pymethods]
 impl Runtime {
     #[new]
-    #[pyo3(signature = (server, runtime, key_file, *, log_key=None, state_file=None, ca_cert=None, timeout=10.0, retry_deadline=30.0, consistency="strict"))]
+    #[pyo3(signature = (server, runtime, key_file, *, log_key=None, state_file=None, ca_cert=None, read_token=None, timeout=10.0, retry_deadline=30.0, consistency="strict"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -111,6 +113,7 @@ impl Runtime {
         log_key: Option<String>,
         state_file: Option<PathBuf>,
         ca_cert: Option<PathBuf>,
+        read_token: Option<String>,
         timeout: f64,
         retry_deadline: f64,
         consistency: &str,
@@ -120,6 +123,7 @@ impl Runtime {
             log_key,
             state_file,
             ca_cert,
+            read_token,
             timeout,
             retry_deadline,
             consistency,
@@ -490,7 +494,7 @@ fn target(workload: Option<String>, runtime: Option<String>) -> PyResult<HaltTar
 #[pymethods]
 impl Authority {
     #[new]
-    #[pyo3(signature = (server, key_file, *, log_key=None, state_file=None, ca_cert=None, timeout=10.0, retry_deadline=30.0))]
+    #[pyo3(signature = (server, key_file, *, log_key=None, state_file=None, ca_cert=None, read_token=None, timeout=10.0, retry_deadline=30.0))]
     // One parameter per Python keyword argument.
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -500,6 +504,7 @@ impl Authority {
         log_key: Option<String>,
         state_file: Option<PathBuf>,
         ca_cert: Option<PathBuf>,
+        read_token: Option<String>,
         timeout: f64,
         retry_deadline: f64,
     ) -> PyResult<Self> {
@@ -508,6 +513,7 @@ impl Authority {
             log_key,
             state_file,
             ca_cert,
+            read_token,
             timeout,
             retry_deadline,
             "strict",

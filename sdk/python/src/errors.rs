@@ -70,6 +70,7 @@ pub fn denied(py: Python<'_>, d: &Denial) -> PyErr {
     let err = Denied::new_err(d.to_string());
     set(py, &err, "code", d.code.as_str());
     set(py, &err, "status", d.status);
+    set(py, &err, "title", d.title.as_str());
     set(py, &err, "detail", d.detail.as_str());
     set(py, &err, "field", d.field.as_deref());
     set(py, &err, "halt_index", d.halt_index);

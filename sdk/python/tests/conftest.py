@@ -123,11 +123,11 @@ class Ledger:
                 self.proc.wait()
 
 
-def start_ledger(data: Path) -> Ledger:
+def start_ledger(data: Path, *args: str) -> Ledger:
     log = data.parent / (data.name + ".log")
     err = open(log, "ab")
     proc = subprocess.Popen(
-        [lineage_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
+        [lineage_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data), *args],
         stdout=subprocess.PIPE,
         stderr=err,
         text=True,

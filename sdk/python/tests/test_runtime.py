@@ -52,7 +52,7 @@ def test_a_step_refused_after_a_halt_never_runs_its_body(agent: Agent, ledger: L
     assert isinstance(e, lineage.LineageError)
     assert (e.code, e.status, e.halt_index, e.governing_index) == ("halted", 403, halt_index, halt_index)
     assert e.local is False
-    assert e.detail
+    assert e.detail and e.title
     # The handle stays denied: the next step is refused here, without a
     # round trip, with the same code.
     assert wl.denied is not None and wl.denied.code == "halted"
@@ -259,3 +259,26 @@ def test_live_denial_refuses_locally_once_the_halt_is_on_the_governance_stream(
         with wl.step("tool.invoke"):
             ran.append(1)
     assert ran == [] and e.value.local is True
+
+
+def test_a_ledger_behind_a_read_token_needs_it_for_the_receipt_check(tmp_path: Path) -> None:
+    from conftest import start_ledger
+
+    led = start_ledger(tmp_path / "data", "--read-token", "s3cret-token")
+    try:
+        key = tmp_path / "rt.key"
+        pub = lineage.keygen(key)
+        auth = lineage.Authority(led.url, led.authority_key, log_key=led.vkey, read_token="s3cret-token")
+        auth.grant("agent/token", pub)
+        # Without it: the first receipt verifies (nothing earlier to prove it
+        # consistent with), the second needs a consistency proof, a read.
+        without = lineage.Runtime(led.url, "agent/token", key, log_key=led.vkey, retry_deadline=1.0)
+        wl = without.start(unique("run"))
+        with pytest.raises(lineage.Unavailable) as e:
+            wl.record("tool.invoke")
+        assert "s3cret-token" not in str(e.value)
+        rt = lineage.Runtime(led.url, "agent/token", key, log_key=led.vkey, read_token="s3cret-token")
+        r = rt.start(unique("run")).record("tool.invoke")
+        assert r.index >= 1
+    finally:
+        led.stop()

@@ -101,6 +101,9 @@ class Runtime:
         checkpoint seen, so a ledger that forks or rewrites history is caught
         across restarts. ``None``: kept in memory only.
     :param ca_cert: PEM certificate authorities for an ``https://`` ledger.
+    :param read_token: the bearer token of a ledger started with
+        ``--read-token`` (sent with reads only: the log key, proofs, the
+        governance stream; never logged).
     :param timeout: one HTTP attempt's limit, seconds.
     :param retry_deadline: how long a submission is retried (transport
         errors, 429, 5xx) with the identical envelope before it raises
@@ -123,6 +126,7 @@ class Runtime:
         log_key: Optional[str] = None,
         state_file: Union[str, "os.PathLike[str]", None] = None,
         ca_cert: Union[str, "os.PathLike[str]", None] = None,
+        read_token: Optional[str] = None,
         timeout: float = 10.0,
         retry_deadline: float = 30.0,
         consistency: str = "strict",
@@ -134,6 +138,7 @@ class Runtime:
             log_key=log_key,
             state_file=None if state_file is None else os.fspath(state_file),
             ca_cert=None if ca_cert is None else os.fspath(ca_cert),
+            read_token=read_token,
             timeout=timeout,
             retry_deadline=retry_deadline,
             consistency=consistency,
@@ -166,10 +171,14 @@ class Runtime:
         )
 
     def open(self, workload: str) -> "Workload":
-        """A handle on an existing workload, its head (``seq``, ``prev``)
-        recovered from the ledger: how a restarted process goes on.
+        """A handle on a workload, its head (``seq``, ``prev``) recovered
+        from the ledger: how a restarted process goes on. A closed or halted
+        workload gives a handle that is already denied; one the ledger does
+        not know gives a handle whose next event is its ``seq`` 0.
 
-        :raises Denied: the workload does not exist (``not_found``).
+        :raises Invalid: the workload belongs to another runtime.
+        :raises Unavailable: the ledger could not be reached in time.
+        :raises Untrusted: the head's receipt did not verify.
         """
         return Workload(self._native.open(workload))
 

@@ -26,6 +26,8 @@ class Denied(LineageError):
     (an earlier refusal, or a halt/revocation seen on the governance
     stream). The action must not run."""
 
+    title: str
+    """The problem's short title (``Halted``, ``Key expired``, ...)."""
     status: int
     """The HTTP status of the refusal (403 for ``halted``, 409 for
     ``workload_closed``, ...)."""
@@ -138,6 +140,7 @@ class Runtime:
         log_key: Optional[str] = None,
         state_file: Optional[_Path] = None,
         ca_cert: Optional[_Path] = None,
+        read_token: Optional[str] = None,
         timeout: float = 10.0,
         retry_deadline: float = 30.0,
         consistency: str = "strict",
@@ -177,6 +180,7 @@ class Authority:
         log_key: Optional[str] = None,
         state_file: Optional[_Path] = None,
         ca_cert: Optional[_Path] = None,
+        read_token: Optional[str] = None,
         timeout: float = 10.0,
         retry_deadline: float = 30.0,
     ) -> None: ...
