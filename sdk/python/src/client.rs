@@ -22,18 +22,30 @@ use crate::errors::{self, LineageError};
 /// and short crypto; more threads would only contend with the Python
 /// threads), created on first use and never shut down (the process's
 /// exit ends it).
+///
+/// A forked child inherits the runtime without its threads: a call there
+/// would wait forever for tasks no thread runs (and reuse the parent's
+/// connections). It is refused instead, as is every handle made before the
+/// fork: create the `Runtime` after forking (e.g. in a worker's init hook).
 fn tokio() -> PyResult<&'static tokio::runtime::Runtime> {
-    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
+    static RT: OnceLock<(u32, Result<tokio::runtime::Runtime, String>)> = OnceLock::new();
+    let (pid, rt) = RT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lineage-client")
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| LineageError::new_err(format!("cannot start the client's runtime: {e}")))
+            .map_err(|e| e.to_string());
+        (std::process::id(), rt)
+    });
+    if *pid != std::process::id() {
+        return Err(LineageError::new_err(
+            "the lineage client was started before this process forked: \
+             create the Runtime in the child, after the fork",
+        ));
+    }
+    rt.as_ref()
+        .map_err(|e| LineageError::new_err(format!("cannot start the client's runtime: {e}")))
 }
 
 /// Blocks on `fut` on the module's runtime, with the GIL released.

@@ -282,3 +282,29 @@ def test_a_ledger_behind_a_read_token_needs_it_for_the_receipt_check(tmp_path: P
         assert r.index >= 1
     finally:
         led.stop()
+
+
+def test_a_forked_child_is_refused_instead_of_hanging(agent: Agent) -> None:
+    import os
+
+    wl = agent.connect().start(unique("run"))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        import signal
+
+        signal.alarm(20)  # a hang kills the child, and the parent reads nothing
+        try:
+            try:
+                wl.record("tool.invoke")
+                os.write(w, b"recorded")
+            except lineage.LineageError as e:
+                os.write(w, ("refused: " + str(e)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        said = f.read().decode()
+    os.waitpid(pid, 0)
+    assert said.startswith("refused: ") and "fork" in said, said
+    wl.record("tool.invoke")  # the parent goes on
