@@ -3,7 +3,8 @@
 //! **What it is.** The pure core of an append-only, verifiable execution-lineage
 //! log: RFC 6962 / RFC 9162 Merkle tree math and proofs ([`tree`]), the C2SP
 //! tlog-tiles layout ([`tile`]), C2SP signed notes and checkpoints ([`note`],
-//! [`checkpoint`]), DSSE v1 envelopes and Ed25519 keys ([`dsse`], [`keys`]),
+//! [`checkpoint`]), checkpoint cosignatures ([`cosignature`]), DSSE v1
+//! envelopes and Ed25519 keys ([`dsse`], [`keys`]),
 //! runtime events and governance statements ([`event`]), and the log entry
 //! encoding ([`entry`]). With the default `rocksdb` feature it also holds the
 //! durable store ([`store`]).
@@ -18,6 +19,7 @@ pub mod hash;
 
 pub use hash::{EMPTY_ROOT, HASH_SIZE, Hash, leaf_hash, node_hash};
 pub mod checkpoint;
+pub mod cosignature;
 pub mod dsse;
 pub mod entry;
 pub mod event;
