@@ -4,8 +4,9 @@
 //! log: RFC 6962 / RFC 9162 Merkle tree math and proofs ([`tree`]), the C2SP
 //! tlog-tiles layout ([`tile`]), C2SP signed notes and checkpoints ([`note`],
 //! [`checkpoint`]), the C2SP witnessing formats (checkpoint cosignatures
-//! [`cosignature`], trust policies [`policy`]), DSSE v1 envelopes and Ed25519
-//! keys ([`dsse`], [`keys`]),
+//! [`cosignature`], trust policies [`policy`], the witness protocol's
+//! `add-checkpoint` exchange [`witness_protocol`]), DSSE v1 envelopes and
+//! Ed25519 keys ([`dsse`], [`keys`]),
 //! runtime events and governance statements ([`event`]), and the log entry
 //! encoding ([`entry`]). With the default `rocksdb` feature it also holds the
 //! durable store ([`store`]).
@@ -36,6 +37,7 @@ pub mod tile;
 pub mod tree;
 #[cfg(test)]
 mod witness_fixture;
+pub mod witness_protocol;
 
 /// Height of a tlog-tiles tile: each tile holds one row of up to 256 hashes (C2SP tlog-tiles).
 pub const TILE_HEIGHT: u8 = 8;

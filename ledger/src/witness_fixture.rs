@@ -28,13 +28,14 @@ pub(crate) fn other_log() -> NoteSigner {
     NoteSigner::new("example.com/other-log", key("lineage test other log")).expect("valid name")
 }
 
+/// The signing key of witness `n`, for lines [`CosignerSigner`] refuses to make.
+pub(crate) fn witness_key(n: u32) -> SigningKey {
+    key(&format!("lineage test witness w{n}"))
+}
+
 /// Witness `n`: name `witness.example/w<n>`, seed SHA-256("lineage test witness w<n>").
 pub(crate) fn witness(n: u32) -> CosignerSigner {
-    CosignerSigner::new(
-        &format!("witness.example/w{n}"),
-        key(&format!("lineage test witness w{n}")),
-    )
-    .expect("valid name")
+    CosignerSigner::new(&format!("witness.example/w{n}"), witness_key(n)).expect("valid name")
 }
 
 /// A checkpoint of the log at `size` with root `root`.
