@@ -5,8 +5,8 @@
 //! tlog-tiles layout ([`tile`]), C2SP signed notes and checkpoints ([`note`],
 //! [`checkpoint`]), the C2SP witnessing formats (checkpoint cosignatures
 //! [`cosignature`], trust policies [`policy`], the witness protocol's
-//! `add-checkpoint` exchange [`witness_protocol`]), DSSE v1 envelopes and
-//! Ed25519 keys ([`dsse`], [`keys`]),
+//! `add-checkpoint` exchange [`witness_protocol`], offline proofs
+//! [`tlog_proof`]), DSSE v1 envelopes and Ed25519 keys ([`dsse`], [`keys`]),
 //! runtime events and governance statements ([`event`]), and the log entry
 //! encoding ([`entry`]). With the default `rocksdb` feature it also holds the
 //! durable store ([`store`]).
@@ -34,6 +34,7 @@ pub mod state;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod tile;
+pub mod tlog_proof;
 pub mod tree;
 #[cfg(test)]
 mod witness_fixture;
