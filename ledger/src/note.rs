@@ -15,8 +15,9 @@
 //! [`VerifyingKey::verify_strict`], which refuses small-order keys and
 //! points and non-canonical scalars.
 //!
-//! Known hole: only Ed25519 (type `0x01`) keys can be known. Cosignature
-//! types such as `0x04` are parsed as opaque unknown signatures.
+//! Only Ed25519 (type `0x01`) keys are known to [`open`]: cosignature lines
+//! (type `0x04`) are opaque unknown signatures here, and are checked by
+//! [`crate::cosignature`] and [`crate::policy`].
 
 use std::fmt;
 
