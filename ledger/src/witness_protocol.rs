@@ -10,9 +10,12 @@
 //!   then cosign: `200`) or a [`Refusal`] carrying its HTTP status (`400`, `403`,
 //!   `404`, `409` with the witness's size, `422`).
 //! - [`AddCheckpointResponse`]: the `200` body, one or more cosignature lines; the
-//!   log checks a witness's lines with [`AddCheckpointResponse::verify`].
+//!   log checks a witness's lines with [`AddCheckpointResponse::verify`] and adds
+//!   them to its note with [`cosigned_note`].
 //! - [`conflict_body`] / [`parse_conflict_body`]: the `409` body,
 //!   `text/x.tlog.size` ([`TLOG_SIZE_CONTENT_TYPE`]).
+//! - [`origin_hash`]: the path element of the monitoring API's
+//!   `<origin hash>/checkpoint`.
 //!
 //! **API boundary:** the spec requires the witness to compare the old size with its
 //! stored size and store the new checkpoint atomically, and durably before answering.
@@ -39,12 +42,20 @@ use crate::cosignature::{CosignatureError, CosignerSigner, CosignerVerifier};
 use crate::hash::{EMPTY_ROOT, Hash};
 use crate::note::{MAX_SIGNATURES, Note, NoteError, NoteSignature, NoteVerifier};
 use crate::tree::{VerifyError, verify_consistency};
+use sha2::{Digest, Sha256};
 
 /// Most consistency proof lines a request may carry (c2sp.org/tlog-witness).
 pub const MAX_PROOF_LINES: usize = 63;
 
 /// `Content-Type` of a `409 Conflict` body: the witness's tree size.
 pub const TLOG_SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
+
+/// The origin hash of the monitoring API, `GET <monitoring prefix>/<origin hash>/checkpoint`
+/// (c2sp.org/tlog-witness "Monitor Retrieval Mechanism"): SHA-256 of the origin,
+/// lowercase hex.
+pub fn origin_hash(origin: &str) -> String {
+    hex::encode(Sha256::digest(origin.as_bytes()))
+}
 
 fn echo(s: &str) -> String {
     s.chars().take(100).collect()
@@ -504,13 +515,40 @@ pub struct AddCheckpointResponse {
     signatures: Vec<NoteSignature>,
 }
 
-/// One verified cosignature line from a response.
+/// One cosignature line from a witness's response, verified over the checkpoint sent:
+/// only [`AddCheckpointResponse::verify`] makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnedCosignature {
-    /// The line, to add to the log's note.
-    pub signature: NoteSignature,
+    signature: NoteSignature,
+    timestamp: u64,
+}
+
+impl ReturnedCosignature {
+    /// The line, to add to the log's note ([`cosigned_note`]).
+    pub fn signature(&self) -> &NoteSignature {
+        &self.signature
+    }
+
     /// Its timestamp, POSIX seconds (never 0).
-    pub timestamp: u64,
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
+/// The checkpoint's signed note with `cosignatures` appended (each line once: a line
+/// the note already carries is not repeated), as a log publishes its witnessed
+/// checkpoint and a witness serves it to monitors.
+pub fn cosigned_note(
+    checkpoint: &VerifiedCheckpoint,
+    cosignatures: &[ReturnedCosignature],
+) -> String {
+    let mut note = checkpoint.note().clone();
+    for c in cosignatures {
+        if !note.signatures.contains(&c.signature) {
+            note.signatures.push(c.signature.clone());
+        }
+    }
+    note.to_string()
 }
 
 impl AddCheckpointResponse {
@@ -1063,13 +1101,35 @@ CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=
         let body = response.to_bytes();
         let parsed = AddCheckpointResponse::parse(&body).expect("parses");
         assert_eq!(parsed, response);
+        let returned = parsed.verify(cp, &witness(1).verifier()).expect("verifies");
         assert_eq!(
-            parsed.verify(cp, &witness(1).verifier()),
-            Ok(vec![ReturnedCosignature {
-                signature: mine.clone(),
-                timestamp: T
-            }])
+            returned
+                .iter()
+                .map(|r| (r.signature().clone(), r.timestamp()))
+                .collect::<Vec<_>>(),
+            [(mine.clone(), T)]
         );
+        // The log's note with the witness's line: a policy needing that witness accepts it.
+        let note = cosigned_note(cp, &returned);
+        assert_eq!(
+            cosigned_note(
+                &crate::checkpoint::verify_checkpoint(note.as_bytes(), &log().verifier(), ORIGIN)
+                    .expect("verifies"),
+                &returned
+            ),
+            note
+        );
+        let policy = crate::policy::Policy::parse(
+            format!(
+                "log {}\nwitness a {}\nquorum a\n",
+                log().verifier().vkey(),
+                witness(1).verifier().vkey()
+            )
+            .as_bytes(),
+        )
+        .expect("policy");
+        assert!(policy.verify(note.as_bytes()).is_ok());
+        assert!(policy.verify(cp.note_text().as_bytes()).is_err());
         // A line by the asked witness that fails, or that omits the time.
         let mut bad = mine.clone();
         bad.signature[30] ^= 1;
@@ -1182,6 +1242,15 @@ CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=
         assert_eq!(
             parse_conflict_body(conflict_body(u64::MAX).as_bytes()),
             Ok(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn origin_hash_is_lowercase_hex_sha256() {
+        // Computed independently (Python hashlib) for the spec's example origin.
+        assert_eq!(
+            origin_hash("example.com/behind-the-sofa"),
+            "5fd2dc0beb4ce54da5050cf6d5c75248b023abad441c3cecde3976fbe9da4fe4"
         );
     }
 
