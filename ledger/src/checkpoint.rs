@@ -100,8 +100,9 @@ fn check_control_characters(s: &str, allow_newline: bool) -> Result<(), Checkpoi
     }
 }
 
-/// A canonical decimal `u64`: ASCII digits only, no leading zero unless it is `0`.
-fn parse_size(line: &str) -> Option<u64> {
+/// A canonical decimal `u64`: ASCII digits only, no leading zero unless it is `0`
+/// (a checkpoint's size line, and the sizes and indexes of the other tlog formats).
+pub(crate) fn parse_decimal(line: &str) -> Option<u64> {
     let canonical = !line.is_empty()
         && line.bytes().all(|b| b.is_ascii_digit())
         && (line == "0" || !line.starts_with('0'));
@@ -131,7 +132,7 @@ impl Checkpoint {
         };
         let checkpoint = Checkpoint {
             origin: (*origin).to_owned(),
-            size: parse_size(size)
+            size: parse_decimal(size)
                 .ok_or_else(|| CheckpointError::InvalidSize { line: echo(size) })?,
             root: Hash::from_base64(root).map_err(CheckpointError::InvalidRoot)?,
             extensions: extensions.iter().map(|e| (*e).to_owned()).collect(),
@@ -225,8 +226,25 @@ pub fn verify_checkpoint(
     verifier: &NoteVerifier,
     expected_origin: &str,
 ) -> Result<VerifiedCheckpoint, CheckpointError> {
+    verify_checkpoint_any(note, std::slice::from_ref(verifier), expected_origin)
+}
+
+/// Verifies a signed checkpoint against every key trusted for its origin: as
+/// [`verify_checkpoint`], but the note needs a valid signature by at least one of
+/// `verifiers` (a log that rotated its key, or several trusted log keys), and a
+/// signature by any of them that fails to verify rejects the note.
+///
+/// # Errors
+/// As [`verify_checkpoint`]; [`NoteError::AmbiguousVerifiers`] (in
+/// [`CheckpointError::Note`]) when two of `verifiers` share a name and key ID, and
+/// [`NoteError::NoKnownSignature`] when `verifiers` is empty.
+pub fn verify_checkpoint_any(
+    note: &[u8],
+    verifiers: &[NoteVerifier],
+    expected_origin: &str,
+) -> Result<VerifiedCheckpoint, CheckpointError> {
     // The text is untrusted until a known key's signature verifies, so open first.
-    let (note, _) = note::open(note, std::slice::from_ref(verifier))?;
+    let (note, _) = note::open(note, verifiers)?;
     let checkpoint = Checkpoint::parse(&note.text)?;
     if checkpoint.origin != expected_origin {
         return Err(CheckpointError::OriginMismatch {
@@ -435,6 +453,46 @@ mod tests {
                 expected: "example.com/other".into(),
                 found: ORIGIN.into()
             })
+        );
+    }
+
+    #[test]
+    fn verify_any_accepts_either_trusted_key_and_rejects_a_bad_one() {
+        let (old, new) = (
+            signer(),
+            NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[9; 32])).expect("name"),
+        );
+        let keys = [old.verifier(), new.verifier()];
+        let cp = checkpoint(1);
+        for s in [&old, &new] {
+            let note = sign_checkpoint(&cp, s).expect("signs");
+            assert_eq!(
+                verify_checkpoint_any(note.as_bytes(), &keys, ORIGIN)
+                    .map(VerifiedCheckpoint::into_checkpoint),
+                Ok(cp.clone())
+            );
+        }
+        // Signed by both, one signature broken: rejected, though the other verifies.
+        let text = cp.to_text();
+        let mut bad = new.signature(&text).expect("signs");
+        bad.signature[0] ^= 1;
+        let note = Note {
+            text,
+            signatures: vec![old.signature(&cp.to_text()).expect("signs"), bad],
+        }
+        .to_string();
+        assert_eq!(
+            verify_checkpoint_any(note.as_bytes(), &keys, ORIGIN)
+                .map(VerifiedCheckpoint::into_checkpoint),
+            Err(CheckpointError::Note(NoteError::InvalidSignature {
+                name: ORIGIN.into(),
+                key_id: new.key_id()
+            }))
+        );
+        assert_eq!(
+            verify_checkpoint_any(note.as_bytes(), &[], ORIGIN)
+                .map(VerifiedCheckpoint::into_checkpoint),
+            Err(CheckpointError::Note(NoteError::NoKnownSignature))
         );
     }
 

@@ -3,7 +3,10 @@
 //! **What it is.** The pure core of an append-only, verifiable execution-lineage
 //! log: RFC 6962 / RFC 9162 Merkle tree math and proofs ([`tree`]), the C2SP
 //! tlog-tiles layout ([`tile`]), C2SP signed notes and checkpoints ([`note`],
-//! [`checkpoint`]), DSSE v1 envelopes and Ed25519 keys ([`dsse`], [`keys`]),
+//! [`checkpoint`]), the C2SP witnessing formats (checkpoint cosignatures
+//! [`cosignature`], trust policies [`policy`], the witness protocol's
+//! `add-checkpoint` exchange [`witness_protocol`], offline proofs
+//! [`tlog_proof`]), DSSE v1 envelopes and Ed25519 keys ([`dsse`], [`keys`]),
 //! runtime events and governance statements ([`event`]), and the log entry
 //! encoding ([`entry`]). With the default `rocksdb` feature it also holds the
 //! durable store ([`store`]).
@@ -18,18 +21,24 @@ pub mod hash;
 
 pub use hash::{EMPTY_ROOT, HASH_SIZE, Hash, leaf_hash, node_hash};
 pub mod checkpoint;
+pub mod cosignature;
 pub mod dsse;
 pub mod entry;
 pub mod event;
 pub mod governance;
 pub mod keys;
 pub mod note;
+pub mod policy;
 pub mod rules;
 pub mod state;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod tile;
+pub mod tlog_proof;
 pub mod tree;
+#[cfg(test)]
+mod witness_fixture;
+pub mod witness_protocol;
 
 /// Height of a tlog-tiles tile: each tile holds one row of up to 256 hashes (C2SP tlog-tiles).
 pub const TILE_HEIGHT: u8 = 8;

@@ -15,8 +15,9 @@
 //! [`VerifyingKey::verify_strict`], which refuses small-order keys and
 //! points and non-canonical scalars.
 //!
-//! Known hole: only Ed25519 (type `0x01`) keys can be known. Cosignature
-//! types such as `0x04` are parsed as opaque unknown signatures.
+//! Only Ed25519 (type `0x01`) keys are known to [`open`]: cosignature lines
+//! (type `0x04`) are opaque unknown signatures here, and are checked by
+//! [`crate::cosignature`] and [`crate::policy`].
 
 use std::fmt;
 
@@ -176,6 +177,77 @@ pub fn ed25519_key_id(name: &str, key: &VerifyingKey) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
+/// A verifier key split into its three parts, the name checked, the key ID decoded:
+/// the steps every key type shares (c2sp.org/signed-note "Verifier keys").
+pub(crate) struct VkeyParts<'a> {
+    /// The key name (valid).
+    pub(crate) name: &'a str,
+    /// The key ID the vkey claims.
+    pub(crate) claimed: u32,
+    /// The decoded key material: type byte, then the public key.
+    pub(crate) material: Vec<u8>,
+}
+
+impl<'a> VkeyParts<'a> {
+    /// Splits `<name>+<key ID as 8 lowercase hex>+<base64(type || key)>`.
+    ///
+    /// Errors: [`NoteError::MalformedVerifierKey`] for the shape, hex or base64,
+    /// [`NoteError::InvalidKeyName`] for the name.
+    pub(crate) fn split(vkey: &'a str) -> Result<VkeyParts<'a>, NoteError> {
+        let malformed = || NoteError::MalformedVerifierKey { vkey: echo(vkey) };
+        let (name, rest) = vkey.split_once('+').ok_or_else(malformed)?;
+        let (id_hex, key_b64) = rest.split_once('+').ok_or_else(malformed)?;
+        check_key_name(name)?;
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if id_hex.len() != 8 || !id_hex.bytes().all(lower_hex) {
+            return Err(malformed());
+        }
+        let claimed = u32::from_str_radix(id_hex, 16).map_err(|_| malformed())?;
+        let material = STANDARD.decode(key_b64).map_err(|_| malformed())?;
+        Ok(VkeyParts {
+            name,
+            claimed,
+            material,
+        })
+    }
+
+    /// The type byte, if any.
+    pub(crate) fn type_byte(&self) -> Option<u8> {
+        self.material.first().copied()
+    }
+
+    /// The Ed25519 public key, when the material is `type_byte` and 32 bytes of a point.
+    ///
+    /// Errors: [`NoteError::UnsupportedKeyType`], [`NoteError::InvalidPublicKey`].
+    pub(crate) fn ed25519_key(&self, type_byte: u8) -> Result<VerifyingKey, NoteError> {
+        let key_bytes = match self.material.split_first() {
+            Some((&t, key)) if t == type_byte => <[u8; 32]>::try_from(key).ok(),
+            _ => None,
+        }
+        .ok_or(NoteError::UnsupportedKeyType {
+            type_byte: self.type_byte(),
+            len: self.material.len().saturating_sub(1),
+        })?;
+        VerifyingKey::from_bytes(&key_bytes).map_err(|_| NoteError::InvalidPublicKey {
+            name: echo(self.name),
+        })
+    }
+
+    /// Checks the claimed key ID against the one computed from the name and key.
+    ///
+    /// Errors: [`NoteError::KeyIdMismatch`].
+    pub(crate) fn check_key_id(&self, computed: u32) -> Result<(), NoteError> {
+        if computed != self.claimed {
+            return Err(NoteError::KeyIdMismatch {
+                name: echo(self.name),
+                claimed: self.claimed,
+                computed,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One signature line of a note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteSignature {
@@ -185,6 +257,22 @@ pub struct NoteSignature {
     pub key_id: u32,
     /// The signature bytes after the key ID (64 for Ed25519).
     pub signature: Vec<u8>,
+}
+
+impl NoteSignature {
+    /// Parses one signature line, `— <name> base64(key ID || signature)`, without its
+    /// newline: the grammar [`Note::parse`] applies to each line of a signature block
+    /// (a valid key name; canonical padded standard base64 of a 4-byte key ID and at
+    /// least one signature byte). Whatever parses displays back to the same text.
+    ///
+    /// Returns `None` for anything else. Used for signature lines that travel without
+    /// their note, such as a witness's `add-checkpoint` response (c2sp.org/tlog-witness).
+    pub fn parse_line(line: &str) -> Option<NoteSignature> {
+        if line.bytes().any(|b| b < 0x20) {
+            return None;
+        }
+        parse_signature_line(line)
+    }
 }
 
 impl fmt::Display for NoteSignature {
@@ -315,34 +403,10 @@ impl NoteVerifier {
     /// for a non-Ed25519 key, [`NoteError::InvalidPublicKey`], and
     /// [`NoteError::KeyIdMismatch`] when the key ID does not match the name and key.
     pub fn from_vkey(vkey: &str) -> Result<NoteVerifier, NoteError> {
-        let malformed = || NoteError::MalformedVerifierKey { vkey: echo(vkey) };
-        let (name, rest) = vkey.split_once('+').ok_or_else(malformed)?;
-        let (id_hex, key_b64) = rest.split_once('+').ok_or_else(malformed)?;
-        check_key_name(name)?;
-        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-        if id_hex.len() != 8 || !id_hex.bytes().all(lower_hex) {
-            return Err(malformed());
-        }
-        let claimed = u32::from_str_radix(id_hex, 16).map_err(|_| malformed())?;
-        let bytes = STANDARD.decode(key_b64).map_err(|_| malformed())?;
-        let key_bytes = match bytes.split_first() {
-            Some((&ED25519_SIGNATURE_TYPE, key)) => <[u8; 32]>::try_from(key).ok(),
-            _ => None,
-        }
-        .ok_or(NoteError::UnsupportedKeyType {
-            type_byte: bytes.first().copied(),
-            len: bytes.len().saturating_sub(1),
-        })?;
-        let key = VerifyingKey::from_bytes(&key_bytes)
-            .map_err(|_| NoteError::InvalidPublicKey { name: echo(name) })?;
-        let verifier = NoteVerifier::new(name, key)?;
-        if verifier.key_id != claimed {
-            return Err(NoteError::KeyIdMismatch {
-                name: echo(name),
-                claimed,
-                computed: verifier.key_id,
-            });
-        }
+        let parts = VkeyParts::split(vkey)?;
+        let key = parts.ed25519_key(ED25519_SIGNATURE_TYPE)?;
+        let verifier = NoteVerifier::new(parts.name, key)?;
+        parts.check_key_id(verifier.key_id)?;
         Ok(verifier)
     }
 
@@ -839,6 +903,24 @@ mod tests {
         );
         // The text may be just a newline; the note's text then is empty-lined.
         assert!(Note::parse(format!("\n\n\u{2014} a {b64}\n").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn parse_line_is_the_signature_block_grammar() {
+        let sig = log().signature("t\n").expect("signs");
+        let line = sig.to_string();
+        assert_eq!(NoteSignature::parse_line(&line), Some(sig));
+        for bad in [
+            "",
+            line.trim_start_matches('\u{2014}'),
+            &format!("{line}\n"),
+            &format!("{line} "),
+            &line.replace("example.com", "a+b"),
+            &line.replace("example.com", "exa\u{1}mple.com"),
+            "\u{2014} a AAAAAA==",
+        ] {
+            assert_eq!(NoteSignature::parse_line(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
