@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod demo;
 mod serve;
+mod witnessing;
 
 use lineage::export;
 
