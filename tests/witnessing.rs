@@ -238,6 +238,54 @@ async fn rounds_publish_cosigned_checkpoints_and_a_quorum_loss_stops_only_that()
     proof
         .verify_with_policy(&leaf_hash(&entry), &policy_of())
         .expect("verifies under the policy");
+    // The auditor's verifier agrees, on both forms, and a quorum it does
+    // not meet fails it.
+    let policy = lineage_verify::witnesses::WitnessPolicy {
+        policy: policy_of(),
+        freshness: None,
+    };
+    let log_key = l.verifier();
+    let runtime_keys = [key("agent/w").verifying_key()];
+    let opts = lineage_verify::receipt::ReceiptOptions {
+        log_key: &log_key,
+        runtime_keys: &runtime_keys,
+        authorities: &[],
+        allow_unknown_signer: false,
+        witnesses: Some(&policy),
+    };
+    for form in [body.as_bytes(), text.as_bytes()] {
+        let report = lineage_verify::receipt::verify_receipt(form, &opts);
+        assert_eq!(
+            report.verdict(),
+            lineage_verify::report::Verdict::Verified,
+            "{:?}",
+            report.checks
+        );
+    }
+    let strict = lineage_verify::witnesses::WitnessPolicy {
+        policy: Policy::parse(
+            format!(
+                "log {vkey}\nwitness w1 {} {}\nwitness x {} \ngroup all2 all w1 x\nquorum all2\n",
+                ws[0].vkey,
+                ws[0].url,
+                CosignerSigner::new("x.example/witness", key("x"))
+                    .expect("cosigner")
+                    .verifier()
+                    .vkey()
+            )
+            .as_bytes(),
+        )
+        .expect("policy"),
+        freshness: None,
+    };
+    let report = lineage_verify::receipt::verify_receipt(
+        text.as_bytes(),
+        &lineage_verify::receipt::ReceiptOptions {
+            witnesses: Some(&strict),
+            ..opts
+        },
+    );
+    assert_ne!(report.verdict(), lineage_verify::report::Verdict::Verified);
 
     // One witness down: 2 of 3 still publish.
     ws[2].server.abort();
