@@ -167,7 +167,7 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
     let witnessing = match &cfg.witnessing {
         None => None,
         Some((policy, interval, timeout)) => Some(
-            crate::witnessing::Witnessing::start(log.core(), policy, *interval, *timeout)
+            crate::witnessing::Witnessing::start(&log, policy, *interval, *timeout)
                 .with_context(|| format!("--witness-policy {}", policy.display()))?,
         ),
     };
