@@ -13,11 +13,13 @@
 //! server's (hyper's) default; every answer has a length.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lineage_ledger::witness_protocol::{TLOG_SIZE_CONTENT_TYPE, conflict_body};
@@ -30,8 +32,10 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// The witness's router.
-pub fn router(witness: Arc<Witness>) -> Router {
+/// The witness's router; each request, body included, must be answered within
+/// `request_timeout` (else `408`; an accepted checkpoint stays stored, and the log's
+/// retry gets `409` with that size, then the cosignature).
+pub fn router(witness: Arc<Witness>, request_timeout: Duration) -> Router {
     Router::new()
         .route(
             "/add-checkpoint",
@@ -42,6 +46,18 @@ pub fn router(witness: Arc<Witness>) -> Router {
         .route("/evidence", get(evidence))
         .route("/", get(index))
         .with_state(witness)
+        .layer(middleware::from_fn_with_state(request_timeout, bounded))
+}
+
+async fn bounded(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => text(
+            StatusCode::REQUEST_TIMEOUT,
+            TEXT,
+            "request not completed in time\n".into(),
+        ),
+    }
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {

@@ -129,12 +129,24 @@ impl Witness {
         key: SigningKey,
         clock: Clock,
     ) -> Result<Witness, OpenError> {
+        Witness::with_store(WitnessStore::open(dir)?, name, key, clock)
+    }
+
+    /// As [`Witness::open`], over a store the caller opened.
+    ///
+    /// # Errors
+    /// [`OpenError`].
+    pub fn with_store(
+        store: WitnessStore,
+        name: &str,
+        key: SigningKey,
+        clock: Clock,
+    ) -> Result<Witness, OpenError> {
         let public = key.verifying_key().to_bytes();
         let signer = CosignerSigner::new(name, key).map_err(|source| OpenError::Name {
             name: name.to_owned(),
             source,
         })?;
-        let store = WitnessStore::open(dir)?;
         store.init_identity(name, public)?;
         Ok(Witness {
             store,

@@ -107,7 +107,7 @@ impl Server {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = http::router(Arc::new(witness));
+        let router = http::router(Arc::new(witness), std::time::Duration::from_secs(10));
         let task = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
