@@ -1,5 +1,5 @@
-//! The witness store's on-disk values: one versioned binary encoding each, with
-//! round-trip tests. Every value starts with [`VERSION`]; integers are big-endian.
+//! The witness store's values ([`CosignedRecord`], [`Evidence`]) and their on-disk
+//! encoding: one versioned binary encoding each, with round-trip tests. Every value starts with [`VERSION`]; integers are big-endian.
 //!
 //! - log vkeys: `VERSION`, then the vkeys joined by `\n`.
 //! - cosigned state: `VERSION`, size (8), root (32), cosigned-at (8), the note (rest).
@@ -10,7 +10,74 @@
 use lineage_ledger::Hash;
 use lineage_ledger::witness_protocol::CosignedState;
 
-use crate::store::{CosignedRecord, Evidence, EvidenceKind};
+/// The latest checkpoint the witness cosigned for an origin, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignedRecord {
+    /// Size and root: what [`lineage_ledger::witness_protocol::decide`] needs.
+    pub state: CosignedState,
+    /// When it was cosigned (the cosignature's timestamp, POSIX seconds).
+    pub cosigned_at: u64,
+    /// The log's signed note with the witness's cosignature line(s) appended.
+    pub note: String,
+}
+
+/// Why a refused request is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// A checkpoint signed by the log with the size of the one the witness cosigned
+    /// and another root: two signed checkpoints that prove a fork.
+    Fork,
+    /// A checkpoint signed by the log whose consistency proof from the checkpoint the
+    /// witness cosigned does not verify: a fork, or a log sending a bad proof. The
+    /// request and the witness's note let anyone decide with the log's tiles.
+    Inconsistent,
+}
+
+impl EvidenceKind {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            EvidenceKind::Fork => 1,
+            EvidenceKind::Inconsistent => 2,
+        }
+    }
+
+    pub(crate) fn from_byte(b: u8) -> Option<EvidenceKind> {
+        match b {
+            1 => Some(EvidenceKind::Fork),
+            2 => Some(EvidenceKind::Inconsistent),
+            _ => None,
+        }
+    }
+}
+
+/// A refused request kept as evidence: the request as received and the witness's
+/// own cosigned note it conflicts with. One record per distinct signed checkpoint
+/// (origin, size, root): a log that repeats the request bumps `count`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The checkpoint's origin.
+    pub origin: String,
+    /// The refused checkpoint's size.
+    pub size: u64,
+    /// The refused checkpoint's root.
+    pub root: Hash,
+    /// Why it was kept.
+    pub kind: EvidenceKind,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+    /// First and latest time it was received (POSIX seconds).
+    pub first_seen: u64,
+    /// Latest time it was received.
+    pub last_seen: u64,
+    /// How many times it was received.
+    pub count: u64,
+    /// The request body, byte for byte (the first one received).
+    pub request: Vec<u8>,
+    /// The witness's cosigned note for the origin when the request came (its own
+    /// signed side of the conflict).
+    pub witness_note: String,
+}
 
 /// The version byte every value starts with.
 pub const VERSION: u8 = 1;

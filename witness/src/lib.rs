@@ -36,7 +36,8 @@ use lineage_ledger::witness_protocol::{
     origin_hash,
 };
 
-pub use store::{CosignedRecord, Evidence, EvidenceKind, StoreError, WitnessStore};
+pub use codec::{CosignedRecord, Evidence, EvidenceKind};
+pub use store::{StoreError, WitnessStore};
 
 /// Where a witness's timestamps come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
