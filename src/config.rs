@@ -76,6 +76,18 @@ pub struct ServeArgs {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, env = "LINEAGE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// C2SP tlog-policy file: the witnesses to ask (each `witness` line with
+    /// its URL) and the quorum a checkpoint needs before `/checkpoint` and
+    /// witnessed receipts serve it. Default: no witnessing.
+    #[arg(long, env = "LINEAGE_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
+    /// Milliseconds between witnessing rounds (a round runs only when the
+    /// tree grew). Default: 1000.
+    #[arg(long, env = "LINEAGE_WITNESS_INTERVAL_MS")]
+    pub witness_interval_ms: Option<u64>,
+    /// Milliseconds to wait for a witness's answer. Default: 5000.
+    #[arg(long, env = "LINEAGE_WITNESS_TIMEOUT_MS")]
+    pub witness_timeout_ms: Option<u64>,
 }
 
 /// The TOML file: the same settings, snake_case names.
@@ -101,6 +113,9 @@ struct FileConfig {
     read_token: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    witness_policy: Option<PathBuf>,
+    witness_interval_ms: Option<u64>,
+    witness_timeout_ms: Option<u64>,
 }
 
 /// Where `serve` keeps its data unless told otherwise.
@@ -133,6 +148,8 @@ pub struct ServeConfig {
     pub read_token: Option<String>,
     /// (certificate chain, key), when serving TLS directly.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Witnessing: the policy file, the round interval and the answer timeout.
+    pub witnessing: Option<(PathBuf, Duration, Duration)>,
 }
 
 impl ServeArgs {
@@ -265,6 +282,27 @@ impl ServeArgs {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
                 _ => bail!("tls_cert and tls_key: give both or neither"),
+            },
+            witnessing: match self.witness_policy.or(file.witness_policy) {
+                None => None,
+                Some(policy) => {
+                    let interval = self
+                        .witness_interval_ms
+                        .or(file.witness_interval_ms)
+                        .unwrap_or(1000);
+                    let timeout = self
+                        .witness_timeout_ms
+                        .or(file.witness_timeout_ms)
+                        .unwrap_or(5000);
+                    if interval == 0 || timeout == 0 {
+                        bail!("witness_interval_ms and witness_timeout_ms: must be at least 1");
+                    }
+                    Some((
+                        policy,
+                        Duration::from_millis(interval),
+                        Duration::from_millis(timeout),
+                    ))
+                }
             },
             data_dir,
         })

@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod serve;
 mod witness;
+mod witnessing;
 
 use lineage::export;
 

@@ -164,6 +164,13 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
         e => anyhow::Error::new(e).context("starting the log"),
     })?;
     let log = Arc::new(log);
+    let witnessing = match &cfg.witnessing {
+        None => None,
+        Some((policy, interval, timeout)) => Some(
+            crate::witnessing::Witnessing::start(log.core(), policy, *interval, *timeout)
+                .with_context(|| format!("--witness-policy {}", policy.display()))?,
+        ),
+    };
     let listener = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
     listener.set_nonblocking(true)?;
@@ -200,7 +207,12 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
     options.connections = Some(log.metrics.connections.clone());
     // The health page's time series (a bounded ring), one sample a second.
     log.spawn_health_sampler(Some(cfg.data_dir.clone()));
+    let (stop_witnessing, stopped) = tokio::sync::watch::channel(false);
+    if let Some(w) = witnessing {
+        tokio::spawn(w.run(log.core().clone(), stopped));
+    }
     lineage_api::serve::serve_connections(listener, router, options, shutdown_signal()).await?;
+    let _ = stop_witnessing.send(true);
     log.shutdown().await;
     tracing::info!("stopped");
     Ok(())

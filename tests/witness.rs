@@ -1,8 +1,9 @@
 //! `lineage witness` as a user runs it: the real binary, 127.0.0.1 on an ephemeral
 //! port; add-log, serve, status, a crash (kill -9) after a cosignature, a restart
 //! under another identity refused. And our witness against an independent client
-//! (aics-witness, Python) when `LINEAGE_AICS_VENV` names a virtual environment
-//! with `aics-witness` installed.
+//! (aics-witness's, Python) when `LINEAGE_AICS_WITNESS` names the `aics-witness`
+//! executable of a virtual environment (`.ci/run` sets it; the client runs with that
+//! environment's `python`).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -280,15 +281,21 @@ fn witness_cli_adds_logs_serves_survives_a_crash_and_keeps_its_identity() {
 
 /// Our witness against aics-witness's client (c2sp.org/tlog-witness, independent
 /// Python implementation): cosign, 409 and retry, a fork refused, 404 and 400.
-/// Needs `LINEAGE_AICS_VENV` (a venv with `pip install aics-witness`); `.ci/run`
-/// sets it. Without it the test says so and checks nothing.
+/// Needs `LINEAGE_AICS_WITNESS`, the `aics-witness` executable of a venv (`.ci/run`
+/// sets it, as for `tests/interop_aics.rs`); the script runs with that venv's
+/// `python`. Without it the test says so and checks nothing.
 #[test]
 fn aics_witness_client_is_cosigned_by_our_witness() {
-    let Some(venv) = std::env::var_os("LINEAGE_AICS_VENV") else {
-        eprintln!("LINEAGE_AICS_VENV not set: skipping the aics-witness interoperability test");
+    let Some(exe) = std::env::var_os("LINEAGE_AICS_WITNESS") else {
+        eprintln!(
+            "LINEAGE_AICS_WITNESS is not set: the aics-witness client interop test is skipped"
+        );
         return;
     };
-    let python = Path::new(&venv).join("bin").join("python");
+    let python = Path::new(&exe)
+        .parent()
+        .expect("the executable's directory")
+        .join("python");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("w");
     let log_vkey = log_signer().verifier().vkey();

@@ -22,6 +22,7 @@ mod ingest;
 pub mod problem;
 mod read;
 pub mod serve;
+mod witnessed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -94,10 +95,11 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/entries", post(ingest::post_entries))
         .route("/v1/entries/{index}", get(read::get_entry))
         .route("/v1/events/{id}", get(read::get_event))
+        .route("/v1/events/{id}/receipt", get(witnessed::get_receipt))
         .route("/v1/log", get(read::get_log))
         .route("/v1/proofs/inclusion", get(read::get_inclusion))
         .route("/v1/proofs/consistency", get(read::get_consistency))
-        .route("/v1/checkpoints/{size}", get(read::get_checkpoint_at))
+        .route("/v1/checkpoints/{size}", get(witnessed::get_checkpoint_at))
         .route("/v1/workloads/{workload}", get(read::get_workload))
         .route(
             "/v1/workloads/{workload}/events",
@@ -106,7 +108,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/runtimes/{runtime}", get(read::get_runtime))
         .route(governance::FEED_PATH, get(governance::get_feed))
         .route("/v1/governance/stream", get(governance::get_stream))
-        .route("/checkpoint", get(read::get_checkpoint))
+        .route("/checkpoint", get(witnessed::get_checkpoint))
         .route("/tile/{*path}", get(read::get_tile))
         .route("/healthz", get(read::healthz))
         .route("/readyz", get(read::readyz))

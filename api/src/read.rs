@@ -249,39 +249,6 @@ pub(crate) async fn get_consistency(
     ))
 }
 
-fn note_response(note: String, cache: &'static str) -> Response {
-    let mut r = note.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    r
-}
-
-pub(crate) async fn get_checkpoint(State(app): State<AppState>) -> Response {
-    note_response(app.log.head().note.clone(), "no-store")
-}
-
-pub(crate) async fn get_checkpoint_at(
-    State(app): State<AppState>,
-    size: Result<Path<u64>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let Path(size) = size.map_err(path_error)?;
-    let cp = blocking(&app, move |core| {
-        core.store
-            .checkpoint(size)
-            .map_err(ReadError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("no checkpoint was issued at size {size}")))
-    })
-    .await?;
-    Ok(note_response(
-        cp.note,
-        "public, max-age=31536000, immutable",
-    ))
-}
-
 pub(crate) async fn get_workload_events(
     State(app): State<AppState>,
     workload: Result<Path<String>, PathRejection>,
@@ -507,14 +474,44 @@ pub(crate) async fn healthz() -> &'static str {
 /// no request needed, once the reasons are older than that.
 pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
     let status = app.log.health_status();
+    // Witnessing runs beside ingest: a missed quorum is reported here, but
+    // the ledger stays ready (it still admits events and issues receipts).
+    let witnessing = app.log.witnessing().map(|w| witnessing_lines(&w.status()));
     if !status.is_degraded() {
-        return "ready\n".into_response();
+        return format!("ready\n{}", witnessing.unwrap_or_default()).into_response();
     }
     let mut text = String::new();
     for r in &status.reasons {
         text.push_str(&format!("degraded: {}: {r}\n", r.code()));
     }
+    text.push_str(&witnessing.unwrap_or_default());
     (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+}
+
+/// `/readyz` lines about witnessing: the witnessed size, an unmet quorum
+/// and each failing witness, with since when.
+fn witnessing_lines(s: &lineage_log::witnessing::WitnessingStatus) -> String {
+    let mut text = match s.witnessed {
+        Some((size, ms)) => format!("witnessed: tree size {size}, signed {}\n", rfc3339_ms(ms)),
+        None => "witnessed: none yet\n".to_owned(),
+    };
+    if let Some((since, why)) = &s.quorum_unmet {
+        text.push_str(&format!(
+            "witness_quorum_unmet since {}: {why}\n",
+            rfc3339_ms(*since)
+        ));
+    }
+    for w in &s.witnesses {
+        if let Some((since, why)) = &w.failing {
+            text.push_str(&format!(
+                "witness_failing: {} ({}) since {}: {why}\n",
+                w.name,
+                w.url,
+                rfc3339_ms(*since)
+            ));
+        }
+    }
+    text
 }
 
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {

@@ -98,6 +98,15 @@ impl Store for Counting {
     fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
         self.inner.checkpoint_sizes(from, to)
     }
+    fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.inner.witnessed(size)
+    }
+    fn witnessed_head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.inner.witnessed_head()
+    }
+    fn put_witnessed(&self, c: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.inner.put_witnessed(c)
+    }
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         self.inner.keys()
     }

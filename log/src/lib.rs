@@ -27,6 +27,7 @@ pub mod nodes;
 pub mod sequencer;
 pub mod service;
 mod sync;
+pub mod witnessing;
 
 pub use clock::Clock;
 pub use config::LogConfig;

@@ -88,6 +88,13 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// Label of a per-witness metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WitnessLabel {
+    /// The witness's name in the policy.
+    pub witness: String,
+}
+
 /// The ledger's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -138,6 +145,14 @@ pub struct Metrics {
     pub checkpoint_age_seconds: Gauge,
     /// Seconds since the log service started (set by the health sampler).
     pub uptime_seconds: Gauge,
+    /// Size of the latest checkpoint that met the witness policy's quorum.
+    pub witnessed_tree_size: Gauge,
+    /// Witnessing rounds that published a cosigned checkpoint.
+    pub witness_rounds_published: Counter,
+    /// Witnessing rounds that missed the quorum (nothing published).
+    pub witness_rounds_unmet: Counter,
+    /// 1 while a witness cosigns, 0 while it fails, by witness.
+    witness_up: Family<WitnessLabel, Gauge>,
     /// Unix milliseconds of the latest `503 overloaded` (0: never).
     last_overloaded_ms: AtomicU64,
     /// Unix milliseconds of the latest failed commit (0: never).
@@ -260,6 +275,30 @@ impl Metrics {
             store_write_seconds.clone(),
         );
         registry.register("tree_size", "Current tree size", tree_size.clone());
+        let witnessed_tree_size = Gauge::default();
+        let witness_rounds_published = Counter::default();
+        let witness_rounds_unmet = Counter::default();
+        let witness_up = Family::<WitnessLabel, Gauge>::default();
+        registry.register(
+            "witnessed_tree_size",
+            "Size of the latest checkpoint that met the witness policy's quorum",
+            witnessed_tree_size.clone(),
+        );
+        registry.register(
+            "witness_rounds_published",
+            "Witnessing rounds that published a cosigned checkpoint",
+            witness_rounds_published.clone(),
+        );
+        registry.register(
+            "witness_rounds_unmet",
+            "Witnessing rounds that missed the quorum and published nothing",
+            witness_rounds_unmet.clone(),
+        );
+        registry.register(
+            "witness_up",
+            "1 while the witness cosigns the log's checkpoints, 0 while it fails",
+            witness_up.clone(),
+        );
         registry.register(
             "commit_failures",
             "Batch commits that failed",
@@ -287,11 +326,24 @@ impl Metrics {
             data_dir_bytes,
             checkpoint_age_seconds,
             uptime_seconds,
+            witnessed_tree_size,
+            witness_rounds_published,
+            witness_rounds_unmet,
+            witness_up,
             last_overloaded_ms: AtomicU64::new(0),
             last_commit_failure_ms: AtomicU64::new(0),
             recent_rejections: RecentRejections::default(),
             rejection_totals: std::sync::Mutex::default(),
         }
+    }
+
+    /// Records whether `witness` cosigned in the latest round.
+    pub fn witness_up(&self, witness: &str, up: bool) {
+        self.witness_up
+            .get_or_create(&WitnessLabel {
+                witness: witness.to_owned(),
+            })
+            .set(i64::from(up));
     }
 
     /// Counts one rejection.

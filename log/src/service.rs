@@ -100,6 +100,7 @@ impl LogService {
             health: Health::new(now_ms),
             config,
             clock,
+            witnessing: std::sync::OnceLock::new(),
         });
         let edge = core.reload()?;
         let (tx, rx) = mpsc::channel(core.config.queue_depth.max(1));

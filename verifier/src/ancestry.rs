@@ -461,6 +461,7 @@ mod tests {
             violations: Vec::new(),
             counts: Counts::default(),
             since: None,
+            witnesses: None,
             elapsed: Duration::ZERO,
         };
         let id = |i: usize| EventId::of_payload(&i.to_le_bytes());

@@ -11,8 +11,14 @@
 //!   consistent. Both notes are the evidence. A proof file damaged in transit
 //!   gives the same verdict (nothing signs a proof), so fetch it from the log
 //!   again before publishing; `audit --since` decides from the data instead.
+//!
+//! With `--policy`, both checkpoints must also meet the witness quorum
+//! ([`crate::witnesses`]); `--max-age` applies to the new one only (the old
+//! one is old by design). A fork stands on the log's signatures alone, so it
+//! is reported whatever the witnesses did; if the quorum was met on both
+//! sides too, the witnesses cosigned a split view.
 
-use lineage_ledger::checkpoint::{Checkpoint, verify_checkpoint};
+use lineage_ledger::checkpoint::Checkpoint;
 use lineage_ledger::note::NoteVerifier;
 use lineage_ledger::tree::{VerifyError, verify_consistency};
 use lineage_schemas::ConsistencyProofResponse;
@@ -21,6 +27,7 @@ use serde_json::{Value, json};
 use crate::audit::checkpoint_json;
 use crate::receipt::decode_proof;
 use crate::report::{ForkEvidence, Line, Verdict, Violation};
+use crate::witnesses::{WitnessPolicy, WitnessReport, check_note};
 
 /// The result of checking two checkpoints.
 #[derive(Debug)]
@@ -33,6 +40,10 @@ pub struct ConsistencyReport {
     pub old_note: String,
     /// The new note as read.
     pub new_note: String,
+    /// What the old checkpoint's witnesses did (`--policy`).
+    pub old_witnesses: Option<WitnessReport>,
+    /// What the new checkpoint's witnesses did (`--policy`).
+    pub new_witnesses: Option<WitnessReport>,
     /// What failed (a [`Violation::Fork`] for a fork).
     pub violations: Vec<Violation>,
 }
@@ -52,6 +63,11 @@ impl ConsistencyReport {
                     "{which} checkpoint: signed, origin {}, tree size {}, root {}\n",
                     cp.origin, cp.size, cp.root
                 );
+            }
+        }
+        for (which, w) in [("old", &self.old_witnesses), ("new", &self.new_witnesses)] {
+            if let Some(w) = w {
+                out += &format!("{which} checkpoint {}", w.to_text());
             }
         }
         for v in &self.violations {
@@ -84,6 +100,10 @@ impl ConsistencyReport {
             "exit_code": self.verdict().exit_code(),
             "old": self.old.as_ref().map(checkpoint_json),
             "new": self.new.as_ref().map(checkpoint_json),
+            "witnesses": (self.old_witnesses.is_some() || self.new_witnesses.is_some()).then(|| json!({
+                "old": self.old_witnesses.as_ref().map(WitnessReport::to_json),
+                "new": self.new_witnesses.as_ref().map(WitnessReport::to_json),
+            })),
             "violations": self.violations,
             "fork_evidence": fork.then(|| json!({"old_note": self.old_note, "new_note": self.new_note})),
         })
@@ -98,23 +118,39 @@ pub fn verify_checkpoints(
     proof: &[u8],
     key: &NoteVerifier,
 ) -> ConsistencyReport {
+    verify_witnessed_checkpoints(old, new, proof, key, None)
+}
+
+/// [`verify_checkpoints`], and with `policy` both checkpoints must meet its
+/// witness quorum (`--max-age`, if set, on the new one only).
+pub fn verify_witnessed_checkpoints(
+    old: &[u8],
+    new: &[u8],
+    proof: &[u8],
+    key: &NoteVerifier,
+    policy: Option<&WitnessPolicy>,
+) -> ConsistencyReport {
     let mut report = ConsistencyReport {
         old: None,
         new: None,
         old_note: String::from_utf8_lossy(old).into_owned(),
         new_note: String::from_utf8_lossy(new).into_owned(),
+        old_witnesses: None,
+        new_witnesses: None,
         violations: Vec::new(),
     };
-    for (which, note, slot) in [
-        ("old checkpoint", old, &mut report.old),
-        ("new checkpoint", new, &mut report.new),
+    for (which, note, fresh) in [
+        ("old checkpoint", old, false),
+        ("new checkpoint", new, true),
     ] {
-        match verify_checkpoint(note, key, key.name()) {
-            Ok(v) => *slot = Some(v.into_checkpoint()),
-            Err(error) => report
-                .violations
-                .push(Violation::Checkpoint { which, error }),
+        let checked = check_note(which, note, key, policy, fresh);
+        let checkpoint = checked.checkpoint.map(|v| v.into_checkpoint());
+        if fresh {
+            (report.new, report.new_witnesses) = (checkpoint, checked.witnesses);
+        } else {
+            (report.old, report.old_witnesses) = (checkpoint, checked.witnesses);
         }
+        report.violations.extend(checked.violations);
     }
     let (Some(o), Some(n)) = (&report.old, &report.new) else {
         return report;

@@ -26,6 +26,10 @@
 //! `--authority` is refused with [`InputError::NoAuthorities`] (exit 2),
 //! which prints the manifest's keys only as an untrusted hint.
 //!
+//! With `--policy FILE` (a C2SP tlog-policy), every command also holds the
+//! checkpoint to a quorum of witness cosignatures, optionally no older than
+//! `--max-age` ([`witnesses`]).
+//!
 //! **What it is not.** It does no network I/O and depends on the pure ledger
 //! core only (`lineage-ledger` without default features: no RocksDB, no
 //! tokio, no axum). The same functions ([`lineage_ledger::tree`],
@@ -34,12 +38,14 @@
 //! the ledger, so the two cannot disagree on a signature or a rule.
 //!
 //! Specs: RFC 6962 / RFC 9162 §2.1 (tree, proofs), c2sp.org/tlog-tiles,
-//! c2sp.org/tlog-checkpoint, c2sp.org/signed-note, DSSE v1.
+//! c2sp.org/tlog-checkpoint, c2sp.org/signed-note, c2sp.org/tlog-cosignature,
+//! c2sp.org/tlog-policy, c2sp.org/tlog-proof, DSSE v1.
 
 use std::path::PathBuf;
 
 use lineage_ledger::keys::{IdParseError, KeyError};
 use lineage_ledger::note::NoteError;
+use lineage_ledger::policy::PolicyParseError;
 
 pub mod ancestry;
 pub mod audit;
@@ -50,6 +56,7 @@ pub mod replay;
 pub mod report;
 pub mod tiles;
 pub mod trust;
+pub mod witnesses;
 
 pub use report::{ForkEvidence, ForkKind, Verdict, Violation, exit};
 
@@ -139,6 +146,39 @@ pub enum InputError {
     /// An event ID argument.
     #[error("{0}")]
     EventId(#[from] IdParseError),
+    /// A `--policy` file is not a C2SP tlog-policy.
+    #[error("--policy {path}: {error}")]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// The first problem, with its line.
+        error: PolicyParseError,
+    },
+    /// No log key: neither `--log-key` nor a `log` line in `--policy`.
+    #[error(
+        "no log key: pass --log-key <VKEY>, or a --policy whose 'log <vkey>' line names the log"
+    )]
+    NoLogKey,
+    /// `--policy` names several logs and `--log-key` does not say which one is audited.
+    #[error("--policy names {count} logs: pass --log-key <VKEY> to say which one this is")]
+    PolicyLogs {
+        /// How many `log` lines.
+        count: usize,
+    },
+    /// `--log-key` and the `log` lines of `--policy` disagree.
+    #[error(
+        "--log-key {log_key} is not a log of --policy, which names: {}; give one key, or make them agree",
+        .policy_logs.join(", ")
+    )]
+    LogKeyNotInPolicy {
+        /// The `--log-key` vkey.
+        log_key: String,
+        /// The policy's log vkeys.
+        policy_logs: Vec<String>,
+    },
+    /// `--max-age` without `--policy`: there are no cosignatures to age.
+    #[error("--max-age needs --policy: it bounds the age of the policy's witness cosignatures")]
+    MaxAgeWithoutPolicy,
 }
 
 /// The message of [`InputError::NoAuthorities`]: how to pass the keys, where

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lineage_ledger::note::NoteVerifier;
 use lineage_verify::ancestry::ancestry;
 use lineage_verify::audit::{AuditOptions, DEFAULT_MAX_SKEW_SECS, audit};
-use lineage_verify::consistency::verify_checkpoints;
+use lineage_verify::consistency::verify_witnessed_checkpoints;
 use lineage_verify::receipt::{ReceiptOptions, verify_receipt};
+use lineage_verify::witnesses::{Freshness, WitnessPolicy, parse_max_age};
 use lineage_verify::{InputError, Progress, Silent, Verdict, exit, trust};
 use serde_json::{Value, json};
 
@@ -22,7 +24,10 @@ Exit codes:
   2  usage error, or an input could not be read (nothing was verified)
   3  fork: two checkpoints validly signed by the log key that are not consistent
 
-Trust: only --log-key, --authority and --runtime-key are trusted. `audit` and
+Trust: only --log-key, --policy, --authority and --runtime-key are trusted.
+With --policy (C2SP tlog-policy), the checkpoint must also be cosigned by a
+quorum of its witnesses (a bad cosignature by a known witness, or an unmet
+group, exits 1 and is named); --max-age reads this machine's clock. `audit` and
 `lineage` replay governance, so they need --authority <B64> (repeatable, one
 per key): the authority public keys as the log's operator publishes them out of
 band, next to the vkey. Without it they exit 2 and verify nothing; an export's
@@ -50,15 +55,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Verify a receipt (lineage-bundle/v1): checkpoint, inclusion proof, signature, event ID.
+    /// Verify a receipt (lineage-bundle/v1 JSON, or a C2SP tlog-proof text with the
+    /// log entry in its extra line): checkpoint, witnesses, inclusion proof, signature, event ID.
     // The command keeps its first name, `bundle`, like the receipt's format string.
     #[command(name = "bundle", after_help = EXIT_CODES)]
     Receipt {
-        /// The receipt JSON file.
+        /// The receipt file: lineage-bundle/v1 JSON or c2sp.org/tlog-proof@v1 text.
         receipt: PathBuf,
-        /// The log's note verifier key, or a file holding it.
-        #[arg(long, value_name = "VKEY")]
-        log_key: String,
+        /// The log's note verifier key, or a file holding it. Optional with
+        /// --policy, whose single `log` line is then the key; with both, they must agree.
+        #[arg(long, value_name = "VKEY", required_unless_present = "policy")]
+        log_key: Option<String>,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
         /// An authority public key (base64); checks governance entries' signatures. Repeatable.
         #[arg(long = "authority", value_name = "B64")]
         authorities: Vec<String>,
@@ -78,18 +87,24 @@ enum Command {
         new: PathBuf,
         /// The proof: {"first": M, "second": N, "proof": [base64...]} (GET /v1/proofs/consistency).
         proof: PathBuf,
-        /// The log's note verifier key, or a file holding it.
-        #[arg(long, value_name = "VKEY")]
-        log_key: String,
+        /// The log's note verifier key, or a file holding it. Optional with
+        /// --policy, whose single `log` line is then the key; with both, they must agree.
+        #[arg(long, value_name = "VKEY", required_unless_present = "policy")]
+        log_key: Option<String>,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
     },
     /// Replay an exported log: tiles, root, signatures, governance and lineage rules.
     #[command(after_help = EXIT_CODES)]
     Audit {
         /// The export directory (checkpoint, tile/, manifest.json).
         dir: PathBuf,
-        /// The log's note verifier key, or a file holding it.
-        #[arg(long, value_name = "VKEY")]
-        log_key: String,
+        /// The log's note verifier key, or a file holding it. Optional with
+        /// --policy, whose single `log` line is then the key; with both, they must agree.
+        #[arg(long, value_name = "VKEY", required_unless_present = "policy")]
+        log_key: Option<String>,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
         /// An authority public key (base64) from a source you trust, not the export. Repeatable.
         /// Required unless --tree-only; manifest.json keys are never used.
         #[arg(long = "authority", value_name = "B64")]
@@ -122,6 +137,50 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MAX_SKEW_SECS)]
         max_skew_secs: u64,
     },
+}
+
+/// `--policy` and `--max-age`, shared by `bundle`, `consistency` and `audit`.
+#[derive(Debug, clap::Args)]
+struct WitnessArgs {
+    /// A C2SP tlog-policy file: the checkpoint must carry the log's signature,
+    /// valid cosignatures by its known witnesses, and meet its quorum.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Count only cosignatures at most this old (30s, 10m, 24h, 7d, 1h30m), by
+    /// this machine's clock; one dated over 60s ahead of it does not count either.
+    #[arg(long, value_name = "DURATION", value_parser = parse_max_age, requires = "policy")]
+    max_age: Option<u64>,
+}
+
+impl WitnessArgs {
+    /// The trusted log key and the witness policy. Reads the clock only for `--max-age`.
+    fn resolve(
+        &self,
+        log_key: Option<&str>,
+    ) -> Result<(NoteVerifier, Option<WitnessPolicy>), InputError> {
+        let policy = self.policy.as_deref().map(trust::policy).transpose()?;
+        let key = trust::resolve_log_key(log_key, policy.as_ref())?;
+        let freshness = match self.max_age {
+            None => None,
+            Some(_) if policy.is_none() => return Err(InputError::MaxAgeWithoutPolicy),
+            Some(max_age) => Some(Freshness {
+                max_age,
+                now: now_secs(),
+            }),
+        };
+        Ok((
+            key,
+            policy.map(|policy| WitnessPolicy { policy, freshness }),
+        ))
+    }
+}
+
+/// This machine's clock, POSIX seconds (0 if it is set before 1970, which
+/// drops every cosignature as being from the future).
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A report of any command.
@@ -185,11 +244,12 @@ fn run(command: Command, progress: &mut dyn Progress) -> anyhow::Result<Output> 
         Command::Receipt {
             receipt,
             log_key,
+            witnesses,
             authorities,
             runtime_keys,
             allow_unknown_signer,
         } => {
-            let log_key = trust::log_key(&log_key)?;
+            let (log_key, witnesses) = witnesses.resolve(log_key.as_deref())?;
             let authorities = trust::public_keys("--authority", &authorities)?;
             let runtime_keys = trust::public_keys("--runtime-key", &runtime_keys)?;
             let bytes = read(&receipt)?;
@@ -200,6 +260,7 @@ fn run(command: Command, progress: &mut dyn Progress) -> anyhow::Result<Output> 
                     runtime_keys: &runtime_keys,
                     authorities: &authorities,
                     allow_unknown_signer,
+                    witnesses: witnesses.as_ref(),
                 },
             );
             Output {
@@ -213,9 +274,16 @@ fn run(command: Command, progress: &mut dyn Progress) -> anyhow::Result<Output> 
             new,
             proof,
             log_key,
+            witnesses,
         } => {
-            let log_key = trust::log_key(&log_key)?;
-            let report = verify_checkpoints(&read(&old)?, &read(&new)?, &read(&proof)?, &log_key);
+            let (log_key, witnesses) = witnesses.resolve(log_key.as_deref())?;
+            let report = verify_witnessed_checkpoints(
+                &read(&old)?,
+                &read(&new)?,
+                &read(&proof)?,
+                &log_key,
+                witnesses.as_ref(),
+            );
             Output {
                 verdict: report.verdict(),
                 text: report.to_text(),
@@ -225,17 +293,20 @@ fn run(command: Command, progress: &mut dyn Progress) -> anyhow::Result<Output> 
         Command::Audit {
             dir,
             log_key,
+            witnesses,
             authorities,
             since,
             tree_only,
             max_skew_secs,
         } => {
+            let (log_key, witnesses) = witnesses.resolve(log_key.as_deref())?;
             let opts = AuditOptions {
                 authorities: trust::public_keys("--authority", &authorities)?,
                 since: since.as_deref().map(read).transpose()?,
                 tree_only,
                 max_skew: skew(max_skew_secs),
-                ..AuditOptions::new(trust::log_key(&log_key)?)
+                witnesses,
+                ..AuditOptions::new(log_key)
             };
             let report = audit(&dir, &opts, progress)?;
             Output {

@@ -1,11 +1,15 @@
 //! Verifying one receipt (`lineage-verify bundle`): a `lineage-bundle/v1`
-//! document, as the ledger answers a submission with.
+//! document, as the ledger answers a submission with, or the same receipt as
+//! a C2SP tlog-proof text (first line `c2sp.org/tlog-proof@v1`, its `extra`
+//! line the log entry: see [`verify_receipt`]).
 //!
 //! Checks, each reported on its own ([`Check`]), so that a failure names
 //! exactly what failed and the others still run where they can:
 //!
 //! 1. `format`: the document is `lineage-bundle/v1`.
 //! 2. `checkpoint`: a valid signature by the trusted log key, origin = the key's name.
+//!    With `--policy`, then `witnesses`: the known witnesses' cosignatures and
+//!    the quorum ([`crate::witnesses`]).
 //! 3. `entry`: canonical base64 of a log entry.
 //! 4. `inclusion`: the RFC 9162 inclusion proof of `SHA-256(0x00 || entry)` at
 //!    `index` leads to the checkpoint's root.
@@ -18,13 +22,14 @@
 //! 7. `payload`: the event or governance statement follows its schema.
 
 use ed25519_dalek::VerifyingKey;
-use lineage_ledger::checkpoint::{Checkpoint, verify_checkpoint};
+use lineage_ledger::checkpoint::Checkpoint;
 use lineage_ledger::entry::{EntryType, LogEntry};
 use lineage_ledger::event::{
     Event, GovernanceStatement, action_name, parse_event, parse_governance,
 };
 use lineage_ledger::keys::{EventId, KeyId, public_key_base64};
 use lineage_ledger::note::NoteVerifier;
+use lineage_ledger::tlog_proof::{TLOG_PROOF_HEADER, TlogProof};
 use lineage_ledger::tree::verify_inclusion;
 use lineage_ledger::{Hash, leaf_hash};
 use lineage_schemas::{RECEIPT_FORMAT, Receipt};
@@ -34,6 +39,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::audit::checkpoint_json;
 use crate::replay::integration_time;
 use crate::report::{Verdict, Violation};
+use crate::witnesses::{WitnessPolicy, WitnessReport, check_note};
 
 /// The keys a receipt's signature may be checked with.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +52,8 @@ pub struct ReceiptOptions<'a> {
     pub authorities: &'a [VerifyingKey],
     /// Accept a receipt whose signer's key was not given (the signature is then not checked).
     pub allow_unknown_signer: bool,
+    /// `--policy` (and `--max-age`): the checkpoint must meet its witness quorum.
+    pub witnesses: Option<&'a WitnessPolicy>,
 }
 
 /// How one check went.
@@ -126,12 +134,16 @@ pub enum Decoded {
 /// The result of verifying a receipt.
 #[derive(Debug)]
 pub struct ReceiptReport {
+    /// The form read: `lineage-bundle/v1` or `c2sp.org/tlog-proof@v1`.
+    pub form: &'static str,
     /// Every check, in order.
     pub checks: Vec<Check>,
     /// The receipt's leaf index.
     pub index: Option<u64>,
     /// The verified checkpoint.
     pub checkpoint: Option<Checkpoint>,
+    /// What the witnesses did (`--policy`).
+    pub witnesses: Option<WitnessReport>,
     /// The entry's event ID (BLAKE3 of its payload).
     pub event_id: Option<EventId>,
     /// The signer's key ID.
@@ -170,6 +182,9 @@ impl ReceiptReport {
             out += &c.to_line();
             out.push('\n');
         }
+        if let Some(w) = &self.witnesses {
+            out += &w.to_text();
+        }
         if let Some(d) = &self.decoded {
             out += &decoded_text(d, self.event_id.as_ref(), self.integrated_at_ms);
         }
@@ -182,10 +197,12 @@ impl ReceiptReport {
     pub fn to_json(&self) -> Value {
         json!({
             "command": "bundle",
+            "form": self.form,
             "verdict": self.verdict(),
             "exit_code": self.verdict().exit_code(),
             "index": self.index,
             "checkpoint": self.checkpoint.as_ref().map(checkpoint_json),
+            "witnesses": self.witnesses.as_ref().map(WitnessReport::to_json),
             "event_id": self.event_id.map(|e| e.to_string()),
             "key_id": self.key_id.map(|k| k.to_string()),
             "integrated_at": self.integrated_at_ms.and_then(format_ms),
@@ -326,43 +343,136 @@ pub(crate) fn decode_proof(what: &'static str, proof: &[String]) -> Result<Vec<H
         .collect()
 }
 
-/// Verifies a receipt's bytes (a `lineage-bundle/v1` JSON document).
+/// What a receipt claims, whichever form it came in.
+struct Claim {
+    index: u64,
+    /// The log entry's bytes, or why there are none.
+    entry: Result<Vec<u8>, Violation>,
+    checkpoint: String,
+    /// The inclusion proof, decoded.
+    proof: Result<Vec<Hash>, Violation>,
+    proof_len: usize,
+    /// The event ID the receipt claims (a tlog-proof claims none).
+    event_id: Option<String>,
+    /// The parsed tlog-proof, whose own inclusion check is used.
+    tlog_proof: Option<TlogProof>,
+}
+
+/// Verifies a receipt's bytes: a `lineage-bundle/v1` JSON document, or a
+/// C2SP tlog-proof text (recognised by its first line, see [`parse_tlog_proof`]).
 pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport {
     let mut report = ReceiptReport {
+        form: RECEIPT_FORMAT,
         checks: Vec::new(),
         index: None,
         checkpoint: None,
+        witnesses: None,
         event_id: None,
         key_id: None,
         integrated_at_ms: None,
         decoded: None,
     };
-    let receipt: Receipt = match serde_json::from_slice(bytes) {
-        Ok(b) => b,
-        Err(error) => {
-            report
-                .checks
-                .push(Check::failed("format", Violation::ReceiptJson { error }));
-            return report;
+    let claim = if bytes.starts_with(TLOG_PROOF_PREFIX.as_bytes()) {
+        report.form = TLOG_PROOF_HEADER;
+        match parse_tlog_proof(bytes) {
+            Ok(claim) => {
+                report.checks.push(Check::passed(
+                    "format",
+                    format!("{TLOG_PROOF_HEADER}, the log entry in its extra line"),
+                ));
+                claim
+            }
+            Err(v) => {
+                report.checks.push(Check::failed("format", v));
+                return report;
+            }
+        }
+    } else {
+        let receipt: Receipt = match serde_json::from_slice(bytes) {
+            Ok(b) => b,
+            Err(error) => {
+                report
+                    .checks
+                    .push(Check::failed("format", Violation::ReceiptJson { error }));
+                return report;
+            }
+        };
+        report.checks.push(if receipt.format == RECEIPT_FORMAT {
+            Check::passed("format", RECEIPT_FORMAT)
+        } else {
+            Check::failed(
+                "format",
+                Violation::ReceiptFormat {
+                    found: receipt.format.chars().take(80).collect(),
+                },
+            )
+        });
+        Claim {
+            index: receipt.index,
+            entry: decode_base64(&receipt.entry).ok_or(Violation::EntryEncoding),
+            checkpoint: receipt.checkpoint,
+            proof: decode_proof("inclusion_proof", &receipt.inclusion_proof),
+            proof_len: receipt.inclusion_proof.len(),
+            event_id: Some(receipt.event_id),
+            tlog_proof: None,
         }
     };
-    report.index = Some(receipt.index);
+    verify_claim(claim, opts, report)
+}
+
+/// The first bytes of a C2SP tlog-proof of any version.
+const TLOG_PROOF_PREFIX: &str = "c2sp.org/tlog-proof@";
+
+/// Reads a C2SP tlog-proof of a Lineage entry (c2sp.org/tlog-proof): its
+/// `extra` line carries the log entry, base64 of exactly the bytes hashed
+/// into the leaf (the `entry` of a `lineage-bundle/v1`), so that every check
+/// of a bundle runs on it too; `index` and the proof lines are the bundle's
+/// `index` and `inclusion_proof`; the checkpoint note, with any witness
+/// cosignatures, follows the blank line. It claims no event ID: the entry's
+/// is computed and printed.
+fn parse_tlog_proof(bytes: &[u8]) -> Result<Claim, Violation> {
+    let proof = TlogProof::parse(bytes).map_err(|error| Violation::TlogProof { error })?;
+    Ok(Claim {
+        index: proof.index(),
+        entry: proof
+            .extra()
+            .map(<[u8]>::to_vec)
+            .ok_or(Violation::TlogProofWithoutEntry),
+        checkpoint: proof.checkpoint_note().to_owned(),
+        proof: Ok(proof.proof().to_vec()),
+        proof_len: proof.proof().len(),
+        event_id: None,
+        tlog_proof: Some(proof),
+    })
+}
+
+fn verify_claim(
+    claim: Claim,
+    opts: &ReceiptOptions<'_>,
+    mut report: ReceiptReport,
+) -> ReceiptReport {
+    report.index = Some(claim.index);
     let checks = &mut report.checks;
-    checks.push(if receipt.format == RECEIPT_FORMAT {
-        Check::passed("format", RECEIPT_FORMAT)
-    } else {
-        Check::failed(
-            "format",
-            Violation::ReceiptFormat {
-                found: receipt.format.chars().take(80).collect(),
-            },
-        )
-    });
 
     let key = opts.log_key;
-    let checkpoint = match verify_checkpoint(receipt.checkpoint.as_bytes(), key, key.name()) {
-        Ok(v) => {
-            let cp = v.into_checkpoint();
+    let checked = check_note(
+        "checkpoint",
+        claim.checkpoint.as_bytes(),
+        key,
+        opts.witnesses,
+        true,
+    );
+    let checkpoint = checked.checkpoint;
+    // Without a checkpoint the log's signature failed; with one, what failed
+    // is a cosignature or the quorum.
+    let (signature, witnessing) = if checkpoint.is_some() {
+        (Vec::new(), checked.violations)
+    } else {
+        (checked.violations, Vec::new())
+    };
+    match &checkpoint {
+        Some(v) => {
+            let cp = v.checkpoint();
             checks.push(Check::passed(
                 "checkpoint",
                 format!(
@@ -374,24 +484,38 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
                 ),
             ));
             report.checkpoint = Some(cp.clone());
-            Some(cp)
         }
-        Err(error) => {
-            checks.push(Check::failed(
-                "checkpoint",
-                Violation::Checkpoint {
-                    which: "checkpoint",
-                    error,
-                },
-            ));
-            None
+        None => {
+            for v in signature {
+                checks.push(Check::failed("checkpoint", v));
+            }
         }
-    };
+    }
+    if opts.witnesses.is_some() {
+        report.witnesses = checked.witnesses;
+        match &checkpoint {
+            None => checks.push(Check::not_checked("witnesses", "no verified checkpoint")),
+            Some(_) if !witnessing.is_empty() => {
+                for v in witnessing {
+                    checks.push(Check::failed("witnesses", v));
+                }
+            }
+            Some(_) => checks.push(match &report.witnesses {
+                Some(w) => Check::passed("witnesses", w.summary()),
+                None => Check::not_checked("witnesses", "no policy evaluation"),
+            }),
+        }
+    }
 
-    let entry_bytes = decode_base64(&receipt.entry);
+    let (entry_bytes, entry_problem) = match claim.entry {
+        Ok(bytes) => (Some(bytes), None),
+        Err(v) => (None, Some(v)),
+    };
     let entry = match &entry_bytes {
         None => {
-            checks.push(Check::failed("entry", Violation::EntryEncoding));
+            if let Some(v) = entry_problem {
+                checks.push(Check::failed("entry", v));
+            }
             None
         }
         Some(bytes) => match LogEntry::decode(bytes) {
@@ -413,7 +537,7 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
                 checks.push(Check::failed(
                     "entry",
                     Violation::MalformedEntry {
-                        index: receipt.index,
+                        index: claim.index,
                         error,
                     },
                 ));
@@ -425,22 +549,27 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
     checks.push(match (&checkpoint, &entry_bytes) {
         (None, _) => Check::not_checked("inclusion", "no verified checkpoint"),
         (_, None) => Check::not_checked("inclusion", "no entry bytes"),
-        (Some(cp), Some(bytes)) => {
-            match decode_proof("inclusion_proof", &receipt.inclusion_proof).and_then(|proof| {
-                verify_inclusion(&leaf_hash(bytes), receipt.index, cp.size, &proof, &cp.root)
-                    .map_err(|error| Violation::InclusionProof {
-                        index: receipt.index,
-                        size: cp.size,
-                        error,
-                    })
-            }) {
+        (Some(v), Some(bytes)) => {
+            let cp = v.checkpoint();
+            let leaf = leaf_hash(bytes);
+            let violation = |error| Violation::InclusionProof {
+                index: claim.index,
+                size: cp.size,
+                error,
+            };
+            let verdict = match &claim.tlog_proof {
+                Some(t) => t.verify_inclusion(&leaf, v).map_err(violation),
+                None => claim.proof.and_then(|proof| {
+                    verify_inclusion(&leaf, claim.index, cp.size, &proof, &cp.root)
+                        .map_err(violation)
+                }),
+            };
+            match verdict {
                 Ok(()) => Check::passed(
                     "inclusion",
                     format!(
                         "leaf {} is in the tree of size {} ({} proof hashes)",
-                        receipt.index,
-                        cp.size,
-                        receipt.inclusion_proof.len()
+                        claim.index, cp.size, claim.proof_len
                     ),
                 ),
                 Err(v) => Check::failed("inclusion", v),
@@ -459,16 +588,19 @@ pub fn verify_receipt(bytes: &[u8], opts: &ReceiptOptions<'_>) -> ReceiptReport 
         return report;
     };
     let id = entry.event_id();
-    checks.push(if id.to_string() == receipt.event_id {
-        Check::passed("event_id", id.to_string())
-    } else {
-        Check::failed(
+    checks.push(match &claim.event_id {
+        None => Check::passed(
+            "event_id",
+            format!("{id} (computed; a tlog-proof claims none)"),
+        ),
+        Some(claimed) if *claimed == id.to_string() => Check::passed("event_id", id.to_string()),
+        Some(claimed) => Check::failed(
             "event_id",
             Violation::EventIdMismatch {
-                claimed: receipt.event_id.chars().take(80).collect(),
+                claimed: claimed.chars().take(80).collect(),
                 computed: id,
             },
-        )
+        ),
     });
     checks.push(signature_check(&entry, opts));
     checks.push(

@@ -12,13 +12,16 @@ use std::fmt;
 
 use lineage_ledger::Hash;
 use lineage_ledger::checkpoint::CheckpointError;
+use lineage_ledger::cosignature::CosignatureError;
 use lineage_ledger::dsse::SignatureError;
 use lineage_ledger::entry::EntryError;
 use lineage_ledger::event::PayloadError;
 use lineage_ledger::hash::HashDecodeError;
 use lineage_ledger::keys::{EventId, KeyId};
+use lineage_ledger::policy::QuorumUnmet;
 use lineage_ledger::rules::Rejection;
 use lineage_ledger::tile::BundleError;
+use lineage_ledger::tlog_proof::TlogProofError;
 use lineage_ledger::tree::VerifyError;
 use lineage_schemas::RECEIPT_FORMAT;
 use serde::Serialize;
@@ -159,6 +162,27 @@ pub enum Violation {
         which: &'static str,
         /// Why.
         error: CheckpointError,
+    },
+    /// A witness of the `--policy` signed a cosignature line that does not
+    /// verify: the note is rejected (c2sp.org/tlog-policy, signed-note).
+    #[error("{which}: cosignature by witness {witness}: {error}")]
+    Cosignature {
+        /// Which checkpoint.
+        which: &'static str,
+        /// The witness's policy name.
+        witness: String,
+        /// Why its line failed.
+        error: CosignatureError,
+    },
+    /// The counted cosignatures do not meet the `--policy` quorum.
+    #[error("{which}: {error}{}", dropped_text(*.dropped))]
+    QuorumUnmet {
+        /// Which checkpoint.
+        which: &'static str,
+        /// The quorum and every unmet group it depends on.
+        error: QuorumUnmet,
+        /// Valid cosignatures not counted under `--max-age`.
+        dropped: usize,
     },
     /// A file the tree size requires is not in the export.
     #[error("{path}: missing from the export")]
@@ -363,6 +387,18 @@ pub enum Violation {
         /// The value found.
         found: String,
     },
+    /// A tlog-proof text does not parse.
+    #[error("tlog-proof: {error}")]
+    TlogProof {
+        /// The first problem.
+        error: TlogProofError,
+    },
+    /// A tlog-proof without an `extra` line: a Lineage tlog-proof carries the
+    /// log entry there, without which the leaf hash is unknown.
+    #[error(
+        "tlog-proof has no extra line: a Lineage tlog-proof carries the log entry (base64) there"
+    )]
+    TlogProofWithoutEntry,
     /// A receipt's `entry` is not canonical standard base64.
     #[error("receipt entry is not canonical standard base64")]
     EntryEncoding,
@@ -475,6 +511,8 @@ impl Violation {
     pub fn code(&self) -> &'static str {
         match self {
             Violation::Checkpoint { .. } => "checkpoint",
+            Violation::Cosignature { .. } => "bad_cosignature",
+            Violation::QuorumUnmet { .. } => "quorum_unmet",
             Violation::MissingFile { .. } => "missing_file",
             Violation::UnreadableFile { .. } => "unreadable_file",
             Violation::MalformedBundle { .. } => "malformed_bundle",
@@ -496,6 +534,8 @@ impl Violation {
             Violation::ReceiptJson { .. } => "receipt_json",
             Violation::ReceiptFormat { .. } => "receipt_format",
             Violation::EntryEncoding => "entry_encoding",
+            Violation::TlogProof { .. } => "tlog_proof",
+            Violation::TlogProofWithoutEntry => "tlog_proof_without_entry",
             Violation::ProofEncoding { .. } => "proof_encoding",
             Violation::InclusionProof { .. } => "inclusion_proof",
             Violation::EventIdMismatch { .. } => "event_id_mismatch",
@@ -527,6 +567,8 @@ impl Violation {
             | Violation::ExportTruncated { first_leaf, .. } => Some(*first_leaf),
             Violation::MissingAncestor { child_index, .. } => Some(*child_index),
             Violation::Checkpoint { .. }
+            | Violation::Cosignature { .. }
+            | Violation::QuorumUnmet { .. }
             | Violation::MissingFile { .. }
             | Violation::UnreadableFile { .. }
             | Violation::MalformedBundle { .. }
@@ -542,6 +584,8 @@ impl Violation {
             | Violation::ReceiptJson { .. }
             | Violation::ReceiptFormat { .. }
             | Violation::EntryEncoding
+            | Violation::TlogProof { .. }
+            | Violation::TlogProofWithoutEntry
             | Violation::ProofEncoding { .. }
             | Violation::EventIdMismatch { .. }
             | Violation::Signature { .. }
@@ -575,6 +619,8 @@ impl Violation {
         matches!(
             self,
             Violation::Checkpoint { .. }
+                | Violation::Cosignature { .. }
+                | Violation::QuorumUnmet { .. }
                 | Violation::MissingFile { .. }
                 | Violation::UnreadableFile { .. }
                 | Violation::MalformedBundle { .. }
@@ -590,6 +636,14 @@ impl Violation {
                 | Violation::SinceUndecided { .. }
                 | Violation::Fork { .. }
         )
+    }
+}
+
+fn dropped_text(dropped: usize) -> String {
+    match dropped {
+        0 => String::new(),
+        1 => " (1 valid cosignature not counted under --max-age)".to_owned(),
+        n => format!(" ({n} valid cosignatures not counted under --max-age)"),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 use lineage_ledger::keys::parse_public_key;
 use lineage_ledger::note::NoteVerifier;
+use lineage_ledger::policy::Policy;
 
 use crate::InputError;
 
@@ -49,6 +50,67 @@ pub fn log_key(arg: &str) -> Result<NoteVerifier, InputError> {
         path: path.to_path_buf(),
         error,
     })
+}
+
+/// Longest `--policy` file read: a policy of hundreds of witnesses fits.
+const MAX_POLICY_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads and parses a `--policy` file (c2sp.org/tlog-policy).
+///
+/// # Errors
+/// [`InputError::Io`]; [`InputError::Policy`] naming the line of the first problem.
+pub fn policy(path: &Path) -> Result<Policy, InputError> {
+    use std::io::Read as _;
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_POLICY_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Policy::parse(&bytes).map_err(|error| InputError::Policy {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// The log key a command trusts, from `--log-key` and `--policy`:
+///
+/// - `--log-key` alone: that key (the behaviour without a policy);
+/// - `--policy` alone: its single `log` line (several: [`InputError::PolicyLogs`]);
+/// - both: `--log-key`, which must be one of the policy's `log` lines when it
+///   has any ([`InputError::LogKeyNotInPolicy`]): two trust roots that
+///   disagree are a mistake to report, not a choice to make silently. A
+///   policy without `log` lines leaves the log to `--log-key`.
+///
+/// # Errors
+/// As above; [`InputError::NoLogKey`] with neither; as [`log_key`].
+pub fn resolve_log_key(
+    arg: Option<&str>,
+    policy: Option<&Policy>,
+) -> Result<NoteVerifier, InputError> {
+    let logs = policy.map(Policy::logs).unwrap_or_default();
+    match arg {
+        Some(arg) => {
+            let key = log_key(arg)?;
+            if logs.is_empty() || logs.iter().any(|l| *l.verifier() == key) {
+                Ok(key)
+            } else {
+                Err(InputError::LogKeyNotInPolicy {
+                    log_key: key.vkey(),
+                    policy_logs: logs.iter().map(|l| l.verifier().vkey()).collect(),
+                })
+            }
+        }
+        None => match logs {
+            [] => Err(InputError::NoLogKey),
+            [one] => Ok(one.verifier().clone()),
+            more => Err(InputError::PolicyLogs { count: more.len() }),
+        },
+    }
 }
 
 /// An Ed25519 public key given as `flag`: canonical standard base64 of 32
@@ -97,6 +159,76 @@ mod tests {
         assert!(matches!(
             log_key("no/such/file"),
             Err(InputError::LogKey { .. })
+        ));
+    }
+
+    #[test]
+    fn log_key_from_flag_or_policy() {
+        let signer =
+            NoteSigner::new("example.com/log", SigningKey::from_bytes(&[1; 32])).expect("name");
+        let other =
+            NoteSigner::new("example.com/log", SigningKey::from_bytes(&[2; 32])).expect("name");
+        let (vkey, other_vkey) = (signer.verifier().vkey(), other.verifier().vkey());
+        let parse = |text: String| Policy::parse(text.as_bytes()).expect("policy");
+        let with_log = parse(format!("log {vkey}\nquorum none\n"));
+        let two_logs = parse(format!("log {vkey}\nlog {other_vkey}\nquorum none\n"));
+        let no_log = parse("quorum none\n".to_owned());
+
+        assert_eq!(
+            resolve_log_key(Some(&vkey), None).ok(),
+            Some(signer.verifier())
+        );
+        assert_eq!(
+            resolve_log_key(None, Some(&with_log)).ok(),
+            Some(signer.verifier())
+        );
+        assert_eq!(
+            resolve_log_key(Some(&vkey), Some(&with_log)).ok(),
+            Some(signer.verifier())
+        );
+        assert_eq!(
+            resolve_log_key(Some(&other_vkey), Some(&two_logs)).ok(),
+            Some(other.verifier())
+        );
+        assert_eq!(
+            resolve_log_key(Some(&vkey), Some(&no_log)).ok(),
+            Some(signer.verifier())
+        );
+        let err = resolve_log_key(Some(&other_vkey), Some(&with_log)).map(|_| ());
+        assert!(
+            matches!(&err, Err(InputError::LogKeyNotInPolicy { log_key, policy_logs })
+                if *log_key == other_vkey && *policy_logs == [vkey.clone()]),
+            "{err:?}"
+        );
+        assert!(matches!(
+            resolve_log_key(None, Some(&two_logs)),
+            Err(InputError::PolicyLogs { count: 2 })
+        ));
+        assert!(matches!(
+            resolve_log_key(None, Some(&no_log)),
+            Err(InputError::NoLogKey)
+        ));
+        assert!(matches!(
+            resolve_log_key(None, None),
+            Err(InputError::NoLogKey)
+        ));
+    }
+
+    #[test]
+    fn policy_files_are_parsed_strictly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("policy");
+        std::fs::write(&file, "quorum none\n").expect("write");
+        assert!(policy(&file).is_ok());
+        std::fs::write(&file, "quorum none\nbogus line\n").expect("write");
+        let err = policy(&file).map(|_| ());
+        assert!(
+            matches!(&err, Err(InputError::Policy { error, .. }) if error.to_string().starts_with("policy line 2:")),
+            "{err:?}"
+        );
+        assert!(matches!(
+            policy(&dir.path().join("absent")),
+            Err(InputError::Io { .. })
         ));
     }
 

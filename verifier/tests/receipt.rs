@@ -43,6 +43,7 @@ fn verify(s: &Setup, receipt: &Value, allow_unknown_signer: bool) -> ReceiptRepo
             runtime_keys: &s.runtime_keys,
             authorities: &s.authorities,
             allow_unknown_signer,
+            witnesses: None,
         },
     )
 }
@@ -251,6 +252,7 @@ fn each_tampered_field_is_named() {
         runtime_keys: &s.runtime_keys,
         authorities: &s.authorities,
         allow_unknown_signer: false,
+        witnesses: None,
     };
     for bytes in [
         b"{".to_vec(),
@@ -276,7 +278,7 @@ mod properties {
         fn receipts_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let s = Fixture::new();
             let key = s.log.verifier();
-            let opts = ReceiptOptions { log_key: &key, runtime_keys: &[], authorities: &[], allow_unknown_signer: true };
+            let opts = ReceiptOptions { log_key: &key, runtime_keys: &[], authorities: &[], allow_unknown_signer: true, witnesses: None };
             prop_assert_eq!(verify_receipt(&bytes, &opts).verdict(), Verdict::Failed);
         }
     }

@@ -98,6 +98,7 @@ struct Server {
     url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    witness: std::sync::Weak<Witness>,
 }
 
 impl Server {
@@ -107,7 +108,9 @@ impl Server {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = http::router(Arc::new(witness), std::time::Duration::from_secs(10));
+        let witness = Arc::new(witness);
+        let weak = Arc::downgrade(&witness);
+        let router = http::router(witness, std::time::Duration::from_secs(10));
         let task = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
@@ -120,6 +123,7 @@ impl Server {
             url,
             stop: Some(stop),
             task,
+            witness: weak,
         }
     }
 
@@ -129,6 +133,16 @@ impl Server {
             let _ = stop.send(());
         }
         (&mut self.task).await.expect("server task");
+        // The connection tasks drop their router clones just after the server
+        // returns; the store (and its directory lock) goes with the last one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.witness.strong_count() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the witness was never dropped"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 

@@ -20,6 +20,7 @@ struct State {
     keys: BTreeMap<KeyId, KeyRecord>,
     runtimes: BTreeMap<String, u64>,
     checkpoints: BTreeMap<u64, StoredCheckpoint>,
+    witnessed: BTreeMap<u64, StoredCheckpoint>,
     governance: BTreeMap<Vec<u8>, Vec<u8>>,
     faults: Vec<Fault>,
 }
@@ -193,6 +194,21 @@ impl Store for MemStore {
             .range(from..=to)
             .map(|(s, _)| *s)
             .collect())
+    }
+
+    fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self.lock().witnessed.get(&size).cloned())
+    }
+
+    fn witnessed_head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self.lock().witnessed.values().next_back().cloned())
+    }
+
+    fn put_witnessed(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.lock()
+            .witnessed
+            .insert(checkpoint.size, checkpoint.clone());
+        Ok(())
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -170,6 +170,28 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredRow>, StoreError>;
 
+    /// The witnessed checkpoint at tree size `size`: the log's checkpoint
+    /// note carrying the witness cosignatures that met the witness policy,
+    /// if one was published at that size.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The largest witnessed checkpoint, if any.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn witnessed_head(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Stores a witnessed checkpoint, durably (a synced write), before it is
+    /// served. Independent of [`Store::commit`]: witnessing runs beside
+    /// ingest.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn put_witnessed(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+
     /// Applies a batch atomically and durably (see the module docs).
     ///
     /// # Errors

@@ -40,7 +40,10 @@ const CF_KEYS: &str = "keys";
 const CF_RUNTIMES: &str = "runtimes";
 const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_GOVERNANCE: &str = "governance";
-const ALL_CFS: [&str; 10] = [
+/// Witnessed checkpoints by size (added without a format change: RocksDB
+/// creates the family when a store of an earlier build is opened).
+const CF_WITNESSED: &str = "witnessed";
+const ALL_CFS: [&str; 11] = [
     CF_META,
     CF_ENTRIES,
     CF_TILES,
@@ -51,6 +54,7 @@ const ALL_CFS: [&str; 10] = [
     CF_RUNTIMES,
     CF_CHECKPOINTS,
     CF_GOVERNANCE,
+    CF_WITNESSED,
 ];
 const META_FORMAT: &[u8] = b"format";
 
@@ -396,6 +400,37 @@ impl Store for RocksStore {
             out.push(size);
         }
         Ok(out)
+    }
+
+    fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.get(CF_WITNESSED, &size.to_be_bytes())?
+            .map(|v| StoredCheckpoint::from_value(size, &v))
+            .transpose()
+    }
+
+    fn witnessed_head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        match self
+            .db
+            .iterator_cf(self.cf(CF_WITNESSED)?, IteratorMode::End)
+            .next()
+        {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                let size = suffix_u64(CF_WITNESSED, &k)?;
+                StoredCheckpoint::from_value(size, &v).map(Some)
+            }
+        }
+    }
+
+    fn put_witnessed(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(
+            self.cf(CF_WITNESSED)?,
+            checkpoint.size.to_be_bytes(),
+            checkpoint.value_bytes(),
+        );
+        self.sync_write(b)
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -2,7 +2,9 @@
 //!
 //! 1. The checkpoint must carry a valid signature by the trusted log key, with
 //!    the key's name as origin. Without it nothing else means anything, so a
-//!    bad checkpoint ends the audit.
+//!    bad checkpoint ends the audit. With `--policy`, its witness
+//!    cosignatures must meet the quorum ([`crate::witnesses`]); a failure
+//!    there is reported and the audit goes on.
 //! 2. The entry bundles are streamed in chunks. For each chunk, on all cores
 //!    (rayon): read and decode the bundles, hash every leaf
 //!    (`SHA-256(0x00 || entry)`), decode every entry and check every envelope
@@ -52,6 +54,7 @@ use crate::export::{ExportDir, Manifest};
 use crate::replay::Replay;
 use crate::report::Violation;
 use crate::tiles::TileRebuilder;
+use crate::witnesses::{WitnessPolicy, check_note};
 use crate::{InputError, Progress};
 
 /// The ledger's default clock-skew bound (`max_skew_secs`), the default of `--max-skew-secs`.
@@ -76,6 +79,10 @@ pub struct AuditOptions {
     pub max_skew: Duration,
     /// Entry bundles per parallel chunk.
     pub chunk_bundles: usize,
+    /// `--policy` (and `--max-age`): the export's checkpoint must meet the
+    /// witness quorum. A `--since` checkpoint needs the log's signature only:
+    /// the auditor kept it, and it is old by design.
+    pub witnesses: Option<WitnessPolicy>,
 }
 
 impl AuditOptions {
@@ -88,6 +95,7 @@ impl AuditOptions {
             tree_only: false,
             max_skew: Duration::seconds(DEFAULT_MAX_SKEW_SECS as i64),
             chunk_bundles: DEFAULT_CHUNK_BUNDLES,
+            witnesses: None,
         }
     }
 }
@@ -211,23 +219,28 @@ pub fn run(
         violations: manifest_problem.into_iter().collect(),
         counts: Counts::default(),
         since: None,
+        witnesses: None,
         elapsed: Elapsed::ZERO,
     };
 
     let origin = opts.log_key.name();
-    let checkpoint = match verify_checkpoint(&note, &opts.log_key, origin) {
-        Ok(v) => v.into_checkpoint(),
-        Err(error) => {
-            report.violations.push(Violation::Checkpoint {
-                which: "checkpoint",
-                error,
-            });
-            report.elapsed = started.elapsed();
-            return Ok(Audited {
-                report,
-                replay: None,
-            });
-        }
+    let checked = check_note(
+        "checkpoint",
+        &note,
+        &opts.log_key,
+        opts.witnesses.as_ref(),
+        true,
+    );
+    report.witnesses = checked.witnesses;
+    report.violations.extend(checked.violations);
+    // A checkpoint the log did not sign ends the audit; one the witnesses
+    // fail is reported, and the tree is still checked.
+    let Some(checkpoint) = checked.checkpoint.map(|v| v.into_checkpoint()) else {
+        report.elapsed = started.elapsed();
+        return Ok(Audited {
+            report,
+            replay: None,
+        });
     };
     report.counts.entries = checkpoint.size;
     if let Some(m) = &usable {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::report::{Line, Verdict, Violation};
+use crate::witnesses::WitnessReport;
 
 /// Where the authority keys of the replay came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,6 +97,8 @@ pub struct AuditReport {
     pub counts: Counts,
     /// The `--since` check.
     pub since: Option<Since>,
+    /// What the checkpoint's witnesses did (`--policy`).
+    pub witnesses: Option<WitnessReport>,
     /// Wall time.
     pub elapsed: Elapsed,
 }
@@ -162,6 +165,9 @@ impl AuditReport {
                 cp.origin, cp.size, cp.root
             );
         }
+        if let Some(w) = &self.witnesses {
+            out += &w.to_text();
+        }
         if let Some(s) = &self.since {
             let verdict = match s.extends {
                 Some(true) => "extends it",
@@ -203,6 +209,7 @@ impl AuditReport {
             "authorities": self.authorities.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "tree_only": self.tree_only,
             "checkpoint": self.checkpoint.as_ref().map(checkpoint_json),
+            "witnesses": self.witnesses.as_ref().map(WitnessReport::to_json),
             "since": self.since.as_ref().map(|s| json!({
                 "checkpoint": checkpoint_json(&s.checkpoint),
                 "extends": s.extends,

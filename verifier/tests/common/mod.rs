@@ -396,3 +396,56 @@ pub fn flip(dir: &Path, rel: &str, at: usize) {
     bytes[at] ^= 1;
     std::fs::write(&path, bytes).expect("write");
 }
+
+/// A deterministic witness key, named `witness.test/w<n>`.
+pub fn witness(n: u8) -> lineage_ledger::cosignature::CosignerSigner {
+    lineage_ledger::cosignature::CosignerSigner::new(&format!("witness.test/w{n}"), key(50 + n))
+        .expect("witness name")
+}
+
+/// `note` with a cosignature line by each `(witness, timestamp)` appended.
+pub fn cosign(note: &str, by: &[(&lineage_ledger::cosignature::CosignerSigner, u64)]) -> String {
+    let mut note = lineage_ledger::note::Note::parse(note.as_bytes()).expect("note");
+    let checkpoint = Checkpoint::parse(&note.text).expect("checkpoint");
+    for (w, t) in by {
+        note.signatures
+            .push(w.sign(&checkpoint, *t).expect("cosign"));
+    }
+    note.to_string()
+}
+
+/// A tlog-policy: an optional `log` line, `witness w<n>` lines, then `rest`
+/// (groups and the quorum).
+pub fn policy_text(
+    log_vkey: Option<&str>,
+    witnesses: &[&lineage_ledger::cosignature::CosignerSigner],
+    rest: &str,
+) -> String {
+    let mut text = String::from("# a test policy\n");
+    if let Some(v) = log_vkey {
+        text += &format!("log {v}\n");
+    }
+    for w in witnesses {
+        let n = w.name().trim_start_matches("witness.test/");
+        text += &format!("witness {n} {}\n", w.verifier().vkey());
+    }
+    text + rest
+}
+
+impl Fixture {
+    /// The receipt of entry `index` as a C2SP tlog-proof over `note` (a
+    /// checkpoint of the first `size` entries, cosigned or not): the log
+    /// entry in its `extra` line.
+    pub fn tlog_proof(&self, index: u64, size: u64, note: &str) -> String {
+        let nodes = MemNodes::new(self.leaves(size));
+        let proof = prove_inclusion(index, size, &nodes).expect("proof");
+        let p = lineage_ledger::tlog_proof::TlogProof::new(
+            Some(self.entries[index as usize].clone()),
+            index,
+            proof,
+            note.to_owned(),
+        )
+        .expect("tlog-proof");
+        String::from_utf8(p.to_bytes()).expect("utf-8")
+    }
+}
