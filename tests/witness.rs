@@ -8,12 +8,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint, verify_checkpoint};
 use lineage_ledger::cosignature::CosignerVerifier;
 use lineage_ledger::leaf_hash;
 use lineage_ledger::note::NoteSigner;
+use lineage_ledger::policy::Policy;
 use lineage_ledger::tree::{MemNodes, prove_consistency, root};
 use lineage_ledger::witness_protocol::{
     AddCheckpointRequest, AddCheckpointResponse, parse_conflict_body,
@@ -347,4 +349,176 @@ fn aics_witness_client_is_cosigned_by_our_witness() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn get(url: &str) -> (u16, String) {
+    match reqwest::blocking::get(url) {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Waits until the ledger's `/checkpoint` is a note of at least `size` meeting `policy`.
+fn witnessed(ledger: &common::binary::Server, policy: &Policy, size: u64) -> String {
+    let start = Instant::now();
+    loop {
+        let (status, note) = get(&format!("{}/checkpoint", ledger.url));
+        if status == 200
+            && let Ok(e) = policy.verify(note.as_bytes())
+            && e.checkpoint().checkpoint().size >= size
+        {
+            return note;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no witnessed checkpoint of size {size}: {status} {note}; readyz: {}",
+            get(&format!("{}/readyz", ledger.url)).1
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn submit_event(ledger: &common::binary::Server, key: &Path, dir: &Path, workload: &str) -> u64 {
+    let event = dir.join(format!("{workload}.json"));
+    std::fs::write(
+        &event,
+        format!(
+            r#"{{"runtime":"agent/w","workload":"{workload}","seq":0,"kind":"workload.start"}}"#
+        ),
+    )
+    .expect("write");
+    let (ok, out) = run(&[
+        "submit",
+        "--key",
+        s(key),
+        "--server",
+        &ledger.url,
+        s(&event),
+    ]);
+    assert!(ok, "{out}");
+    let receipt: serde_json::Value = serde_json::from_str(&out).expect("a receipt");
+    receipt["index"].as_u64().expect("index")
+}
+
+/// Our log witnessed by our witness, both the real binary: `lineage serve
+/// --witness-policy` names a `lineage witness serve`; the published checkpoint
+/// meets the policy; the witness killed (-9) and restarted from its store keeps
+/// cosigning, from the size it had stored.
+#[test]
+fn our_log_is_witnessed_by_our_witness_across_a_witness_crash() {
+    const LOG_ORIGIN: &str = "lineage.local/log";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let log_key = d.join("log.key");
+    let (ok, out) = run(&["keygen", "--out", s(&log_key)]);
+    assert!(ok, "{out}");
+    let log_vkey = NoteSigner::new(
+        LOG_ORIGIN,
+        lineage::keyfile::read_key_file(&log_key).expect("log key"),
+    )
+    .expect("signer")
+    .verifier()
+    .vkey();
+    let wdata = d.join("witness");
+    let (ok, out) = run(&[
+        "witness",
+        "add-log",
+        "--data-dir",
+        s(&wdata),
+        "--origin",
+        LOG_ORIGIN,
+        "--vkey",
+        &log_vkey,
+    ]);
+    assert!(ok, "{out}");
+    let witness = serve(&wdata, NAME);
+    // The witness's own policy line, pasted as printed.
+    let policy_text = format!("log {log_vkey}\n{}\nquorum {NAME}\n", witness.policy_line);
+    std::fs::write(d.join("policy"), &policy_text).expect("write policy");
+    let policy = Policy::parse(policy_text.as_bytes()).expect("policy");
+
+    let data = d.join("ledger");
+    let ledger = common::binary::serve(
+        &data,
+        &[
+            "--log-key",
+            s(&log_key),
+            "--witness-policy",
+            s(&d.join("policy")),
+            "--witness-interval-ms",
+            "100",
+        ],
+    );
+    let agent = d.join("agent.key");
+    let (ok, out) = run(&["keygen", "--out", s(&agent)]);
+    assert!(ok, "{out}");
+    let public = out
+        .lines()
+        .find_map(|l| l.strip_prefix("public_key:"))
+        .map(|p| p.trim().to_owned())
+        .expect("public key");
+    let (ok, out) = run(&[
+        "grant",
+        "--authority-key",
+        s(&data.join("authority.key")),
+        "--runtime",
+        "agent/w",
+        "--public-key",
+        &public,
+        "--server",
+        &ledger.url,
+    ]);
+    assert!(ok, "{out}");
+    let index = submit_event(&ledger, &agent, d, "w-1");
+    witnessed(&ledger, &policy, index + 1);
+
+    // Killed and restarted on another port would change the policy's URL: restart
+    // on the same one.
+    let url = witness.url.clone();
+    drop(witness);
+    let listen = url.trim_start_matches("http://").to_owned();
+    let mut child = Command::new(BIN)
+        .args([
+            "witness",
+            "serve",
+            "--listen",
+            &listen,
+            "--origin",
+            NAME,
+            "--data-dir",
+            s(&wdata),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart the witness");
+    let stdout = child.stdout.take().expect("stdout");
+    let restarted = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("lineage witness: listening on "));
+    let _restarted_witness = Killed(child);
+    assert!(restarted, "the witness restarted on {listen}");
+    let index = submit_event(&ledger, &agent, d, "w-2");
+    let note = witnessed(&ledger, &policy, index + 1);
+    let size = policy
+        .verify(note.as_bytes())
+        .expect("verifies")
+        .checkpoint()
+        .checkpoint()
+        .size;
+    let (ok, out) = run(&["witness", "status", "--data-dir", s(&wdata), "--json"]);
+    assert!(ok, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(json["logs"][0]["size"].as_u64() >= Some(size), "{json}");
+    assert_eq!(json["evidence"], 0);
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
