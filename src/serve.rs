@@ -218,7 +218,8 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (`lineage serve`, `lineage witness serve`).
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
