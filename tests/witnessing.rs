@@ -180,6 +180,8 @@ async fn rounds_publish_cosigned_checkpoints_and_a_quorum_loss_stops_only_that()
     // Nothing witnessed yet: /checkpoint says when to come back.
     let (status, retry, _) = get(&l, "/checkpoint", None).await;
     assert_eq!((status, retry.as_deref()), (503, Some("1")));
+    // The empty tree is witnessed too (a new log has a witnessed head at once).
+    assert_eq!(w.round(&core, &http, timeout).await, RoundOutcome::Published(0));
     l.grant("agent/w", &key("agent/w")).await;
     let first = event(&l, "agent/w", "w-1").await;
     let (status, retry, _) = get(

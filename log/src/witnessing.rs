@@ -208,8 +208,9 @@ impl Witnessing {
     ) -> RoundOutcome {
         let _one = self.round.lock().await;
         let head = core.head();
-        let witnessed = self.latest().map_or(0, |c| c.size);
-        if head.size == 0 || head.size <= witnessed {
+        // The first round witnesses whatever the head is, even the empty
+        // tree; later ones only a tree that grew.
+        if self.latest().is_some_and(|c| c.size >= head.size) {
             return RoundOutcome::Unchanged;
         }
         let verified = match verify_checkpoint(
