@@ -187,7 +187,7 @@ fn witnessing_doc(core: &lineage_log::Core, now_ms: u64) -> Option<WitnessingDoc
             last_error: s.failing.as_ref().map(|(_, e)| e.clone()),
             size: s.size,
             last_cosigned: s.last_cosigned_ms.map(rfc3339),
-            last_cosigned_ago: s.last_cosigned_ms.map(|t| ago(t)),
+            last_cosigned_ago: s.last_cosigned_ms.map(&ago),
         })
         .collect();
     let (quorum, quorum_detail) = match (&st.quorum_unmet, st.witnessed) {
