@@ -7,8 +7,9 @@
 // Signed notes: c2sp.org/signed-note (Ed25519, key ID = SHA-256(name ‖ 0x0A ‖
 // 0x01 ‖ key)[:4]). Checkpoints: c2sp.org/tlog-checkpoint. Witness
 // cosignatures: c2sp.org/tlog-cosignature (cosignature/v1, key type 0x04,
-// key ID = SHA-256(name ‖ 0x0A ‖ 0x04 ‖ key)[:4], a 72-byte line: key ID ‖
-// big-endian timestamp ‖ Ed25519 over "cosignature/v1\ntime <t>\n" ‖ text),
+// key ID = SHA-256(name ‖ 0x0A ‖ 0x04 ‖ key)[:4]; a line decodes to the key
+// ID then 72 bytes: the big-endian timestamp (8) and the Ed25519 signature
+// (64) over "cosignature/v1\ntime <t>\n" ‖ text),
 // counted up to the quorum of the server's c2sp.org/tlog-policy.
 'use strict';
 (() => {
@@ -137,7 +138,7 @@
       let why = '';
       let latest = null;
       for (const raw of lines) {
-        if (raw.length !== 72) { ok = false; why = `the line is ${raw.length} bytes, not 72`; break; }
+        if (raw.length !== 4 + 72) { ok = false; why = `the line has ${raw.length - 4} bytes after its key ID, not 72`; break; }
         const ts = new DataView(raw.buffer, raw.byteOffset + 4, 8).getBigUint64(0);
         const msg = concat(enc.encode(`cosignature/v1\ntime ${ts}\n`), enc.encode(text));
         if (!(await crypto.subtle.verify({ name: 'Ed25519' }, k, raw.slice(12), msg))) {
