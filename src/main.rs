@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod demo;
 mod serve;
+mod witness;
 mod witnessing;
 
 use lineage::export;
@@ -58,6 +59,11 @@ enum Command {
     Resume(client::HaltArgs),
     /// Sign an event payload (JSON file, `-` for stdin) and submit it.
     Submit(client::SubmitArgs),
+    /// Run this ledger's code as a C2SP tlog-witness for other logs, and manage it.
+    Witness {
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
+    },
     /// Write the log as a static C2SP tlog-tiles tree for auditors (works on a
     /// running ledger: the store is opened read-only, as a snapshot).
     Export {
@@ -96,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Command::Halt(a) => governance(&rt, "halt", client::halt(GovernanceAction::Halt, a)),
         Command::Resume(a) => governance(&rt, "resume", client::halt(GovernanceAction::Resume, a)),
         Command::Submit(a) => rt.block_on(client::submit(a)),
+        Command::Witness { command } => witness::run(&rt, command),
         Command::Export {
             data_dir,
             out,

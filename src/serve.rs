@@ -167,7 +167,7 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
     let witnessing = match &cfg.witnessing {
         None => None,
         Some((policy, interval, timeout)) => Some(
-            crate::witnessing::Witnessing::start(log.core(), policy, *interval, *timeout)
+            crate::witnessing::Witnessing::start(&log, policy, *interval, *timeout)
                 .with_context(|| format!("--witness-policy {}", policy.display()))?,
         ),
     };
@@ -218,7 +218,8 @@ pub async fn serve(cfg: ServeConfig, on_listening: Option<OnListening>) -> anyho
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (`lineage serve`, `lineage witness serve`).
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

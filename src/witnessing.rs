@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lineage_ledger::policy::Policy;
+use lineage_log::LogService;
 use lineage_log::core::Core;
 use lineage_log::witnessing::{AnswerFuture, WitnessAnswer, WitnessTransport};
 
@@ -21,13 +22,13 @@ pub struct Witnessing {
 
 impl Witnessing {
     /// Reads the policy, checks it names this log, and turns witnessing on
-    /// for `core` (its `/checkpoint` serves witnessed checkpoints from now).
+    /// for `log` (its `/checkpoint` serves witnessed checkpoints from now).
     ///
     /// # Errors
     /// An unreadable or invalid policy, one that does not name this log's
     /// key, or one with no witness URL.
     pub fn start(
-        core: &Arc<Core>,
+        log: &LogService,
         policy: &Path,
         interval: Duration,
         timeout: Duration,
@@ -35,8 +36,11 @@ impl Witnessing {
         let text = std::fs::read(policy).context("reading the policy")?;
         let policy = Policy::parse(&text)?;
         let witnesses = policy.witnesses().len();
-        let inner = Arc::new(lineage_log::witnessing::Witnessing::new(policy, core)?);
-        if core.set_witnessing(inner.clone()).is_err() {
+        let inner = Arc::new(lineage_log::witnessing::Witnessing::new(
+            policy,
+            log.core(),
+        )?);
+        if log.set_witnessing(inner.clone()).is_err() {
             anyhow::bail!("witnessing is already on");
         }
         let http = reqwest::Client::builder()

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const CRATES: [&str; 8] = [
+const CRATES: [&str; 9] = [
     "schemas/src",
     "client/src",
     "ledger/src",
@@ -15,6 +15,7 @@ const CRATES: [&str; 8] = [
     "api/src",
     "explorer/src",
     "verifier/src",
+    "witness/src",
     "src",
 ];
 

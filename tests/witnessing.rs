@@ -173,7 +173,7 @@ async fn rounds_publish_cosigned_checkpoints_and_a_quorum_loss_stops_only_that()
     let policy_of = || policy(&vkey, &[&ws[0], &ws[1], &ws[2]]);
     let core = l.log.core().clone();
     let w = Arc::new(Witnessing::new(policy_of(), &core).expect("witnessing"));
-    core.set_witnessing(w.clone()).expect("once");
+    l.log.set_witnessing(w.clone()).expect("once");
     let http = Http(reqwest::Client::new());
     let timeout = Duration::from_secs(2);
 

@@ -89,8 +89,6 @@ pub struct Core {
     pub config: LogConfig,
     /// The clock.
     pub clock: Clock,
-    /// Witnessing, when a witness policy is configured (set once at start).
-    pub(crate) witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -102,22 +100,6 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Witnessing, when the log asks witnesses to cosign.
-    pub fn witnessing(&self) -> Option<&Arc<crate::witnessing::Witnessing>> {
-        self.witnessing.get()
-    }
-
-    /// Turns witnessing on (once).
-    ///
-    /// # Errors
-    /// The witnessing given, when it was already on.
-    pub fn set_witnessing(
-        &self,
-        w: Arc<crate::witnessing::Witnessing>,
-    ) -> Result<(), Arc<crate::witnessing::Witnessing>> {
-        self.witnessing.set(w)
-    }
-
     /// The latest checkpoint.
     pub fn head(&self) -> Arc<StoredCheckpoint> {
         read(&self.head).clone()

@@ -32,6 +32,8 @@ pub struct LogService {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     /// Resolves when the sequencer thread has stopped.
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Witnessing, when a witness policy is configured (set once at start).
+    witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
 }
 
 impl std::ops::Deref for LogService {
@@ -100,7 +102,6 @@ impl LogService {
             health: Health::new(now_ms),
             config,
             clock,
-            witnessing: std::sync::OnceLock::new(),
         });
         let edge = core.reload()?;
         let (tx, rx) = mpsc::channel(core.config.queue_depth.max(1));
@@ -109,12 +110,29 @@ impl LogService {
             core,
             tx: Mutex::new(Some(tx)),
             stopped: Mutex::new(Some(stopped)),
+            witnessing: std::sync::OnceLock::new(),
         })
     }
 
     /// The shared core (for handlers that outlive a borrow).
     pub fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// Witnessing, when the log asks witnesses to cosign.
+    pub fn witnessing(&self) -> Option<&Arc<crate::witnessing::Witnessing>> {
+        self.witnessing.get()
+    }
+
+    /// Turns witnessing on (once).
+    ///
+    /// # Errors
+    /// The witnessing given, when it was already on.
+    pub fn set_witnessing(
+        &self,
+        w: Arc<crate::witnessing::Witnessing>,
+    ) -> Result<(), Arc<crate::witnessing::Witnessing>> {
+        self.witnessing.set(w)
     }
 
     /// Queues candidates for the sequencer and waits for their outcomes.
