@@ -65,6 +65,7 @@ pub(crate) async fn page(
     let head = ex.core().head();
     let idx = ex.index.clone();
     let head_size = head.size;
+    let witnessing_on = ex.log.witnessing().is_some();
     let (cps, probed_to, more) = blocking(&ex, move |core| {
         let caught_up = idx.top_up(core)?;
         let limit = before.unwrap_or(head_size + 1).min(head_size + 1);
@@ -95,7 +96,7 @@ pub(crate) async fn page(
         sizes.truncate(PAGE);
         let mut cps = Vec::with_capacity(sizes.len());
         for s in sizes {
-            if let Some(cp) = note_at(core, s)? {
+            if let Some(cp) = note_at(core, witnessing_on, s)? {
                 cps.push(cp);
             }
         }
@@ -103,7 +104,7 @@ pub(crate) async fn page(
     })
     .await?;
     let now = ex.core().clock.now();
-    let witnessing = ex.core().witnessing();
+    let witnessing = ex.log.witnessing();
     let rows: Vec<CpRow> = cps
         .into_iter()
         .map(|(cp, witnessed)| CpRow {

@@ -167,8 +167,8 @@ fn rfc3339(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-fn witnessing_doc(core: &lineage_log::Core, now_ms: u64) -> Option<WitnessingDoc> {
-    let w = core.witnessing()?;
+fn witnessing_doc(log: &LogService, now_ms: u64) -> Option<WitnessingDoc> {
+    let w = log.witnessing()?;
     let st = w.status();
     let ago = |ms: u64| duration(now_ms.saturating_sub(ms) / 1000);
     let witnesses = st
@@ -270,7 +270,7 @@ fn doc(log: &LogService) -> Doc {
     let now = core.clock.now();
     let started_ms = core.health.started_ms();
     let queue_capacity = core.config.queue_depth as u64;
-    let witnessing = witnessing_doc(core, lineage_log::clock::unix_ms(now));
+    let witnessing = witnessing_doc(log, lineage_log::clock::unix_ms(now));
     core.health.with_ring(|ring| {
         let f = ring.figures(&bounds);
         let latest = ring.latest().cloned().unwrap_or_default();

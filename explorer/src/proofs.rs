@@ -311,7 +311,8 @@ pub(crate) async fn inclusion(
                 .into(),
         )
     })?;
-    let witnessing = ex.core().witnessing().cloned();
+    let witnessing = ex.log.witnessing().cloned();
+    let witnessing_on = witnessing.is_some();
     let latest_witnessed = witnessing.as_ref().and_then(|w| w.latest()).map(|c| c.size);
     let tree_size = match q.get("witnessed").map(String::as_str) {
         None | Some("" | "false") => param(&q, "tree_size")?.unwrap_or(head),
@@ -347,7 +348,8 @@ pub(crate) async fn inclusion(
         )));
     }
     let (d, (cp, cp_witnessed), proof) = blocking(&ex, move |core| {
-        let cp = note_at(core, tree_size)?.ok_or_else(|| no_checkpoint(tree_size, head))?;
+        let cp = note_at(core, witnessing_on, tree_size)?
+            .ok_or_else(|| no_checkpoint(tree_size, head))?;
         let d = reader::indexed_entry(core, index)?;
         let proof = core.inclusion_proof(index, tree_size)?;
         Ok((d, cp, proof))
@@ -456,9 +458,12 @@ pub(crate) async fn consistency(
              need first ≤ second ≤ {head}, got first {first} and second {second}."
         )));
     }
+    let witnessing = ex.log.witnessing().cloned();
+    let witnessing_on = witnessing.is_some();
     let ((c1, w1), (c2, w2), proof) = blocking(&ex, move |core| {
-        let c1 = note_at(core, first)?.ok_or_else(|| no_checkpoint(first, head))?;
-        let c2 = note_at(core, second)?.ok_or_else(|| no_checkpoint(second, head))?;
+        let c1 = note_at(core, witnessing_on, first)?.ok_or_else(|| no_checkpoint(first, head))?;
+        let c2 =
+            note_at(core, witnessing_on, second)?.ok_or_else(|| no_checkpoint(second, head))?;
         let proof = core.consistency_proof(first, second)?;
         Ok((c1, c2, proof))
     })
@@ -483,7 +488,7 @@ pub(crate) async fn consistency(
         vkey: &core.vkey,
         origin: &core.config.origin,
         steps: &steps,
-        policy: core.witnessing().map(|w| policy_data(w.policy())),
+        policy: witnessing.as_ref().map(|w| policy_data(w.policy())),
         first_witnessed: w1,
         second_witnessed: w2,
     };
@@ -492,8 +497,8 @@ pub(crate) async fn consistency(
         when: When::from_ms(cp.time_ms, now),
         root: Digest::new(root.to_base64()),
         note: cp.note.clone(),
-        witnessed: core
-            .witnessing()
+        witnessed: witnessing
+            .as_ref()
             .filter(|_| witnessed)
             .map(|w| crate::witnesses::read(w.policy(), &cp.note, now)),
     };

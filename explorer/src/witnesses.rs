@@ -78,11 +78,10 @@ pub(crate) fn read(policy: &Policy, note: &str, now: OffsetDateTime) -> Witnesse
 /// witnessing is on and that size was witnessed, else the log's own.
 pub(crate) fn note_at(
     core: &lineage_log::Core,
+    witnessing: bool,
     size: u64,
 ) -> Result<Option<(StoredCheckpoint, bool)>, crate::PageError> {
-    if core.witnessing().is_some()
-        && let Some(w) = core.store.witnessed(size)?
-    {
+    if witnessing && let Some(w) = core.store.witnessed(size)? {
         return Ok(Some((w, true)));
     }
     Ok(core.store.checkpoint(size)?.map(|c| (c, false)))

@@ -153,7 +153,7 @@ impl Ledger {
         let (witnessing, policy) = if witnessed {
             let policy = Policy::parse(text.as_bytes()).expect("policy");
             let w = Arc::new(Witnessing::new(policy.clone(), log.core()).expect("witnessing"));
-            log.core().set_witnessing(w.clone()).expect("once");
+            log.set_witnessing(w.clone()).expect("once");
             (Some(w), Some(policy))
         } else {
             (None, None)
