@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::page::PageError;
 use crate::reader;
 use crate::view::{Digest, Layout, When, count};
+use crate::witnesses::{Witnessed, note_at};
 use crate::{Explorer, blocking};
 
 /// Checkpoints per page.
@@ -30,6 +31,8 @@ pub(crate) struct CpRow {
     pub note: String,
     pub consistency: Option<String>,
     pub latest: bool,
+    /// Its cosignatures, when witnessing is on and this size was witnessed.
+    pub witnessed: Option<Witnessed>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -41,6 +44,9 @@ struct CheckpointsPage {
     newest: bool,
     head_size: String,
     probed: Option<String>,
+    /// With a witness policy: the latest witnessed size (text), or a
+    /// sentence saying none met the quorum yet.
+    witnessing: Option<String>,
 }
 
 pub(crate) async fn page(
@@ -59,6 +65,7 @@ pub(crate) async fn page(
     let head = ex.core().head();
     let idx = ex.index.clone();
     let head_size = head.size;
+    let witnessing_on = ex.log.witnessing().is_some();
     let (cps, probed_to, more) = blocking(&ex, move |core| {
         let caught_up = idx.top_up(core)?;
         let limit = before.unwrap_or(head_size + 1).min(head_size + 1);
@@ -89,7 +96,7 @@ pub(crate) async fn page(
         sizes.truncate(PAGE);
         let mut cps = Vec::with_capacity(sizes.len());
         for s in sizes {
-            if let Some(cp) = core.store.checkpoint(s)? {
+            if let Some(cp) = note_at(core, witnessing_on, s)? {
                 cps.push(cp);
             }
         }
@@ -97,9 +104,13 @@ pub(crate) async fn page(
     })
     .await?;
     let now = ex.core().clock.now();
+    let witnessing = ex.log.witnessing();
     let rows: Vec<CpRow> = cps
         .into_iter()
-        .map(|cp| CpRow {
+        .map(|(cp, witnessed)| CpRow {
+            witnessed: witnessing
+                .filter(|_| witnessed)
+                .map(|w| crate::witnesses::read(w.policy(), &cp.note, now)),
             size: cp.size,
             size_text: count(cp.size),
             when: When::from_ms(cp.time_ms, now),
@@ -128,6 +139,14 @@ pub(crate) async fn page(
                 "Searched down to tree size {} without filling the page; older checkpoints continue below.",
                 count(s)
             )
+        }),
+        witnessing: witnessing.map(|w| match w.latest() {
+            Some(l) => format!(
+                "The latest checkpoint that met the witness policy's quorum has tree size {}; \
+                 a witnessed checkpoint shows its cosignatures.",
+                count(l.size)
+            ),
+            None => "No checkpoint has met the witness policy's quorum yet.".to_owned(),
         }),
         rows,
         older,

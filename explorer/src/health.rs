@@ -120,6 +120,99 @@ pub(crate) struct Charts {
     pub connections: String,
 }
 
+/// One witness, as the last witnessing round saw it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct WitnessRow {
+    /// The policy's name for it.
+    pub name: String,
+    pub url: String,
+    /// `up` (it cosigned in the last round), `failing`, or `unknown` (not
+    /// asked yet).
+    pub state: &'static str,
+    /// Since when it fails (RFC 3339), and how long ago, as text.
+    pub failing_since: Option<String>,
+    pub failing_for: Option<String>,
+    /// Its latest failure.
+    pub last_error: Option<String>,
+    /// The tree size it last cosigned or said it holds.
+    pub size: Option<u64>,
+    /// When it last cosigned (RFC 3339), and how long ago.
+    pub last_cosigned: Option<String>,
+    pub last_cosigned_ago: Option<String>,
+}
+
+/// What the log is witnessing (only with `serve --witness-policy`). It never
+/// makes the ledger degraded: ingest does not wait for witnesses.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct WitnessingDoc {
+    pub witnesses: Vec<WitnessRow>,
+    /// The latest checkpoint that met the quorum: its size and age.
+    pub witnessed_size: Option<u64>,
+    pub witnessed_size_text: String,
+    pub witnessed_age_seconds: Option<f64>,
+    pub witnessed_age: String,
+    /// `met`, `unmet` (the last rounds missed it), or `pending` (no round
+    /// has met it yet).
+    pub quorum: &'static str,
+    /// Since when rounds miss the quorum (RFC 3339), how long, and why.
+    pub quorum_unmet_since: Option<String>,
+    pub quorum_unmet_for: Option<String>,
+    pub quorum_detail: String,
+}
+
+fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn witnessing_doc(log: &LogService, now_ms: u64) -> Option<WitnessingDoc> {
+    let w = log.witnessing()?;
+    let st = w.status();
+    let ago = |ms: u64| duration(now_ms.saturating_sub(ms) / 1000);
+    let witnesses = st
+        .witnesses
+        .iter()
+        .map(|s| WitnessRow {
+            name: s.name.clone(),
+            url: s.url.clone(),
+            state: match (&s.failing, s.last_cosigned_ms) {
+                (Some(_), _) => "failing",
+                (None, Some(_)) => "up",
+                (None, None) => "unknown",
+            },
+            failing_since: s.failing.as_ref().map(|(t, _)| rfc3339(*t)),
+            failing_for: s.failing.as_ref().map(|(t, _)| ago(*t)),
+            last_error: s.failing.as_ref().map(|(_, e)| e.clone()),
+            size: s.size,
+            last_cosigned: s.last_cosigned_ms.map(rfc3339),
+            last_cosigned_ago: s.last_cosigned_ms.map(&ago),
+        })
+        .collect();
+    let (quorum, quorum_detail) = match (&st.quorum_unmet, st.witnessed) {
+        (Some((_, why)), _) => ("unmet", why.clone()),
+        (None, Some(_)) => ("met", "The latest round met the quorum.".to_owned()),
+        (None, None) => (
+            "pending",
+            "No round has met the quorum yet (a round runs when the tree grew).".to_owned(),
+        ),
+    };
+    Some(WitnessingDoc {
+        witnesses,
+        witnessed_size: st.witnessed.map(|(s, _)| s),
+        witnessed_size_text: st.witnessed.map_or("none yet".into(), |(s, _)| count(s)),
+        witnessed_age_seconds: st
+            .witnessed
+            .map(|(_, t)| now_ms.saturating_sub(t) as f64 / 1000.0),
+        witnessed_age: st.witnessed.map_or("–".into(), |(_, t)| ago(t)),
+        quorum,
+        quorum_unmet_since: st.quorum_unmet.as_ref().map(|(t, _)| rfc3339(*t)),
+        quorum_unmet_for: st.quorum_unmet.as_ref().map(|(t, _)| ago(*t)),
+        quorum_detail,
+    })
+}
+
 /// `/health.json`, and everything the page shows.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Doc {
@@ -134,6 +227,9 @@ pub(crate) struct Doc {
     pub values: Values,
     pub rejections: Vec<RejectionRow>,
     pub charts: Charts,
+    /// Present only when the log asks witnesses to cosign.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnessing: Option<WitnessingDoc>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -174,6 +270,7 @@ fn doc(log: &LogService) -> Doc {
     let now = core.clock.now();
     let started_ms = core.health.started_ms();
     let queue_capacity = core.config.queue_depth as u64;
+    let witnessing = witnessing_doc(log, lineage_log::clock::unix_ms(now));
     core.health.with_ring(|ring| {
         let f = ring.figures(&bounds);
         let latest = ring.latest().cloned().unwrap_or_default();
@@ -396,6 +493,7 @@ fn doc(log: &LogService) -> Doc {
             values,
             rejections,
             charts,
+            witnessing,
         }
     })
 }

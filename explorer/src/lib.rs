@@ -45,6 +45,7 @@ mod reader;
 mod runtime;
 pub mod sparkline;
 mod view;
+mod witnesses;
 mod workload;
 
 use std::sync::Arc;

@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::page::PageError;
 use crate::reader::{self, Body};
 use crate::view::{Digest, Layout, When, count, escape, short};
+use crate::witnesses::{PolicyData, Witnessed, note_at, policy_data};
 use crate::{Explorer, blocking};
 
 /// One step of an inclusion proof (RFC 9162 §2.1.3.2, step 4), as drawn and as
@@ -216,6 +217,11 @@ struct InclusionData<'a> {
     vkey: &'a str,
     origin: &'a str,
     steps: &'a [InclusionStep],
+    /// The witness policy's keys and groups, when witnessing is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<PolicyData>,
+    /// The checkpoint is the witnessed one for its size.
+    witnessed: bool,
 }
 
 #[derive(Serialize)]
@@ -229,6 +235,11 @@ struct ConsistencyData<'a> {
     vkey: &'a str,
     origin: &'a str,
     steps: &'a [ConsistencyStep],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<PolicyData>,
+    /// Each checkpoint is the witnessed one for its size.
+    first_witnessed: bool,
+    second_witnessed: bool,
 }
 
 /// JSON for a `<script type="application/json">` element: `<` escaped so
@@ -278,6 +289,13 @@ struct InclusionPage {
     svg: String,
     data: String,
     verify_js: String,
+    /// The checkpoint's cosignatures (witnessing on, size witnessed).
+    witnessed: Option<Witnessed>,
+    /// With a witness policy: the latest witnessed size, when it covers
+    /// this entry and is not the size shown.
+    witnessed_link: Option<u64>,
+    /// Witnessing is on.
+    witnessing: bool,
 }
 
 pub(crate) async fn inclusion(
@@ -293,17 +311,44 @@ pub(crate) async fn inclusion(
                 .into(),
         )
     })?;
-    let tree_size = param(&q, "tree_size")?.unwrap_or(head);
+    let witnessing = ex.log.witnessing().cloned();
+    let witnessing_on = witnessing.is_some();
+    let latest_witnessed = witnessing.as_ref().and_then(|w| w.latest()).map(|c| c.size);
+    let tree_size = match q.get("witnessed").map(String::as_str) {
+        None | Some("" | "false") => param(&q, "tree_size")?.unwrap_or(head),
+        Some("true") => {
+            if witnessing.is_none() {
+                return Err(PageError::BadRequest(
+                    "This ledger has no witness policy: its checkpoints are signed by the log key only.".into(),
+                ));
+            }
+            let size = latest_witnessed.ok_or_else(|| {
+                PageError::NotFound(
+                    "No checkpoint has met the witness policy's quorum yet; try again after the next witnessing round.".into(),
+                )
+            })?;
+            if index >= size {
+                return Err(PageError::NotFound(format!(
+                    "The latest witnessed checkpoint (tree size {size}) does not cover entry #{index} yet; \
+                     try again after the next witnessing round."
+                )));
+            }
+            size
+        }
+        Some(v) => {
+            return Err(PageError::BadRequest(format!(
+                "“witnessed” is true or false, not {v:?}."
+            )));
+        }
+    };
     if index >= tree_size || tree_size > head {
         return Err(PageError::BadRequest(format!(
             "Index {index} is not in a tree of size {tree_size} within this log \
              (its size is {head}): the index must be below the tree size."
         )));
     }
-    let (d, cp, proof) = blocking(&ex, move |core| {
-        let cp = core
-            .store
-            .checkpoint(tree_size)?
+    let (d, (cp, cp_witnessed), proof) = blocking(&ex, move |core| {
+        let cp = note_at(core, witnessing_on, tree_size)?
             .ok_or_else(|| no_checkpoint(tree_size, head))?;
         let d = reader::indexed_entry(core, index)?;
         let proof = core.inclusion_proof(index, tree_size)?;
@@ -328,6 +373,8 @@ pub(crate) async fn inclusion(
         vkey: &core.vkey,
         origin: &core.config.origin,
         steps: &steps,
+        policy: witnessing.as_ref().map(|w| policy_data(w.policy())),
+        witnessed: cp_witnessed,
     };
     let (kind, workload) = match &d.body {
         Body::Event(e) => (e.kind.clone(), e.workload.as_str().to_owned()),
@@ -355,6 +402,12 @@ pub(crate) async fn inclusion(
         vkey: core.vkey.clone(),
         origin: core.config.origin.clone(),
         verify_js: crate::assets::url("verify.js"),
+        witnessed: witnessing
+            .as_ref()
+            .filter(|_| cp_witnessed)
+            .map(|w| crate::witnesses::read(w.policy(), &cp.note, now)),
+        witnessed_link: latest_witnessed.filter(|s| *s > index && *s != tree_size),
+        witnessing: witnessing.is_some(),
     };
     Ok(page.into_response())
 }
@@ -364,6 +417,8 @@ pub(crate) struct CpSide {
     pub when: When,
     pub root: Digest,
     pub note: String,
+    /// Its cosignatures (witnessing on, size witnessed).
+    pub witnessed: Option<Witnessed>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -403,15 +458,12 @@ pub(crate) async fn consistency(
              need first ≤ second ≤ {head}, got first {first} and second {second}."
         )));
     }
-    let (c1, c2, proof) = blocking(&ex, move |core| {
-        let c1 = core
-            .store
-            .checkpoint(first)?
-            .ok_or_else(|| no_checkpoint(first, head))?;
-        let c2 = core
-            .store
-            .checkpoint(second)?
-            .ok_or_else(|| no_checkpoint(second, head))?;
+    let witnessing = ex.log.witnessing().cloned();
+    let witnessing_on = witnessing.is_some();
+    let ((c1, w1), (c2, w2), proof) = blocking(&ex, move |core| {
+        let c1 = note_at(core, witnessing_on, first)?.ok_or_else(|| no_checkpoint(first, head))?;
+        let c2 =
+            note_at(core, witnessing_on, second)?.ok_or_else(|| no_checkpoint(second, head))?;
         let proof = core.consistency_proof(first, second)?;
         Ok((c1, c2, proof))
     })
@@ -436,18 +488,25 @@ pub(crate) async fn consistency(
         vkey: &core.vkey,
         origin: &core.config.origin,
         steps: &steps,
+        policy: witnessing.as_ref().map(|w| policy_data(w.policy())),
+        first_witnessed: w1,
+        second_witnessed: w2,
     };
-    let side = |cp: &lineage_ledger::store::StoredCheckpoint, root: Hash| CpSide {
+    let side = |cp: &lineage_ledger::store::StoredCheckpoint, root: Hash, witnessed: bool| CpSide {
         size_text: count(cp.size),
         when: When::from_ms(cp.time_ms, now),
         root: Digest::new(root.to_base64()),
         note: cp.note.clone(),
+        witnessed: witnessing
+            .as_ref()
+            .filter(|_| witnessed)
+            .map(|w| crate::witnesses::read(w.policy(), &cp.note, now)),
     };
     let page = ConsistencyPage {
         layout: Layout::new(format!("Consistency {first} → {second}"), "checkpoints")
             .with_origin(&core.config.origin),
-        first: side(&c1, r1),
-        second: side(&c2, r2),
+        first: side(&c1, r1, w1),
+        second: side(&c2, r2, w2),
         seed_from_proof,
         seed: Digest::new(seed.to_base64()),
         proof_len: proof.len(),

@@ -50,7 +50,52 @@
     at.dateTime = doc.at;
     at.textContent = doc.at;
     $('#health-samples').textContent = `${doc.samples[0]} + ${doc.samples[1]}`;
+    if (doc.witnessing) renderWitnesses(doc.witnessing);
     document.body.dataset.healthUpdated = doc.at;
+  }
+
+  function renderWitnesses(w) {
+    const card = $('#witnesses');
+    if (!card) return;
+    card.dataset.quorum = w.quorum;
+    $('#quorum-alert').hidden = w.quorum !== 'unmet';
+    $('#quorum-since').textContent = w.quorum_unmet_for ? ` for ${w.quorum_unmet_for}` : '';
+    $('#quorum-detail').textContent = w.quorum_detail;
+    for (const [name, text] of Object.entries(w)) {
+      for (const el of card.querySelectorAll(`[data-witness-figure="${name}"]`)) el.textContent = String(text);
+    }
+    $('#quorum-lead').textContent = w.quorum === 'met' ? 'The quorum is met.' : w.quorum === 'pending' ? w.quorum_detail : 'The quorum is not met.';
+    const cell = (...parts) => {
+      const td = document.createElement('td');
+      td.append(...parts);
+      return td;
+    };
+    $('#witness-table tbody').replaceChildren(...w.witnesses.map((r) => {
+      const tr = document.createElement('tr');
+      tr.dataset.witness = r.name;
+      tr.dataset.state = r.state;
+      const name = document.createElement('strong');
+      name.textContent = r.name;
+      const url = document.createElement('span');
+      url.className = 'muted small';
+      url.textContent = r.url;
+      const dot = document.createElement('span');
+      dot.className = `status-dot ${r.state === 'up' ? 'ok' : r.state === 'failing' ? 'bad' : ''}`;
+      const since = r.failing_for ? `failing for ${r.failing_for} (since ${r.failing_since})` : '–';
+      const size = cell(r.size === null ? '–' : String(r.size));
+      size.className = 'num';
+      const err = cell(r.last_error || '–');
+      err.className = 'wrap-any small';
+      tr.append(
+        cell(name, document.createElement('br'), url),
+        cell(dot, ` ${r.state}`),
+        cell(since),
+        size,
+        cell(r.last_cosigned_ago ? `${r.last_cosigned_ago} ago` : 'never'),
+        err,
+      );
+      return tr;
+    }));
   }
 
   async function poll() {

@@ -5,7 +5,12 @@
 // the button is pressed (so what is verified is what the page holds now).
 // Inclusion: RFC 9162 §2.1.3.2. Consistency: RFC 9162 §2.1.4.2.
 // Signed notes: c2sp.org/signed-note (Ed25519, key ID = SHA-256(name ‖ 0x0A ‖
-// 0x01 ‖ key)[:4]). Checkpoints: c2sp.org/tlog-checkpoint.
+// 0x01 ‖ key)[:4]). Checkpoints: c2sp.org/tlog-checkpoint. Witness
+// cosignatures: c2sp.org/tlog-cosignature (cosignature/v1, key type 0x04,
+// key ID = SHA-256(name ‖ 0x0A ‖ 0x04 ‖ key)[:4]; a line decodes to the key
+// ID then 72 bytes: the big-endian timestamp (8) and the Ed25519 signature
+// (64) over "cosignature/v1\ntime <t>\n" ‖ text),
+// counted up to the quorum of the server's c2sp.org/tlog-policy.
 'use strict';
 (() => {
   const enc = new TextEncoder();
@@ -63,6 +68,95 @@
     return { name, id, pub: raw.slice(1) };
   }
 
+  function parseCosignerVkey(vkey) {
+    const i = vkey.indexOf('+');
+    const j = vkey.indexOf('+', i + 1);
+    if (i <= 0 || j < 0) throw new Fail('a witness key is not name+id+key');
+    const [name, id, key] = [vkey.slice(0, i), vkey.slice(i + 1, j), vkey.slice(j + 1)];
+    if (!/^[0-9a-f]{8}$/.test(id)) throw new Fail('a witness key ID is not 8 hex digits');
+    const raw = b64(key);
+    if (raw.length !== 33 || raw[0] !== 4) throw new Fail(`the key of witness ${name} is not a cosignature/v1 (0x04) Ed25519 key`);
+    return { name, id, pub: raw.slice(1) };
+  }
+
+  async function importEd25519(pub) {
+    try {
+      return await crypto.subtle.importKey('raw', pub, { name: 'Ed25519' }, false, ['verify']);
+    } catch (e) {
+      throw new Fail(`this browser cannot check Ed25519 signatures with WebCrypto (${e.name}); nothing was verified for the signature`);
+    }
+  }
+
+  const utc = (secs) => {
+    const ms = Number(secs) * 1000;
+    return Number.isSafeInteger(ms) && ms <= 8.64e15 ? new Date(ms).toISOString().replace('.000Z', 'Z') : `${secs} (out of range)`;
+  };
+
+  // Is the quorum met by the witnesses in `signed` (a Set of policy names)?
+  function quorumMet(policy, signed) {
+    if (!policy.quorum) return true; // quorum none
+    const groups = new Map(policy.groups.map((g) => [g.name, g]));
+    const seen = new Set();
+    const met = ([kind, name]) => {
+      if (kind === 'witness') return signed.has(name);
+      const g = groups.get(name);
+      if (!g || seen.has(name)) return false;
+      seen.add(name);
+      const n = g.members.filter(met).length;
+      seen.delete(name);
+      return n >= g.required;
+    };
+    return met(policy.quorum);
+  }
+
+  // Checks every witness's cosignature line on a checkpoint note, one report
+  // line per witness of the policy, then the quorum.
+  async function checkCosignatures(label, note, policy, witnessed, u) {
+    const { text, sigs } = splitNote(note);
+    const signed = new Set();
+    let any = false;
+    for (const w of policy.witnesses) {
+      const key = parseCosignerVkey(w.vkey);
+      const keyId = (await sha256(concat(enc.encode(key.name), Uint8Array.of(0x0a, 0x04), key.pub))).slice(0, 4);
+      const who = `${label}: witness ${w.name}`;
+      if (!u.line(hex(keyId) === key.id, `${who} key ID ${key.id} = SHA-256(name ‖ 0x0A ‖ 0x04 ‖ key)[:4]`, `computed ${hex(keyId)}`)) continue;
+      const prefix = '\u2014 ' + key.name + ' ';
+      const lines = [];
+      for (const line of sigs) {
+        if (!line.startsWith(prefix)) continue;
+        let raw;
+        try { raw = b64(line.slice(prefix.length)); } catch (_) { continue; }
+        if (raw.length >= 4 && equal(raw.slice(0, 4), keyId)) lines.push(raw);
+      }
+      if (lines.length === 0) {
+        u.info(`${who}: no cosignature on this checkpoint`);
+        continue;
+      }
+      any = true;
+      const k = await importEd25519(key.pub);
+      let ok = true;
+      let why = '';
+      let latest = null;
+      for (const raw of lines) {
+        if (raw.length !== 4 + 72) { ok = false; why = `the line has ${raw.length - 4} bytes after its key ID, not 72`; break; }
+        const ts = new DataView(raw.buffer, raw.byteOffset + 4, 8).getBigUint64(0);
+        const msg = concat(enc.encode(`cosignature/v1\ntime ${ts}\n`), enc.encode(text));
+        if (!(await crypto.subtle.verify({ name: 'Ed25519' }, k, raw.slice(12), msg))) {
+          ok = false; why = `INVALID cosignature (timestamp ${utc(ts)})`; break;
+        }
+        if (latest === null || ts > latest) latest = ts;
+      }
+      const at = latest === null ? '' : `, cosigned at ${utc(latest)}`;
+      if (u.line(ok, `${who}: cosignature/v1 over the checkpoint text is valid${at}`, why)) signed.add(w.name);
+    }
+    if (!any && !witnessed) {
+      u.info(`${label}: signed by the log key only (no witnessing round published this size)`);
+      return;
+    }
+    const q = policy.quorum ? policy.quorum[1] : 'none';
+    u.line(quorumMet(policy, signed), `${label}: the witness policy's quorum (${q}) is met by ${signed.size} valid cosignature(s)`, 'the quorum is NOT met');
+  }
+
   // Checks one signed checkpoint; reports each step; returns the parsed checkpoint.
   async function checkNote(label, note, vkey, origin, size, report) {
     const { text, sigs } = splitNote(note);
@@ -80,12 +174,7 @@
       if (raw.length === 68 && equal(raw.slice(0, 4), keyId)) { sig = raw.slice(4); break; }
     }
     if (!report(sig !== null, `${label}: a signature line by ${key.name}`, 'none found')) return cp;
-    let k;
-    try {
-      k = await crypto.subtle.importKey('raw', key.pub, { name: 'Ed25519' }, false, ['verify']);
-    } catch (e) {
-      throw new Fail(`this browser cannot check Ed25519 signatures with WebCrypto (${e.name}); nothing was verified for the signature`);
-    }
+    const k = await importEd25519(key.pub);
     const ok = await crypto.subtle.verify({ name: 'Ed25519' }, k, sig, enc.encode(text));
     report(ok, `${label}: Ed25519 signature over the checkpoint text is valid`, 'INVALID signature');
     return cp;
@@ -216,6 +305,7 @@
         `the page's drawing shows ${short(shown || '')}`);
     });
     const cp = await checkNote('checkpoint', d.checkpoint, d.vkey, d.origin, BigInt(d.tree_size), u.line);
+    if (d.policy) await checkCosignatures('checkpoint', d.checkpoint, d.policy, d.witnessed, u);
     const same = equal(root, cp.root);
     mark(`n${proof.length}`, same);
     u.line(same, `recomputed root ${short(toB64(root))} equals the checkpoint's root`, `checkpoint has ${short(toB64(cp.root))}`);
@@ -231,6 +321,10 @@
     const proof = d.proof.map(b64);
     const c1 = await checkNote('older checkpoint', d.first_checkpoint, d.vkey, d.origin, BigInt(d.first), u.line);
     const c2 = await checkNote('newer checkpoint', d.second_checkpoint, d.vkey, d.origin, BigInt(d.second), u.line);
+    if (d.policy) {
+      await checkCosignatures('older checkpoint', d.first_checkpoint, d.policy, d.first_witnessed, u);
+      await checkCosignatures('newer checkpoint', d.second_checkpoint, d.policy, d.second_witnessed, u);
+    }
     const first = BigInt(d.first);
     const second = BigInt(d.second);
     const roots = await consistencyRoots(first, second, c1.root, proof, (k, both, fr, sr) => {

@@ -191,6 +191,11 @@ impl Witnessing {
         read(&self.latest).clone()
     }
 
+    /// The witness policy the rounds work under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// How the witnesses are doing.
     pub fn status(&self) -> WitnessingStatus {
         self.status
