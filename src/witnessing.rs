@@ -74,6 +74,9 @@ impl Witnessing {
     }
 }
 
+/// Most bytes read of a witness's answer.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 struct HttpTransport {
     http: reqwest::Client,
 }
@@ -89,14 +92,23 @@ impl WitnessTransport for HttpTransport {
                 .await
                 .map_err(|e| format!("POST {url}/add-checkpoint: {e}"))?;
             let status = resp.status().as_u16();
-            let body = resp
-                .bytes()
+            // A cosignature answer is a few lines: a witness (or whatever
+            // answers at its URL) cannot make the log buffer more.
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|e| format!("reading the answer of {url}: {e}"))?;
-            Ok(WitnessAnswer {
-                status,
-                body: body.to_vec(),
-            })
+                .map_err(|e| format!("reading the answer of {url}: {e}"))?
+            {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(format!(
+                        "the answer of {url} is over {MAX_ANSWER_BYTES} bytes"
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(WitnessAnswer { status, body })
         })
     }
 }

@@ -464,6 +464,9 @@ async fn a_ledger_that_forks_its_history_is_caught_and_the_evidence_kept() {
     let saved: Value =
         serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("json");
     assert_eq!(saved["fork_evidence"].as_array().map(Vec::len), Some(2));
+    // A restart does not forget it: the state file is refused until moved away.
+    let again = Client::new(cfg(&a)).expect_err("the fork is remembered");
+    assert_eq!(again.code(), "state", "{again}");
 
     // A client that trusts another log key refuses the first receipt.
     let wrong = Client::new(Config {

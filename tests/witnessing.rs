@@ -181,7 +181,10 @@ async fn rounds_publish_cosigned_checkpoints_and_a_quorum_loss_stops_only_that()
     let (status, retry, _) = get(&l, "/checkpoint", None).await;
     assert_eq!((status, retry.as_deref()), (503, Some("1")));
     // The empty tree is witnessed too (a new log has a witnessed head at once).
-    assert_eq!(w.round(&core, &http, timeout).await, RoundOutcome::Published(0));
+    assert_eq!(
+        w.round(&core, &http, timeout).await,
+        RoundOutcome::Published(0)
+    );
     l.grant("agent/w", &key("agent/w")).await;
     let first = event(&l, "agent/w", "w-1").await;
     let (status, retry, _) = get(
@@ -393,6 +396,21 @@ async fn a_restarted_log_learns_each_witness_size_from_its_409() {
         );
         assert_eq!(w.state.lock().expect("state").map(|s| s.size), Some(size2));
     }
+    // A stored witnessed head that the policy now in force does not accept
+    // (a witness replaced) is not served as witnessed: the next round
+    // publishes again.
+    let third = witness("c", &vkey).await;
+    let replaced = format!(
+        "log {vkey}\nwitness a {} {}\nwitness c {} {}\ngroup both all a c\nquorum both\n",
+        ws[0].vkey, ws[0].url, third.vkey, third.url
+    );
+    let under_new =
+        Witnessing::new(Policy::parse(replaced.as_bytes()).expect("policy"), &core).expect("w");
+    assert_eq!(under_new.latest(), None);
+    assert_eq!(
+        under_new.round(&core, &http, timeout).await,
+        RoundOutcome::Published(size2)
+    );
     // A policy that does not name this log is refused at start.
     let other = SigningKey::from_bytes(&[7; 32]);
     let stranger = lineage_ledger::note::NoteSigner::new(ORIGIN, other)

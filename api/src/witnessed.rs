@@ -89,20 +89,25 @@ pub(crate) async fn get_checkpoint_at(
         field: None,
     })?;
     let witnessing = app.log.witnessing().is_some();
-    let cp = blocking(&app, move |core| {
+    let (cp, witnessed) = blocking(&app, move |core| {
         if witnessing && let Some(w) = core.store.witnessed(size).map_err(ReadError::from)? {
-            return Ok(w);
+            return Ok((w, true));
         }
         core.store
             .checkpoint(size)
             .map_err(ReadError::from)?
+            .map(|c| (c, false))
             .ok_or_else(|| ApiError::NotFound(format!("no checkpoint was issued at size {size}")))
     })
     .await?;
-    Ok(note_response(
-        cp.note,
-        "public, max-age=31536000, immutable",
-    ))
+    // With witnessing on, the log-only note at a size may later be served
+    // with its cosignatures: only that final form is immutable.
+    let cache = if witnessing && !witnessed {
+        "no-store"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    Ok(note_response(cp.note, cache))
 }
 
 fn wants_tlog_proof(headers: &HeaderMap) -> bool {

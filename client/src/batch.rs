@@ -163,8 +163,8 @@ async fn work(client: Client, config: BatchConfig, mut rx: mpsc::Receiver<Messag
             let envelopes: Vec<SignedEnvelope> = batch.iter().map(|(e, _, _)| e.clone()).collect();
             let results = client.submit_many(&envelopes).await;
             for ((_, handle, done), result) in batch.into_iter().zip(results) {
-                if let Err(Error::Denied(d)) = &result {
-                    handle.deny((**d).clone());
+                if let Err(e) = &result {
+                    handle.failed(e);
                 }
                 // The caller may have dropped its pending receipt.
                 let _ = done.send(result);

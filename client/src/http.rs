@@ -65,9 +65,11 @@ pub(crate) fn path_segment(text: &str) -> String {
 }
 
 /// Whether an answer with this status is worth another attempt with the
-/// same bytes: overload, rate limits and server-side failures.
+/// same bytes: the ledger's own request timeout (408: the handler was
+/// dropped, the event may or may not be committed), too early, overload,
+/// rate limits and server-side failures.
 fn transient(status: u16) -> bool {
-    status == 429 || (500..600).contains(&status)
+    matches!(status, 408 | 425 | 429) || (500..600).contains(&status)
 }
 
 impl Transport {
@@ -258,7 +260,7 @@ mod tests {
             panic!("a denial")
         };
         assert_eq!(d.code, "http_404");
-        assert!(transient(503) && transient(429) && transient(500));
+        assert!(transient(503) && transient(429) && transient(500) && transient(408));
         assert!(!transient(409) && !transient(400) && !transient(403));
     }
 }

@@ -110,7 +110,16 @@ impl Trust {
                 })?;
                 latest.seen = Some(Seen::from(&c));
             }
-            latest.fork_evidence = state.fork_evidence;
+            if !state.fork_evidence.is_empty() {
+                // A fork seen once stays seen: a restart must not trust the
+                // log again because it went back to the branch we kept.
+                return Err(Error::State(format!(
+                    "{} holds evidence that this log forked (two signed checkpoints that cannot \
+                     both be true); the client will not trust it again. Hand the file to an \
+                     auditor, then move it away to start over",
+                    path.display()
+                )));
+            }
             pinned = Some(key);
         }
         let log_key = OnceCell::new();
@@ -182,10 +191,15 @@ impl Trust {
                 Err(Error::Denied(d)) if d.status == 401 || d.status == 403 => {
                     return Err(unreadable("a consistency proof", &d));
                 }
-                Err(Error::Denied(d)) => Err(format!(
-                    "the ledger will not prove tree size {} consistent with {}: {d}",
-                    old.size, new.size
-                )),
+                // A ledger that will not prove its own signed sizes
+                // consistent is not trusted, but that is no proof of a
+                // fork: no evidence is written.
+                Err(Error::Denied(d)) => {
+                    return Err(Error::Untrusted(format!(
+                        "the ledger will not prove tree size {} consistent with {}: {d}",
+                        old.size, new.size
+                    )));
+                }
                 Err(other) => return Err(other),
             }
         };
@@ -281,15 +295,30 @@ fn read_state(path: &Path) -> Result<Option<StateFile>, Error> {
     Ok(Some(state))
 }
 
-/// Writes the state next to `path` and renames it over: a crash leaves the
-/// old state or the new one, never half of one.
+/// Writes the state to a temporary file of its own next to `path`, syncs
+/// it, and renames it over: a crash leaves the old state or the new one,
+/// never half of one. One client per state file: two clients sharing one
+/// would each keep their own latest checkpoint and overwrite the other's.
 fn write_state(path: &Path, state: &StateFile) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let err = |e: std::io::Error| Error::State(format!("{}: {e}", path.display()));
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
     let mut text = serde_json::to_vec_pretty(state).map_err(|e| Error::State(e.to_string()))?;
     text.push(b'\n');
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(())
 }

@@ -21,6 +21,8 @@ use crate::{Client, Denial, Error, Inner};
 
 /// Most event IDs remembered to map parents to this client's workloads.
 const EVENT_MEMORY: usize = 1 << 16;
+/// Most bytes of one Server-Sent Event (a governance entry is a few KiB).
+const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Most workload states asked of the ledger at once after a halt.
 const CONFIRM_PARALLEL: usize = 8;
 
@@ -36,6 +38,10 @@ pub(crate) struct Handle {
     /// Workloads and runtimes it derives from, as far as this client knows.
     lineage: Mutex<Lineage>,
     denied: Mutex<Option<Denial>>,
+    /// A submission of this handle has no answer (or its receipt could not
+    /// be kept): the event may be in the log, so the head is learnt from the
+    /// ledger before the next one. Shared with the batcher's worker.
+    uncertain: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -47,6 +53,24 @@ struct Lineage {
 impl Handle {
     pub(crate) fn denied(&self) -> Option<Denial> {
         lock(&self.denied).clone()
+    }
+
+    pub(crate) fn uncertain(&self) -> bool {
+        self.uncertain.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_uncertain(&self, on: bool) {
+        self.uncertain.store(on, Ordering::SeqCst);
+    }
+
+    /// What a failed submission means for the handle: a refusal denies it;
+    /// an unknown outcome makes it uncertain.
+    pub(crate) fn failed(&self, e: &Error) {
+        match e {
+            Error::Denied(d) => self.deny((**d).clone()),
+            Error::Unavailable { .. } | Error::State(_) => self.set_uncertain(true),
+            Error::Untrusted(_) | Error::Invalid(_) => {}
+        }
     }
 
     /// Denies the handle; the first denial stays.
@@ -125,6 +149,7 @@ impl Registry {
             runtime: runtime.id.clone(),
             lineage: Mutex::new(lineage),
             denied: Mutex::new(None),
+            uncertain: AtomicBool::new(false),
         });
         s.handles.retain(|w| w.strong_count() > 0);
         s.handles.push(Arc::downgrade(&h));
@@ -285,6 +310,12 @@ async fn stream(
                 };
                 apply(&Client { inner: i }, &entry).await;
             }
+        }
+        // What is left is one unfinished event.
+        if buf.len() > MAX_EVENT_BYTES {
+            return Err(format!(
+                "an event of the stream is over {MAX_EVENT_BYTES} bytes"
+            ));
         }
     }
     Ok(())

@@ -74,9 +74,6 @@ pub struct Workload {
     next_seq: u64,
     prev: Option<String>,
     last: Option<Receipt>,
-    /// An earlier call failed without an answer: the event may have been
-    /// committed, so the head is learnt from the ledger before the next one.
-    uncertain: bool,
 }
 
 fn now() -> String {
@@ -185,7 +182,6 @@ impl Runtime {
             next_seq: 0,
             prev: None,
             last: None,
-            uncertain: false,
         })
     }
 
@@ -314,7 +310,7 @@ impl Workload {
         kind: &str,
         attrs: Attrs,
     ) -> Result<crate::PendingReceipt, Error> {
-        if self.uncertain {
+        if self.handle.uncertain() {
             return Err(Error::Invalid(
                 "an earlier submission of this handle has no answer; record (not batched) once \
                  to learn its head"
@@ -341,7 +337,7 @@ impl Workload {
     /// The envelope of the next event: refused locally when the handle is
     /// denied; after an unanswered submission, the head re-learnt first.
     async fn prepare(&mut self, step: Step) -> Result<SignedEnvelope, Error> {
-        if self.uncertain {
+        if self.handle.uncertain() {
             self.recover().await?;
         }
         self.sign_next(step)
@@ -373,11 +369,7 @@ impl Workload {
 
     /// Records what a failed submission means for the handle.
     fn failed(&mut self, e: Error) -> Error {
-        match &e {
-            Error::Denied(d) => self.handle.deny((**d).clone()),
-            Error::Unavailable { .. } => self.uncertain = true,
-            Error::Untrusted(_) | Error::Invalid(_) | Error::State(_) => {}
-        }
+        self.handle.failed(&e);
         e
     }
 
@@ -395,7 +387,8 @@ impl Workload {
         {
             Ok(info) => info,
             Err(Error::Denied(d)) if d.status == 404 => {
-                (self.next_seq, self.prev, self.uncertain) = (0, None, false);
+                (self.next_seq, self.prev) = (0, None);
+                self.handle.set_uncertain(false);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -433,7 +426,8 @@ impl Workload {
             ))
         })?;
         self.verify_head(seq, &event_id).await?;
-        (self.next_seq, self.prev, self.uncertain) = (seq + 1, Some(event_id), false);
+        (self.next_seq, self.prev) = (seq + 1, Some(event_id));
+        self.handle.set_uncertain(false);
         self.domain = self.domain.take().or(info.domain);
         match info.state {
             WorkloadState::Open => {}

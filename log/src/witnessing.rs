@@ -159,7 +159,14 @@ impl Witnessing {
         if witnesses.is_empty() {
             return Err(WitnessingError::NoWitnessUrl);
         }
-        let latest = core.store.witnessed_head()?.map(Arc::new);
+        // A head witnessed under another policy (a witness dropped since,
+        // say) is not served as witnessed under this one: the next round
+        // publishes again.
+        let latest = core
+            .store
+            .witnessed_head()?
+            .filter(|c| policy.verify(c.note.as_bytes()).is_ok())
+            .map(Arc::new);
         let status = WitnessingStatus {
             witnesses: witnesses
                 .iter()

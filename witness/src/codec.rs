@@ -28,24 +28,18 @@ pub enum EvidenceKind {
     /// A checkpoint signed by the log with the size of the one the witness cosigned
     /// and another root: two signed checkpoints that prove a fork.
     Fork,
-    /// A checkpoint signed by the log whose consistency proof from the checkpoint the
-    /// witness cosigned does not verify: a fork, or a log sending a bad proof. The
-    /// request and the witness's note let anyone decide with the log's tiles.
-    Inconsistent,
 }
 
 impl EvidenceKind {
     pub(crate) fn to_byte(self) -> u8 {
         match self {
             EvidenceKind::Fork => 1,
-            EvidenceKind::Inconsistent => 2,
         }
     }
 
     pub(crate) fn from_byte(b: u8) -> Option<EvidenceKind> {
         match b {
             1 => Some(EvidenceKind::Fork),
-            2 => Some(EvidenceKind::Inconsistent),
             _ => None,
         }
     }
@@ -277,21 +271,19 @@ mod tests {
             note: "o\n7\nroot\n\n\u{2014} w AAAA\n".into(),
         };
         assert_eq!(decode_cosigned(&encode_cosigned(&record)), Ok(record));
-        for kind in [EvidenceKind::Fork, EvidenceKind::Inconsistent] {
-            let e = Evidence {
-                origin: "example.com/log".into(),
-                size: u64::MAX,
-                root: leaf_hash(b"r"),
-                kind,
-                status: 422,
-                first_seen: 1,
-                last_seen: 2,
-                count: 3,
-                request: b"old 1\n\nnote".to_vec(),
-                witness_note: "note\n".into(),
-            };
-            assert_eq!(decode_evidence(&encode_evidence(&e)), Ok(e));
-        }
+        let e = Evidence {
+            origin: "example.com/log".into(),
+            size: u64::MAX,
+            root: leaf_hash(b"r"),
+            kind: EvidenceKind::Fork,
+            status: 422,
+            first_seen: 1,
+            last_seen: 2,
+            count: 3,
+            request: b"old 1\n\nnote".to_vec(),
+            witness_note: "note\n".into(),
+        };
+        assert_eq!(decode_evidence(&encode_evidence(&e)), Ok(e));
     }
 
     #[test]

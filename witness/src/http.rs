@@ -146,7 +146,7 @@ pub struct EvidenceView {
     pub size: u64,
     /// Its root, base64.
     pub root: String,
-    /// `fork` or `inconsistent`.
+    /// `fork` (the only kind kept).
     pub kind: crate::EvidenceKind,
     /// The status answered.
     pub status: u16,

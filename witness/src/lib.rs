@@ -197,6 +197,14 @@ impl Witness {
                 .unwrap_or(Refusal::UnknownOrigin { origin })
                 .into());
         }
+        // What does not depend on the stored state (the body, the origin,
+        // the log's signature) is checked before the per-origin lock, so
+        // forged or malformed requests cannot queue ahead of the log's.
+        if let Err(r) = decide(&request, &keys, None)
+            && matches!(r.status(), 400 | 403 | 404)
+        {
+            return Err(r.into());
+        }
         let lock = self.origin_lock(&origin);
         let _serialized = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let latest = self.store.cosigned(&origin)?;
@@ -238,10 +246,12 @@ impl Witness {
             return Ok(());
         };
         let cp = signed.checkpoint();
+        // Only a same-size, other-root checkpoint proves a fork by itself
+        // (two log signatures). A failing consistency proof does not: the
+        // proof is the requester's, and anyone can pair a public checkpoint
+        // with a bad one, so keeping it would let anyone fill the store.
         let kind = if cp.size == latest.state.size && cp.root != latest.state.root {
             EvidenceKind::Fork
-        } else if matches!(refusal, Refusal::Inconsistent { .. }) && latest.state.size > 0 {
-            EvidenceKind::Inconsistent
         } else {
             return Ok(());
         };

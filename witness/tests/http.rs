@@ -350,8 +350,9 @@ async fn every_status_of_the_spec() {
     assert_eq!(status["logs"][0]["origin"], ORIGIN);
     assert_eq!(status["logs"][0]["size"], 13);
     assert_eq!(status["logs"][0]["cosigned_at"], T);
-    // The tampered proof was signed by the log: kept, as "inconsistent".
-    assert_eq!(status["evidence"], 1);
+    // A tampered proof proves nothing about the log (the proof is the
+    // requester's): refused, not kept.
+    assert_eq!(status["evidence"], 0);
     server.stop().await;
 }
 
@@ -514,8 +515,8 @@ async fn a_fork_is_refused_and_kept_as_evidence() {
     // From a stale old size: 409 first, but the signed checkpoint still proves the
     // fork, so it is kept too (same record: same origin, size and root).
     check_conflict(&post(&client, url, forked.request(0, 6)).await, 6);
-    // The forked view grown, with its own honest-looking proof from 6: 422, kept as
-    // inconsistent.
+    // The forked view grown, with its own honest-looking proof from 6: 422, and
+    // not kept (a failing proof alone proves no fork: anyone could send one).
     check_status(&post(&client, url, forked.request(6, 10)).await, 422);
     // The honest log is still cosigned.
     check_cosigned(
@@ -534,7 +535,7 @@ async fn a_fork_is_refused_and_kept_as_evidence() {
         .await
         .expect("json");
     let list = evidence.as_array().expect("array");
-    assert_eq!(list.len(), 2, "{evidence:#}");
+    assert_eq!(list.len(), 1, "{evidence:#}");
     let fork = list
         .iter()
         .find(|e| e["kind"] == "fork")
@@ -575,20 +576,9 @@ async fn a_fork_is_refused_and_kept_as_evidence() {
         ours.checkpoint().checkpoint().root
     );
 
-    let inconsistent = list
-        .iter()
-        .find(|e| e["kind"] == "inconsistent")
-        .expect("an inconsistent record");
-    assert_eq!(
-        (
-            inconsistent["size"].as_u64(),
-            inconsistent["count"].as_u64()
-        ),
-        (Some(10), Some(1))
-    );
     server.stop().await;
 
     // Evidence survives a restart.
     let store = lineage_witness::WitnessStore::open_read_only(dir.path()).expect("read-only");
-    assert_eq!(store.evidence().expect("evidence").len(), 2);
+    assert_eq!(store.evidence().expect("evidence").len(), 1);
 }

@@ -241,6 +241,9 @@ class LineageSpanProcessor(SpanProcessor):
         try:
             self._rec.submit(op)
         except LineageError as e:
+            # The span never ends (its action does not run): forget it, or a
+            # long-running agent that keeps being denied grows the map.
+            self._owner.pop(ctx.span_id, None)
             span.set_attribute("lineage.denied", True)
             span.set_attribute("lineage.code", str(getattr(e, "code", "error")))
             span.set_status(Status(StatusCode.ERROR, f"lineage: {getattr(e, 'code', e)}"))
