@@ -300,3 +300,47 @@ class Recorder:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class Counters:
+    """The counters and commitment helper both processors expose (they
+    delegate to their :class:`Recorder` and :class:`Content`)."""
+
+    _rec: "Recorder"
+    _content: "Content"
+
+    @property
+    def dropped(self) -> int:
+        """Span operations dropped because the queue was full."""
+        return self._rec.dropped
+
+    @property
+    def failed(self) -> int:
+        """Events the ledger refused or that could not be submitted
+        (non-blocking mode; in gating mode the error is raised instead)."""
+        return self._rec.failed
+
+    @property
+    def recorded(self) -> int:
+        """Events recorded (receipt verified)."""
+        return self._rec.recorded
+
+    @property
+    def unattributed(self) -> int:
+        """Tool, function or handoff spans seen outside any agent span
+        (nothing recorded)."""
+        return self._rec.unattributed
+
+    @property
+    def last_error(self) -> Optional[BaseException]:
+        """The latest error of the non-blocking path."""
+        return self._rec.last_error
+
+    @property
+    def salt(self) -> bytes:
+        """The commitment salt."""
+        return self._content.salt
+
+    def commitment(self, value: Any) -> str:
+        """The commitment this processor records for ``value``."""
+        return commitment(value, self._content.salt)

@@ -51,14 +51,14 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from . import LineageError, Runtime, commitment
-from ._recorder import Content, Op, Recorder, workload_id
+from ._recorder import Content, Counters, Op, Recorder, workload_id
 
 __all__ = ["LineageTracingProcessor"]
 
 _log = logging.getLogger("lineage.openai_agents")
 
 
-class LineageTracingProcessor(TracingProcessor):
+class LineageTracingProcessor(Counters, TracingProcessor):
     """Records the Agents SDK's spans as lineage (see the module's
     docstring).
 
@@ -94,40 +94,6 @@ class LineageTracingProcessor(TracingProcessor):
             logger=_log,
             end_workloads=end_workloads,
         )
-
-    @property
-    def dropped(self) -> int:
-        """Span operations dropped because the queue was full."""
-        return self._rec.dropped
-
-    @property
-    def failed(self) -> int:
-        """Events refused by the ledger or not submitted."""
-        return self._rec.failed
-
-    @property
-    def recorded(self) -> int:
-        """Events recorded (receipt verified)."""
-        return self._rec.recorded
-
-    @property
-    def unattributed(self) -> int:
-        """Function or handoff spans seen outside any agent span."""
-        return self._rec.unattributed
-
-    @property
-    def last_error(self) -> Optional[BaseException]:
-        """The latest error."""
-        return self._rec.last_error
-
-    @property
-    def salt(self) -> bytes:
-        """The commitment salt."""
-        return self._content.salt
-
-    def commitment(self, value: Any) -> str:
-        """The commitment this processor records for ``value``."""
-        return commitment(value, self._content.salt)
 
     # -- TracingProcessor ------------------------------------------------------
 

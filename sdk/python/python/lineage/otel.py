@@ -59,7 +59,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from . import LineageError, Runtime, commitment
-from ._recorder import Content, Op, Recorder, workload_id
+from ._recorder import Content, Counters, Op, Recorder, workload_id
 
 __all__ = [
     "LineageSpanProcessor",
@@ -121,7 +121,7 @@ def _classify(name: str, attrs: Any) -> int:
     return 0
 
 
-class LineageSpanProcessor(SpanProcessor):
+class LineageSpanProcessor(Counters, SpanProcessor):
     """Records GenAI spans as lineage (see the module's docstring).
 
     :param runtime: the :class:`lineage.Runtime` whose key signs the events.
@@ -165,43 +165,6 @@ class LineageSpanProcessor(SpanProcessor):
             logger=_log,
             end_workloads=end_workloads,
         )
-
-    # -- counters ------------------------------------------------------------
-
-    @property
-    def dropped(self) -> int:
-        """Span operations dropped because the queue was full."""
-        return self._rec.dropped
-
-    @property
-    def failed(self) -> int:
-        """Events the ledger refused or that could not be submitted
-        (non-blocking mode; in gating mode the error is raised instead)."""
-        return self._rec.failed
-
-    @property
-    def recorded(self) -> int:
-        """Events recorded (receipt verified)."""
-        return self._rec.recorded
-
-    @property
-    def unattributed(self) -> int:
-        """Tool spans seen outside any agent span (nothing recorded)."""
-        return self._rec.unattributed
-
-    @property
-    def last_error(self) -> Optional[BaseException]:
-        """The latest error of the non-blocking path."""
-        return self._rec.last_error
-
-    @property
-    def salt(self) -> bytes:
-        """The commitment salt."""
-        return self._content.salt
-
-    def commitment(self, value: Any) -> str:
-        """The commitment this processor records for ``value``."""
-        return commitment(value, self._content.salt)
 
     # -- SpanProcessor -------------------------------------------------------
 
