@@ -283,7 +283,7 @@ impl Client {
                     return Err(self.fail(e));
                 }
             }
-            Consistency::Background => {
+            Consistency::Background if self.inner.trust.queue(&seen) => {
                 let client = self.clone();
                 tokio::spawn(async move {
                     if let Err(e) = client.inner.trust.observe(&client.inner.http, seen).await {
@@ -291,6 +291,7 @@ impl Client {
                     }
                 });
             }
+            Consistency::Background => {}
         }
         Ok(Receipt {
             event_id: bundle.event_id.clone(),

@@ -64,6 +64,9 @@ pub(crate) struct Trust {
     log_key: OnceCell<Arc<NoteVerifier>>,
     state_file: Option<PathBuf>,
     latest: Mutex<Latest>,
+    /// The last checkpoint handed to a background check: the receipts of
+    /// one batch share it, and one check covers them all.
+    queued: std::sync::Mutex<Option<(u64, Hash)>>,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +134,7 @@ impl Trust {
             log_key,
             state_file,
             latest: Mutex::new(latest),
+            queued: std::sync::Mutex::new(None),
         })
     }
 
@@ -155,6 +159,17 @@ impl Trust {
             })
             .await
             .cloned()
+    }
+
+    /// Whether `seen` needs a background check: false when it is the same
+    /// checkpoint (size and root) as the last one queued.
+    pub(crate) fn queue(&self, seen: &Seen) -> bool {
+        let mut last = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == Some((seen.size, seen.root)) {
+            return false;
+        }
+        *last = Some((seen.size, seen.root));
+        true
     }
 
     /// Proves `seen` consistent with the latest checkpoint seen before (in
