@@ -472,3 +472,44 @@ async fn another_runtimes_workload_reveals_nothing_and_records_refusals_under_th
     assert_eq!((s, v["index"].as_u64()), (200, Some(size - 2)), "{v}");
     l.stop().await;
 }
+
+/// Every receipt of big arrays is a valid proof, across tile boundaries
+/// (256 leaves) and at every position: the receipts of one array share the
+/// small nodes of their audit paths through one per-request memo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_receipt_of_large_arrays_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = TestLedger::start(dir.path()).await;
+    let rk = key("runtime-big");
+    l.grant("agent/big", &rk).await;
+    let mut n = 0u64;
+    for round in 0..3 {
+        let envs: Vec<_> = (0..300)
+            .map(|i| {
+                sign_event(
+                    &event_payload(
+                        "agent/big",
+                        &format!("w-{round}-{i}"),
+                        0,
+                        None,
+                        &[],
+                        "workload.start",
+                    ),
+                    &rk,
+                )
+            })
+            .collect();
+        let body: Vec<Value> = envs
+            .iter()
+            .map(|e| serde_json::to_value(e.to_wire()).expect("wire"))
+            .collect();
+        let (status, items) = l.post_raw(serde_json::to_vec(&body).expect("json")).await;
+        assert_eq!(status, 200, "{items}");
+        for item in items.as_array().expect("array") {
+            check_receipt(item, &l.verifier(), &rk);
+            n += 1;
+        }
+    }
+    assert_eq!(n, 900);
+    l.stop().await;
+}

@@ -234,7 +234,7 @@ fn answer(
     slots: Vec<Result<usize, ApiError>>,
     reply: Option<JobReply>,
 ) -> Vec<(StatusCode, SubmitItem)> {
-    let nodes = core.proof_nodes();
+    let nodes = core.batch_proof_nodes();
     let problem = |e: ApiError| {
         let p = e.to_problem();
         (

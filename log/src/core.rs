@@ -350,6 +350,13 @@ impl Core {
         )
     }
 
+    /// A node source for the receipts of one batch of consecutive entries:
+    /// as [`Core::proof_nodes`], and the small nodes their audit paths share
+    /// are hashed once for the batch.
+    pub fn batch_proof_nodes(&self) -> ProofNodes<'_> {
+        ProofNodes::for_batch(self.store.as_ref(), Some(&self.hot_tiles), &self.node_memo)
+    }
+
     /// Publishes the tiles of a durable commit; keeps, per level, only the
     /// tile at the new right edge and the one before it (bounded memory).
     pub(crate) fn publish_tiles(&self, tiles: &[lineage_ledger::tree::TileWrite], size: u64) {

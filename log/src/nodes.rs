@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use lineage_ledger::Hash;
 use lineage_ledger::store::{Store, StoreError};
 use lineage_ledger::tree::{BoundedMemo, MemoNodes, NodeMemo, NodeSource, TileSpan};
+use lineage_ledger::{Hash, TILE_HEIGHT};
 
 use crate::sync::{lock, read};
 
@@ -69,6 +69,16 @@ pub(crate) enum Memo<'a> {
     Local(BoundedMemo),
     /// Shared by every request (bounded).
     Shared(&'a BoundedMemo),
+    /// Nodes of [`MEMO_MIN_HEIGHT`] and up in the shared memo; the smaller
+    /// ones (1 to 7 hashes each) in one of this request's own: the receipts
+    /// of one batch of consecutive entries share most of them, and the shared
+    /// memo stays for the nodes worth keeping across requests.
+    Layered {
+        /// This request's small nodes.
+        local: BoundedMemo,
+        /// Everyone's larger nodes.
+        shared: &'a BoundedMemo,
+    },
 }
 
 impl NodeMemo for Memo<'_> {
@@ -76,6 +86,9 @@ impl NodeMemo for Memo<'_> {
         match self {
             Memo::Local(m) => m.get(level, index),
             Memo::Shared(m) => m.get(level, index),
+            Memo::Layered { local, shared } => {
+                local.get(level, index).or_else(|| shared.get(level, index))
+            }
         }
     }
 
@@ -83,6 +96,13 @@ impl NodeMemo for Memo<'_> {
         match self {
             Memo::Local(m) => m.insert(level, index, hash),
             Memo::Shared(m) => m.insert(level, index, hash),
+            Memo::Layered { local, shared } => {
+                if level % TILE_HEIGHT < MEMO_MIN_HEIGHT {
+                    local.insert(level, index, hash);
+                } else {
+                    shared.insert(level, index, hash);
+                }
+            }
         }
     }
 }
@@ -107,6 +127,24 @@ impl<'a> ProofNodes<'a> {
         ProofNodes::with(store, None, Memo::Local(BoundedMemo::new(LOCAL_MEMO_NODES)))
     }
 
+    /// Nodes for the receipts of one batch: the hot tiles, then `store`'s,
+    /// the larger ones remembered in `shared`, the small ones for this
+    /// batch only ([`Memo::Layered`]).
+    pub(crate) fn for_batch(
+        store: &'a dyn Store,
+        hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
+        shared: &'a BoundedMemo,
+    ) -> ProofNodes<'a> {
+        ProofNodes::with(
+            store,
+            hot,
+            Memo::Layered {
+                local: BoundedMemo::new(LOCAL_MEMO_NODES),
+                shared,
+            },
+        )
+    }
+
     /// Nodes of the hot tiles, then `store`'s, remembered in `memo`.
     pub(crate) fn with(
         store: &'a dyn Store,
@@ -118,7 +156,13 @@ impl<'a> ProofNodes<'a> {
             hot,
             tiles: Mutex::new(HashMap::new()),
         };
-        ProofNodes(MemoNodes::new(tiles, memo).min_tile_height(MEMO_MIN_HEIGHT))
+        // A node at the bottom of its tile is read, not hashed: never
+        // memoised. A layered memo takes every other height.
+        let min = match memo {
+            Memo::Layered { .. } => 1,
+            Memo::Local(_) | Memo::Shared(_) => MEMO_MIN_HEIGHT,
+        };
+        ProofNodes(MemoNodes::new(tiles, memo).min_tile_height(min))
     }
 }
 
