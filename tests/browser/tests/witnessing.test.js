@@ -142,8 +142,13 @@ async function verify(page) {
 
 test('the Proof Viewer checks every witness cosignature in the browser, and a tampered one fails', async () => {
   grant('witnessed/a');
-  // The round after the grant publishes the witnessed checkpoint.
-  await until('a witnessed checkpoint', async () => (await fetch(`${ledger.url}/checkpoint`)).status === 200, 30_000);
+  // A round after the grant publishes a witnessed checkpoint that covers it
+  // (the first round may already have witnessed the empty tree: wait for
+  // size >= 1, the checkpoint's second line).
+  await until('a witnessed checkpoint covering the grant', async () => {
+    const r = await fetch(`${ledger.url}/checkpoint`);
+    return r.status === 200 && Number((await r.text()).split('\n')[1]) >= 1;
+  }, 30_000);
   const note = await (await fetch(`${ledger.url}/checkpoint`)).text();
   for (const w of witnesses) assert.ok(note.includes(`\u2014 ${w.keyName} `), `cosigned by ${w.name}:\n${note}`);
 
