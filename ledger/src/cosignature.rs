@@ -27,14 +27,12 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::note::{
-    self, ED25519_SIGNATURE_TYPE, NoteError, NoteSignature, NoteVerifier, VkeyParts,
+    self, ED25519_SIGNATURE_TYPE, NoteError, NoteSignature, NoteVerifier, VkeyParts, typed_key_id,
+    typed_vkey,
 };
 
 /// Signature type identifier byte of Ed25519 `cosignature/v1` keys
@@ -107,12 +105,7 @@ pub enum CosignatureError {
 /// Key ID of an Ed25519 cosigner key: `SHA-256(name || 0x0A || 0x04 || public key)[:4]`,
 /// big-endian.
 pub fn cosignature_key_id(name: &str, key: &VerifyingKey) -> u32 {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', COSIGNATURE_V1_TYPE]);
-    h.update(key.as_bytes());
-    let digest = h.finalize();
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    typed_key_id(name, COSIGNATURE_V1_TYPE, key)
 }
 
 /// The message an Ed25519 `cosignature/v1` signs: `cosignature/v1\n`, `time <timestamp>\n`
@@ -163,10 +156,7 @@ impl CosignerVerifier {
 
     /// The verifier key string [`CosignerVerifier::from_vkey`] parses.
     pub fn vkey(&self) -> String {
-        let mut key = Vec::with_capacity(33);
-        key.push(COSIGNATURE_V1_TYPE);
-        key.extend_from_slice(self.key.as_bytes());
-        format!("{}+{:08x}+{}", self.name, self.key_id, STANDARD.encode(key))
+        typed_vkey(&self.name, self.key_id, COSIGNATURE_V1_TYPE, &self.key)
     }
 
     /// The cosigner name.
@@ -398,7 +388,10 @@ mod tests {
     use super::*;
     use crate::hash::{EMPTY_ROOT, leaf_hash};
     use crate::note::{Note, NoteSigner};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
+    use sha2::{Digest, Sha256};
 
     fn seed(s: &str) -> SigningKey {
         SigningKey::from_bytes(&Sha256::digest(s.as_bytes()).into())

@@ -169,12 +169,27 @@ fn check_no_control_characters(text: &str) -> Result<(), NoteError> {
 
 /// Key ID of an Ed25519 note key: `SHA-256(name || 0x0A || 0x01 || public key)[:4]`, big-endian.
 pub fn ed25519_key_id(name: &str, key: &VerifyingKey) -> u32 {
+    typed_key_id(name, ED25519_SIGNATURE_TYPE, key)
+}
+
+/// The key ID of an Ed25519 key of signature type `type_byte`: the first four
+/// bytes of SHA-256(name || 0x0A || type || key), big-endian (every key type
+/// of c2sp.org/signed-note derives it this way).
+pub(crate) fn typed_key_id(name: &str, type_byte: u8, key: &VerifyingKey) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ED25519_SIGNATURE_TYPE]);
+    h.update([b'\n', type_byte]);
     h.update(key.as_bytes());
     let digest = h.finalize();
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// The verifier key string `<name>+<hex key ID>+<base64(type || key)>`.
+pub(crate) fn typed_vkey(name: &str, key_id: u32, type_byte: u8, key: &VerifyingKey) -> String {
+    let mut bytes = Vec::with_capacity(33);
+    bytes.push(type_byte);
+    bytes.extend_from_slice(key.as_bytes());
+    format!("{name}+{key_id:08x}+{}", STANDARD.encode(bytes))
 }
 
 /// A verifier key split into its three parts, the name checked, the key ID decoded:
@@ -412,10 +427,7 @@ impl NoteVerifier {
 
     /// The verifier key string that [`NoteVerifier::from_vkey`] parses.
     pub fn vkey(&self) -> String {
-        let mut key = Vec::with_capacity(33);
-        key.push(ED25519_SIGNATURE_TYPE);
-        key.extend_from_slice(self.key.as_bytes());
-        format!("{}+{:08x}+{}", self.name, self.key_id, STANDARD.encode(key))
+        typed_vkey(&self.name, self.key_id, ED25519_SIGNATURE_TYPE, &self.key)
     }
 
     /// The key name.
