@@ -15,23 +15,14 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::binary::{Server, run, serve};
+use common::binary::{Killed, Server, get, run, serve, witnessed};
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::policy::Policy;
 
 const ORIGIN: &str = "lineage.local/log";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,33 +44,6 @@ fn aics(exe: &str, dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn get(url: &str) -> (u16, String) {
-    match reqwest::blocking::get(url) {
-        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-/// Waits until `/checkpoint` serves a witnessed checkpoint of at least `size`.
-fn witnessed(server: &Server, policy: &Policy, size: u64) -> String {
-    let start = Instant::now();
-    loop {
-        let (status, note) = get(&format!("{}/checkpoint", server.url));
-        if status == 200
-            && let Ok(e) = policy.verify(note.as_bytes())
-            && e.checkpoint().checkpoint().size >= size
-        {
-            return note;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no witnessed checkpoint of size {size}: {status} {note}; readyz: {}",
-            get(&format!("{}/readyz", server.url)).1
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn submit(server: &Server, key: &Path, dir: &Path, workload: &str) -> serde_json::Value {

@@ -8,7 +8,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint, verify_checkpoint};
@@ -23,7 +22,7 @@ use lineage_ledger::witness_protocol::{
 
 mod common;
 
-use common::binary::{BIN, run};
+use common::binary::{BIN, Killed, run, witnessed};
 
 const ORIGIN: &str = "example.com/cli-log";
 const NAME: &str = "witness.example/cli";
@@ -351,33 +350,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn get(url: &str) -> (u16, String) {
-    match reqwest::blocking::get(url) {
-        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-/// Waits until the ledger's `/checkpoint` is a note of at least `size` meeting `policy`.
-fn witnessed(ledger: &common::binary::Server, policy: &Policy, size: u64) -> String {
-    let start = Instant::now();
-    loop {
-        let (status, note) = get(&format!("{}/checkpoint", ledger.url));
-        if status == 200
-            && let Ok(e) = policy.verify(note.as_bytes())
-            && e.checkpoint().checkpoint().size >= size
-        {
-            return note;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no witnessed checkpoint of size {size}: {status} {note}; readyz: {}",
-            get(&format!("{}/readyz", ledger.url)).1
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn submit_event(ledger: &common::binary::Server, key: &Path, dir: &Path, workload: &str) -> u64 {
     let event = dir.join(format!("{workload}.json"));
     std::fs::write(
@@ -512,13 +484,4 @@ fn our_log_is_witnessed_by_our_witness_across_a_witness_crash() {
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(json["logs"][0]["size"].as_u64() >= Some(size), "{json}");
     assert_eq!(json["evidence"], 0);
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -53,3 +53,42 @@ pub fn run(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A blocking GET: status and body, or status 0 and the error.
+pub fn get(url: &str) -> (u16, String) {
+    match reqwest::blocking::get(url) {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Waits (30 s at most) until the ledger's `/checkpoint` is a note of at
+/// least `size` that meets `policy`; the note.
+pub fn witnessed(ledger: &Server, policy: &lineage_ledger::policy::Policy, size: u64) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, note) = get(&format!("{}/checkpoint", ledger.url));
+        if status == 200
+            && let Ok(e) = policy.verify(note.as_bytes())
+            && e.checkpoint().checkpoint().size >= size
+        {
+            return note;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no witnessed checkpoint of size {size}: {status} {note}; readyz: {}",
+            get(&format!("{}/readyz", ledger.url)).1
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
