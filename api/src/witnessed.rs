@@ -23,6 +23,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use lineage_ledger::Hash;
 use lineage_ledger::store::StoredCheckpoint;
 use lineage_ledger::tlog_proof::TlogProof;
 use lineage_log::ReadError;
@@ -179,11 +180,10 @@ pub(crate) async fn get_receipt(
             .map_err(ReadError::from)?
             .ok_or(ApiError::Internal)?;
         let receipt = core.receipt(index, &entry, &cp, &core.proof_nodes())?;
-        let proof = core.inclusion_proof(index, cp.size)?;
-        Ok(Some((receipt, entry, proof)))
+        Ok(Some((receipt, entry)))
     })
     .await?;
-    let Some((receipt, entry, proof)) = found else {
+    let Some((receipt, entry)) = found else {
         return Ok(retry_later(
             StatusCode::ACCEPTED,
             format!(
@@ -193,6 +193,13 @@ pub(crate) async fn get_receipt(
         ));
     };
     if wants_tlog_proof(&headers) {
+        // The receipt's own audit path, not a second computation of it.
+        let proof = receipt
+            .inclusion_proof
+            .iter()
+            .map(|h| Hash::from_base64(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ApiError::Internal)?;
         let p = TlogProof::new(Some(entry), receipt.index, proof, checkpoint.note.clone())
             .map_err(|_| ApiError::Internal)?;
         let mut r = p.to_bytes().into_response();
