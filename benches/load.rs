@@ -135,10 +135,25 @@ enum Build {
     Project,
 }
 
+/// One yardstick measurement: `verify_strict` per second on all cores, and
+/// the number of threads (cores) that rate was reached with.
+#[derive(Clone, Copy)]
+struct Verify {
+    per_second: f64,
+    threads: f64,
+}
+
+impl Verify {
+    /// CPU time of one `verify_strict` on one core, in microseconds.
+    fn micros_per_verify(self) -> f64 {
+        1e6 * self.threads / self.per_second
+    }
+}
+
 /// Raw `verify_strict` per second on all cores over about `secs` seconds:
 /// `benches/yardstick` built by cargo as `build` says (each build in a
 /// target directory of its own) and run.
-fn yardstick(build: Build, secs: f64) -> Result<f64, String> {
+fn yardstick(build: Build, secs: f64) -> Result<Verify, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/yardstick");
     let (name, flags) = match build {
         Build::Default => ("yardstick-default", Some("")),
@@ -167,11 +182,60 @@ fn yardstick(build: Build, secs: f64) -> Result<f64, String> {
     if !out.status.success() {
         return Err(format!("the yardstick build failed: {}", out.status));
     }
-    String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Ok(Verify {
+        per_second: field("verify_strict_per_second ")
+            .ok_or_else(|| "no rate in the yardstick's output".to_owned())?,
+        threads: field("threads ").unwrap_or(1.0),
+    })
+}
+
+/// The CPU this run measured on: its model name, the vector and hash
+/// extensions that decide how fast ed25519 and SHA-256 run, and which
+/// curve25519-dalek backend a binary built like the server picks on it
+/// (AVX-512 IFMA when the CPU has IFMA and VL, else AVX2, else portable).
+fn cpu_report() -> Value {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
         .lines()
-        .find_map(|l| l.strip_prefix("verify_strict_per_second "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| "no rate in the yardstick's output".to_owned())
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(
+            || std::env::consts::ARCH.to_owned(),
+            |(_, m)| m.trim().to_owned(),
+        );
+    #[cfg(target_arch = "x86_64")]
+    let features: Vec<&str> = [
+        ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+        ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+        ("avx512vl", std::arch::is_x86_feature_detected!("avx512vl")),
+        (
+            "avx512ifma",
+            std::arch::is_x86_feature_detected!("avx512ifma"),
+        ),
+        ("sha", std::arch::is_x86_feature_detected!("sha")),
+        ("bmi2", std::arch::is_x86_feature_detected!("bmi2")),
+        ("adx", std::arch::is_x86_feature_detected!("adx")),
+    ]
+    .into_iter()
+    .filter_map(|(name, has)| has.then_some(name))
+    .collect();
+    #[cfg(not(target_arch = "x86_64"))]
+    let features: Vec<&str> = Vec::new();
+    let has = |f: &str| features.contains(&f);
+    let backend = if has("avx512ifma") && has("avx512vl") {
+        "avx512ifma"
+    } else if has("avx2") {
+        "avx2"
+    } else {
+        "portable"
+    };
+    json!({"model": model, "features": features, "ed25519_backend": backend})
 }
 
 /// CPU seconds (user + system) of a process, from /proc.
@@ -803,7 +867,7 @@ fn main() {
     };
     eprintln!("measuring verify_strict as this project builds it...");
     let yard_this = yardstick(Build::Project, 3.0).unwrap_or_else(|e| panic!("{e}"));
-    let yard = yard_default.unwrap_or(yard_this);
+    let yard = yard_default.unwrap_or(yard_this).per_second;
     let keys: Vec<SigningKey> = (0..a.runtimes)
         .map(|i| {
             SigningKey::from_bytes(blake3::hash(format!("bench runtime {i}").as_bytes()).as_bytes())
@@ -841,8 +905,13 @@ fn main() {
     let pid = || server.child.as_ref().map(std::process::Child::id);
     let mut report = json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "yardstick": {"default_build_verify_per_second": yard_default,
-                       "this_build_verify_per_second": yard_this},
+        "cpu": cpu_report(),
+        "yardstick": {
+            "default_build_verify_per_second": yard_default.map(|y| y.per_second),
+            "default_build_micros_per_verify": yard_default.map(Verify::micros_per_verify),
+            "this_build_verify_per_second": yard_this.per_second,
+            "this_build_micros_per_verify": yard_this.micros_per_verify(),
+        },
     });
     let mut entry_bytes = 0u64;
     let mut generated = 0usize;
@@ -876,16 +945,26 @@ fn main() {
         let seq1 = rt.block_on(sequencer_metrics(&client, &server.url));
         generated += d.ok;
         let ingest_rate = d.ok as f64 / d.wall;
+        let server_cpu = pid().map_or(0.0, cpu_seconds) - server_cpu0;
         report["ingest"] = json!({
             "events": signed.events, "accepted": d.ok, "failed": d.bad, "requests": requests,
             "connections": a.connections, "batch": a.batch, "wall_seconds": d.wall,
             "events_per_second": ingest_rate, "latency_ms": d.percentiles(),
-            "server_cpu_seconds": pid().map_or(0.0, cpu_seconds) - server_cpu0,
+            "server_cpu_seconds": server_cpu,
             "client_cpu_seconds": cpu_seconds(std::process::id()) - client_cpu0,
             "ratio_to_yardstick": ingest_rate / yard,
-            "ratio_to_this_build_verify": ingest_rate / yard_this,
+            "ratio_to_this_build_verify": ingest_rate / yard_this.per_second,
             "sequencer": seq1.since(seq0, d.wall),
         });
+        if pid().is_some() && d.ok > 0 {
+            report["ingest"]["cpu_per_event"] = cpu_per_event(
+                server_cpu,
+                d.ok,
+                yard_this,
+                yard_default.unwrap_or(yard_this),
+            );
+        }
+        report["ingest"]["targets"] = targets(&report["ingest"], a.batch);
     }
 
     if a.halt && a.events > 0 {
@@ -985,9 +1064,56 @@ fn main() {
     drop(server);
 }
 
+/// Where the server's CPU went per accepted event: all of it, the part one
+/// `verify_strict` of this build takes, and the rest (everything that is not
+/// the signature check), also as a fraction of the default-build
+/// yardstick's time per verification, a figure that does not depend on the
+/// CPU's vector units.
+fn cpu_per_event(server_cpu: f64, accepted: usize, this: Verify, default: Verify) -> Value {
+    let total = 1e6 * server_cpu / accepted as f64;
+    let verify = this.micros_per_verify();
+    let other = total - verify;
+    json!({"server_micros": total, "verify_micros": verify, "other_micros": other,
+        "verify_share": verify / total,
+        "other_to_yardstick_verify": other / default.micros_per_verify()})
+}
+
+/// Issue 16's targets for this run's shape (arrays or single events), each
+/// with its figure and whether it holds.
+fn targets(ingest: &Value, batch: usize) -> Value {
+    let (other_max, ratio_min) = if batch > 1 { (0.25, 0.65) } else { (1.0, 0.30) };
+    let ratio = ingest["ratio_to_yardstick"].as_f64().unwrap_or(0.0);
+    let mut t = json!({"ratio_to_yardstick": {"min": ratio_min, "figure": ratio,
+        "met": ratio >= ratio_min}});
+    if let Some(other) = ingest["cpu_per_event"]["other_to_yardstick_verify"].as_f64() {
+        t["other_cpu_to_yardstick_verify"] =
+            json!({"max": other_max, "figure": other, "met": other <= other_max});
+    }
+    t
+}
+
 fn print_table(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     println!("\n| metric | value |\n|---|---|");
+    let c = &r["cpu"];
+    let features: Vec<&str> = c["features"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    println!(
+        "| CPU, cores | {}, {} |",
+        c["model"].as_str().unwrap_or("?"),
+        r["cores"]
+    );
+    println!(
+        "| extensions detected; ed25519 backend of this build | {}; {} |",
+        if features.is_empty() {
+            "none of avx2, avx512f/vl/ifma, sha, bmi2, adx".to_owned()
+        } else {
+            features.join(" ")
+        },
+        c["ed25519_backend"].as_str().unwrap_or("?")
+    );
     let y = &r["yardstick"];
     match y["default_build_verify_per_second"].as_f64() {
         Some(d) => println!(
@@ -1048,6 +1174,36 @@ fn print_table(r: &Value) {
         println!(
             "| ratio events/s / this build's verify_strict/s | {:.3} |",
             f(&i["ratio_to_this_build_verify"])
+        );
+        let e = &i["cpu_per_event"];
+        if e.is_object() {
+            println!(
+                "| server CPU per event: all / verify_strict (this build) / the rest (us) | {:.1} / {:.1} / {:.1} |",
+                f(&e["server_micros"]),
+                f(&e["verify_micros"]),
+                f(&e["other_micros"])
+            );
+            println!(
+                "| verification share of server CPU | {:.2} |",
+                f(&e["verify_share"])
+            );
+        }
+        let verdict = |t: &Value| if t["met"] == true { "met" } else { "NOT met" };
+        let t = &i["targets"];
+        if let Some(o) = t.get("other_cpu_to_yardstick_verify") {
+            println!(
+                "| target: non-signature CPU per event / yardstick verify time <= {} | {:.3}: {} |",
+                o["max"],
+                f(&o["figure"]),
+                verdict(o)
+            );
+        }
+        let o = &t["ratio_to_yardstick"];
+        println!(
+            "| target: events/s / yardstick >= {} | {:.3}: {} |",
+            o["min"],
+            f(&o["figure"]),
+            verdict(o)
         );
     }
     println!("| tree size | {} |", r["tree_size"]);

@@ -13,14 +13,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lineage_ledger::dsse::SignedEnvelope;
+use lineage_ledger::entry::LogEntry;
 use lineage_ledger::event::MAX_PAYLOAD_BYTES;
+use lineage_ledger::keys::EventId;
 use lineage_ledger::rules::{Candidate, Rejection};
-use lineage_schemas::SubmitItem;
 use rayon::prelude::*;
 use serde_json::value::RawValue;
 
 use crate::AppState;
 use crate::problem::{ApiError, problem_response};
+use crate::receipt_json::ReceiptWriter;
+use lineage_log::nodes::ProofNodes;
 use lineage_log::{Core, JobReply, Outcome, SubmitError};
 
 /// Largest envelope JSON accepted: a maximal payload in base64 plus framing.
@@ -197,20 +200,10 @@ async fn ingest(app: AppState, body: Result<Bytes, BytesRejection>) -> Result<Re
         })?)
     };
     let core = app.log.core().clone();
-    let items = if single {
-        answer(&core, slots, reply)
-    } else {
-        on_cpu(move || answer(&core, slots, reply)).await?
-    };
     if single {
-        let (status, item) = items.into_iter().next().ok_or(ApiError::Internal)?;
-        return Ok(match item {
-            SubmitItem::Receipt(r) => json_response(status, &r),
-            SubmitItem::Problem(p) => problem_response(&p),
-        });
+        return Ok(answer(&core, slots, reply.as_ref(), true));
     }
-    let items: Vec<SubmitItem> = items.into_iter().map(|(_, i)| i).collect();
-    Ok(json_response(StatusCode::OK, &items))
+    on_cpu(move || answer(&core, slots, reply.as_ref(), false)).await
 }
 
 /// Charges a runtime's rate budget, only for envelopes whose signature
@@ -228,62 +221,102 @@ fn rate_limit(app: &AppState, c: &Candidate) -> Result<(), ApiError> {
     }
 }
 
-/// Builds the answer of every slot: receipts share one tile cache.
+/// Builds the response: one receipt or problem for a single envelope, a
+/// JSON array of them (in the order of the request) for an array. The
+/// receipts share one node source, so each tile row their audit paths read
+/// is read and hashed once, and they are written straight into the body
+/// ([`ReceiptWriter`]).
 fn answer(
     core: &Arc<Core>,
     slots: Vec<Result<usize, ApiError>>,
-    reply: Option<JobReply>,
-) -> Vec<(StatusCode, SubmitItem)> {
-    let nodes = core.batch_proof_nodes();
-    let problem = |e: ApiError| {
-        let p = e.to_problem();
-        (
-            StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            SubmitItem::Problem(p),
-        )
-    };
-    slots
-        .into_iter()
-        .map(|slot| {
-            let i = match slot {
-                Err(e) => return problem(e),
-                Ok(i) => i,
-            };
-            let Some(reply) = &reply else {
-                return problem(ApiError::Internal);
-            };
-            let receipt = |index: u64, entry: Option<&[u8]>| {
-                let stored;
-                let entry = match entry {
-                    Some(e) => e,
-                    None => {
-                        stored = core.store.entry(index).ok().flatten();
-                        stored.as_deref().ok_or(ApiError::Internal)?
-                    }
-                };
-                core.receipt(index, entry, &reply.checkpoint, &nodes)
-                    .map_err(|e| {
-                        tracing::error!(error = %e, index, "building a receipt");
-                        ApiError::Internal
-                    })
-            };
-            match reply.outcomes.get(i) {
-                Some(Outcome::Appended { index, entry }) => {
-                    match receipt(*index, Some(entry.as_slice())) {
-                        Ok(r) => (StatusCode::CREATED, SubmitItem::Receipt(r)),
-                        Err(e) => problem(e),
-                    }
-                }
-                Some(Outcome::Identical { index }) => match receipt(*index, None) {
-                    Ok(r) => (StatusCode::OK, SubmitItem::Receipt(r)),
-                    Err(e) => problem(e),
-                },
-                Some(Outcome::Rejected(r)) => problem(ApiError::Rejected(r.clone())),
-                Some(Outcome::Failed) => problem(ApiError::Unavailable),
-                None => problem(ApiError::Internal),
+    reply: Option<&JobReply>,
+    single: bool,
+) -> Response {
+    let nodes = core.proof_nodes();
+    let writer = reply.map(|r| ReceiptWriter::new(&r.checkpoint.note));
+    // About 1.5 KiB per receipt at a million entries.
+    let mut body = Vec::with_capacity(slots.len().saturating_mul(1536).min(1 << 24));
+    if !single {
+        body.push(b'[');
+    }
+    let mut status = StatusCode::OK;
+    for (n, slot) in slots.into_iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        let written = match (slot, reply, &writer) {
+            (Err(e), _, _) => Err(e),
+            (Ok(i), Some(reply), Some(writer)) => {
+                write_receipt(core, &nodes, reply, i, writer, &mut body)
             }
+            (Ok(_), _, _) => Err(ApiError::Internal),
+        };
+        match written {
+            Ok(s) => status = s,
+            Err(e) => {
+                let p = e.to_problem();
+                if single {
+                    return problem_response(&p);
+                }
+                if serde_json::to_writer(&mut body, &p).is_err() {
+                    return ApiError::Internal.into_response();
+                }
+            }
+        }
+    }
+    if !single {
+        body.push(b']');
+        status = StatusCode::OK;
+    }
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Writes the receipt of the candidate in slot `i` of `reply` into `body`
+/// and returns its status (201 appended, 200 already in the log), or the
+/// problem that refused it; nothing is written on an error.
+fn write_receipt(
+    core: &Core,
+    nodes: &ProofNodes<'_>,
+    reply: &JobReply,
+    i: usize,
+    writer: &ReceiptWriter,
+    body: &mut Vec<u8>,
+) -> Result<StatusCode, ApiError> {
+    let size = reply.checkpoint.size;
+    let proof = |index: u64| {
+        core.inclusion_path(index, size, nodes).map_err(|e| {
+            tracing::error!(error = %e, index, "building a receipt");
+            ApiError::Internal
         })
-        .collect()
+    };
+    match reply.outcomes.get(i) {
+        Some(Outcome::Appended {
+            index,
+            entry,
+            event_id,
+        }) => {
+            let path = proof(*index)?;
+            writer.write(body, event_id, *index, entry, &path);
+            Ok(StatusCode::CREATED)
+        }
+        Some(Outcome::Identical { index }) => {
+            let entry = core
+                .store
+                .entry(*index)
+                .ok()
+                .flatten()
+                .ok_or(ApiError::Internal)?;
+            let event_id = LogEntry::decode(&entry)
+                .map(|e| EventId::of_payload(&e.payload))
+                .map_err(|_| ApiError::Internal)?;
+            let path = proof(*index)?;
+            writer.write(body, &event_id, *index, &entry, &path);
+            Ok(StatusCode::OK)
+        }
+        Some(Outcome::Rejected(r)) => Err(ApiError::Rejected(r.clone())),
+        Some(Outcome::Failed) => Err(ApiError::Unavailable),
+        None => Err(ApiError::Internal),
+    }
 }
 
 pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {

@@ -21,6 +21,7 @@ mod governance;
 mod ingest;
 pub mod problem;
 mod read;
+mod receipt_json;
 pub mod serve;
 mod witnessed;
 

@@ -249,7 +249,11 @@ impl<'a> Batch<'a> {
             }
         }
         self.state.apply(index, c, &admission);
-        Ok(Outcome::Appended { index, entry })
+        Ok(Outcome::Appended {
+            index,
+            entry,
+            event_id: c.event_id(),
+        })
     }
 
     /// The new head of every workload the batch extended.

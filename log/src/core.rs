@@ -312,7 +312,7 @@ impl Core {
         nodes: &ProofNodes<'_>,
     ) -> Result<lineage_schemas::Receipt, ReadError> {
         use base64::Engine as _;
-        let proof = prove_inclusion(index, checkpoint.size, nodes)?;
+        let proof = self.inclusion_path(index, checkpoint.size, nodes)?;
         Ok(lineage_schemas::Receipt {
             format: lineage_schemas::RECEIPT_FORMAT.to_owned(),
             event_id: EventId::of_payload(
@@ -326,6 +326,20 @@ impl Core {
             checkpoint: checkpoint.note.clone(),
             inclusion_proof: proof.iter().map(Hash::to_base64).collect(),
         })
+    }
+
+    /// The audit path of `index` in the tree of `size`, from `nodes` (which
+    /// a caller proving many entries keeps for all of them).
+    ///
+    /// # Errors
+    /// Storage failures, a missing tile, or `index >= size`.
+    pub fn inclusion_path(
+        &self,
+        index: u64,
+        size: u64,
+        nodes: &ProofNodes<'_>,
+    ) -> Result<Vec<Hash>, ReadError> {
+        Ok(prove_inclusion(index, size, nodes)?)
     }
 
     /// The receipt of an entry already in the log, against the latest checkpoint.
@@ -348,13 +362,6 @@ impl Core {
             Some(&self.hot_tiles),
             Memo::Shared(&self.node_memo),
         )
-    }
-
-    /// A node source for the receipts of one batch of consecutive entries:
-    /// as [`Core::proof_nodes`], and the small nodes their audit paths share
-    /// are hashed once for the batch.
-    pub fn batch_proof_nodes(&self) -> ProofNodes<'_> {
-        ProofNodes::for_batch(self.store.as_ref(), Some(&self.hot_tiles), &self.node_memo)
     }
 
     /// Publishes the tiles of a durable commit; keeps, per level, only the

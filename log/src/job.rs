@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use lineage_ledger::keys::EventId;
 use lineage_ledger::rules::{Candidate, Rejection};
 use lineage_ledger::store::StoredCheckpoint;
 use tokio::sync::oneshot;
@@ -15,6 +16,8 @@ pub enum Outcome {
         index: u64,
         /// The encoded entry.
         entry: Arc<Vec<u8>>,
+        /// Its event ID (the BLAKE3 of its payload, known since parsing).
+        event_id: EventId,
     },
     /// Identical to the entry already at `index`.
     Identical {

@@ -53,7 +53,9 @@ pub use append::{AppendPlan, TileWrite, TreeEdge, plan_append};
 pub use mem::{MemNodes, MemTiles, MissingNode, MissingTile};
 pub use memo::{BoundedMemo, MemoNodes, NodeMemo};
 pub use proof::{NodeSource, ProofError, prove_consistency, prove_inclusion, root};
-pub use tiles::{MAX_TREE_SIZE, TileNodes, TileNodesError, TileSource, TileSpan, row_root};
+pub use tiles::{
+    MAX_TREE_SIZE, RowNodes, TileNodes, TileNodesError, TileSource, TileSpan, row_root,
+};
 pub use verify::{
     ConsistencyStep, ConsistencySteps, InclusionStep, InclusionSteps, Side, VerifyError,
     consistency_steps, inclusion_steps, root_from_inclusion, verify_consistency, verify_inclusion,

@@ -219,6 +219,88 @@ impl TileSpan {
     }
 }
 
+/// Slots of the interior nodes of one tile row: heights 1 to 7, `256 >> h` nodes each.
+const INTERIOR_SLOTS: usize = (TILE_WIDTH as usize) - 2;
+
+/// Where the nodes of `height` (1 to 7) start among a row's interior slots.
+fn interior_base(height: u8) -> usize {
+    // Heights 1.. take 128, 64, ... slots: the ones before `height` sum to 256 - 2^(9 - h).
+    (TILE_WIDTH as usize) - ((TILE_WIDTH as usize) >> (height - 1))
+}
+
+/// The nodes of one stored tile row, each interior node hashed at most once.
+///
+/// [`TileSpan::root`] hashes a node's whole run again every time it is asked (`count - 1`
+/// hashes); the audit paths of many neighbouring leaves ask for most nodes of their tile
+/// rows, so a caller proving many of them keeps one `RowNodes` per row: every node is then
+/// two child lookups and at most one hash, and a whole row costs at most 254 hashes however
+/// many proofs read it. Nodes are those [`TileSpan::root`] gives for the same bytes.
+#[derive(Clone)]
+pub struct RowNodes {
+    row: Vec<Hash>,
+    interior: Vec<Option<Hash>>,
+}
+
+impl std::fmt::Debug for RowNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowNodes")
+            .field("width", &self.row.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowNodes {
+    /// The nodes of a tile row as stored (32-byte hashes, concatenated; at most 256 are used,
+    /// a trailing partial hash is ignored).
+    pub fn new(tile: &[u8]) -> RowNodes {
+        RowNodes {
+            row: tile
+                .chunks_exact(HASH_SIZE)
+                .take(TILE_WIDTH as usize)
+                .filter_map(Hash::from_slice)
+                .collect(),
+            interior: Vec::new(),
+        }
+    }
+
+    /// Hashes in the row.
+    pub fn width(&self) -> usize {
+        self.row.len()
+    }
+
+    /// The node `span` names ([`TileSpan::root`] of this row's bytes); `None` when the row
+    /// is shorter than [`TileSpan::width`]. The caller matches the span's tile to this row.
+    pub fn root(&mut self, span: &TileSpan) -> Option<Hash> {
+        if usize::from(span.width()) > self.row.len() {
+            return None;
+        }
+        let height = span.count.trailing_zeros() as u8;
+        Some(self.node(height, usize::from(span.offset >> height)))
+    }
+
+    /// Node `pos` of `height` within the row; its run lies inside the row (checked by the
+    /// caller).
+    fn node(&mut self, height: u8, pos: usize) -> Hash {
+        if height == 0 {
+            return self.row.get(pos).copied().unwrap_or_default();
+        }
+        let slot = interior_base(height) + pos;
+        if let Some(Some(hash)) = self.interior.get(slot) {
+            return *hash;
+        }
+        let left = self.node(height - 1, 2 * pos);
+        let right = self.node(height - 1, 2 * pos + 1);
+        let hash = node_hash(&left, &right);
+        if self.interior.is_empty() {
+            self.interior = vec![None; INTERIOR_SLOTS];
+        }
+        if let Some(s) = self.interior.get_mut(slot) {
+            *s = Some(hash);
+        }
+        hash
+    }
+}
+
 /// Number of nodes of tree level `8 * tile_level` in a tree of `size`.
 pub(super) fn row_len(size: u64, tile_level: u8) -> u64 {
     size.checked_shr(u32::from(tile_level) * u32::from(TILE_HEIGHT))
@@ -341,6 +423,61 @@ mod tests {
             TileSpan::of_node(255, 1).map(|s| (s.level(), s.count(), s.width())),
             Some((31, 128, 256)),
         );
+    }
+
+    #[test]
+    fn row_nodes_hash_each_interior_node_once_and_agree_with_tile_spans() {
+        let f = fixture();
+        let tile = f.tiles.get(0, 0).unwrap_or_default();
+        let bytes: Vec<u8> = tile.iter().flat_map(|h| h.to_bytes()).collect();
+        check(bytes.len(), 256 * 32);
+        let mut nodes = RowNodes::new(&bytes);
+        check(nodes.width(), 256);
+        // Every node of the tile, in an order that asks for parents before children.
+        for level in (0..8u8).rev() {
+            for index in 0..(256u64 >> level) {
+                let span = TileSpan::of_node(level, index).expect("in range");
+                check(
+                    (level, index, nodes.root(&span)),
+                    (level, index, f.mem.node(level, index).ok()),
+                );
+            }
+        }
+        // Interior slots: 128 + 64 + ... + 2 = 254, each filled exactly once.
+        check(nodes.interior.iter().filter(|n| n.is_some()).count(), 254);
+        // A row shorter than the span answers None, as TileSpan::root does.
+        let mut short = RowNodes::new(bytes.get(..100 * 32).unwrap_or_default());
+        let span = TileSpan::of_node(7, 0).expect("in range");
+        check(short.root(&span), None);
+        check(
+            short.root(&span),
+            span.root(bytes.get(..100 * 32).unwrap_or_default()),
+        );
+        let span = TileSpan::of_node(5, 2).expect("in range");
+        check(short.root(&span), f.mem.node(5, 2).ok());
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Whatever the row's width and the order of the questions, a `RowNodes` answers as
+        /// `TileSpan::root` does on the same bytes.
+        #[test]
+        fn row_nodes_match_tile_span_roots(
+            width in 0usize..=256,
+            seed in any::<u8>(),
+            asks in proptest::collection::vec((0u8..8, 0u64..256), 1..64),
+        ) {
+            let bytes: Vec<u8> = (0..width * 32)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect();
+            let mut nodes = RowNodes::new(&bytes);
+            for (height, pos) in asks {
+                let index = pos >> height;
+                let span = TileSpan::of_node(height, index).expect("in range");
+                prop_assert_eq!(nodes.root(&span), span.root(&bytes));
+            }
+        }
     }
 
     /// A tile source returning fixed bytes, to exercise malformed stores.
