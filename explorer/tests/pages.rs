@@ -18,7 +18,7 @@ use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::note::{NoteSigner, NoteVerifier};
 use lineage_ledger::rules::{Authorities, KeyRecord};
 use lineage_ledger::store::{
-    CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow,
+    CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow, StoredTally,
 };
 use lineage_ledger::tree::{verify_consistency, verify_inclusion};
 use lineage_log::{Clock, LogConfig, LogService};
@@ -98,6 +98,9 @@ impl Store for Counting {
     fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
         self.inner.checkpoint_sizes(from, to)
     }
+    fn checkpoints_before(&self, before: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.inner.checkpoints_before(before, limit)
+    }
     fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.inner.witnessed(size)
     }
@@ -120,6 +123,12 @@ impl Store for Counting {
         limit: usize,
     ) -> Result<Vec<StoredRow>, StoreError> {
         self.inner.governance_scan(start, prefix, limit)
+    }
+    fn tally(&self) -> Result<Option<StoredTally>, StoreError> {
+        self.inner.tally()
+    }
+    fn put_tally(&self, t: &StoredTally) -> Result<(), StoreError> {
+        self.inner.put_tally(t)
     }
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         self.inner.commit(batch)
