@@ -164,21 +164,6 @@ fn suite(store: &dyn Store) {
         Some("checkpoint 257".into())
     );
     assert_eq!(store.checkpoint(258).expect("cp"), None);
-    assert_eq!(
-        store.checkpoint_sizes(0, 1000).expect("sizes"),
-        vec![0, 1, 256, 257, 557]
-    );
-    assert_eq!(
-        store.checkpoint_sizes(2, 556).expect("sizes"),
-        vec![256, 257]
-    );
-    assert_eq!(store.checkpoint_sizes(257, 257).expect("sizes"), vec![257]);
-    assert_eq!(
-        store.checkpoint_sizes(558, u64::MAX).expect("sizes"),
-        vec![70000]
-    );
-    assert!(store.checkpoint_sizes(258, 556).expect("sizes").is_empty());
-    assert!(store.checkpoint_sizes(5, 4).expect("sizes").is_empty());
     // Checkpoints newest first, below a size, by one reverse range read.
     let before = |b, limit| store.checkpoints_before(b, limit).expect("sizes");
     assert_eq!(before(u64::MAX, 100), vec![70000, 557, 257, 256, 1, 0]);

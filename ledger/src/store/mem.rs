@@ -194,18 +194,6 @@ impl Store for MemStore {
         Ok(self.lock().checkpoints.get(&size).cloned())
     }
 
-    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
-        if from > to {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .lock()
-            .checkpoints
-            .range(from..=to)
-            .map(|(s, _)| *s)
-            .collect())
-    }
-
     fn checkpoints_before(&self, before: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         Ok(self
             .lock()

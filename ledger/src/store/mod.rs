@@ -141,13 +141,6 @@ pub trait Store: Send + Sync + 'static {
     /// Storage failures.
     fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
 
-    /// The tree sizes in `from..=to` at which a checkpoint was issued, ascending
-    /// (one range read instead of a lookup per size).
-    ///
-    /// # Errors
-    /// Storage failures.
-    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError>;
-
     /// Up to `limit` tree sizes below `before` at which a checkpoint was
     /// issued, newest first: one reverse range read, however many sizes lie
     /// between them.

@@ -392,26 +392,6 @@ impl Store for RocksStore {
             .transpose()
     }
 
-    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
-        let mut out = Vec::new();
-        if from > to {
-            return Ok(out);
-        }
-        let start = from.to_be_bytes();
-        for item in self.db.iterator_cf(
-            self.cf(CF_CHECKPOINTS)?,
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            let (k, _) = item?;
-            let size = suffix_u64(CF_CHECKPOINTS, &k)?;
-            if size > to {
-                break;
-            }
-            out.push(size);
-        }
-        Ok(out)
-    }
-
     fn checkpoints_before(&self, before: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
         let Some(last) = before.checked_sub(1) else {
