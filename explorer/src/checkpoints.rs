@@ -1,9 +1,9 @@
 //! `/checkpoints`: the signed checkpoints, newest first, each with a link to
 //! its consistency proof against the latest.
 //!
-//! Sizes come from the explorer's index (the newest ten thousand); past
-//! that, a page probes the store size by size, at most [`PROBE_BUDGET`]
-//! point reads (the store has no reverse listing of checkpoints).
+//! Sizes come from the store's reverse listing of its checkpoint rows
+//! (`Store::checkpoints_before`): one range read of a page's worth, at any
+//! depth of the history, with no index and no probing.
 
 use std::collections::HashMap;
 
@@ -20,8 +20,6 @@ use crate::{Explorer, blocking};
 
 /// Checkpoints per page.
 const PAGE: usize = 25;
-/// Most sizes probed per page beyond the index.
-const PROBE_BUDGET: u64 = 2_000;
 
 pub(crate) struct CpRow {
     pub size: u64,
@@ -43,7 +41,6 @@ struct CheckpointsPage {
     older: Option<String>,
     newest: bool,
     head_size: String,
-    probed: Option<String>,
     /// With a witness policy: the latest witnessed size (text), or a
     /// sentence saying none met the quorum yet.
     witnessing: Option<String>,
@@ -63,35 +60,11 @@ pub(crate) async fn page(
         })?),
     };
     let head = ex.core().head();
-    let idx = ex.index.clone();
     let head_size = head.size;
     let witnessing_on = ex.log.witnessing().is_some();
-    let (cps, probed_to, more) = blocking(&ex, move |core| {
-        let caught_up = idx.top_up(core)?;
+    let (cps, more) = blocking(&ex, move |core| {
         let limit = before.unwrap_or(head_size + 1).min(head_size + 1);
-        // While the index is still catching up it lacks the newest
-        // checkpoints: probe from the top instead.
-        let (mut sizes, complete) = if caught_up {
-            idx.checkpoints_before(limit, PAGE + 1)
-        } else {
-            (Vec::new(), false)
-        };
-        let mut probed_to = None;
-        if sizes.len() <= PAGE && !complete {
-            // Below what the index remembers (or all of it): probe the store.
-            let mut s = sizes.last().copied().unwrap_or(limit);
-            let mut probes = 0;
-            while s > 0 && sizes.len() <= PAGE && probes < PROBE_BUDGET {
-                s -= 1;
-                probes += 1;
-                if core.store.checkpoint(s)?.is_some() {
-                    sizes.push(s);
-                }
-            }
-            if s > 0 && sizes.len() <= PAGE {
-                probed_to = Some(s);
-            }
-        }
+        let mut sizes = core.store.checkpoints_before(limit, PAGE + 1)?;
         let more = sizes.len() > PAGE;
         sizes.truncate(PAGE);
         let mut cps = Vec::with_capacity(sizes.len());
@@ -100,7 +73,7 @@ pub(crate) async fn page(
                 cps.push(cp);
             }
         }
-        Ok((cps, probed_to, more))
+        Ok((cps, more))
     })
     .await?;
     let now = ex.core().clock.now();
@@ -125,21 +98,14 @@ pub(crate) async fn page(
             note: cp.note,
         })
         .collect();
-    let older = match (rows.last(), more, probed_to) {
-        (_, _, Some(s)) => Some(format!("/checkpoints?before={}", s + 1)),
-        (Some(last), true, _) => Some(format!("/checkpoints?before={}", last.size)),
-        _ => None,
-    };
+    let older = rows
+        .last()
+        .filter(|_| more)
+        .map(|last| format!("/checkpoints?before={}", last.size));
     let page = CheckpointsPage {
         layout: Layout::new("Checkpoints", "checkpoints").with_origin(&ex.core().config.origin),
         newest: before.is_none(),
         head_size: count(head.size),
-        probed: probed_to.map(|s| {
-            format!(
-                "Searched down to tree size {} without filling the page; older checkpoints continue below.",
-                count(s)
-            )
-        }),
         witnessing: witnessing.map(|w| match w.latest() {
             Some(l) => format!(
                 "The latest checkpoint that met the witness policy's quorum has tree size {}; \

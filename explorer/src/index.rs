@@ -1,38 +1,56 @@
-//! The explorer's in-memory index: what a page would otherwise need a pass
-//! over the whole log for. A background task follows the log in chunks (a
-//! one-off catch-up over an existing log, then a few entries per commit), and
-//! a page tops it up itself, within a small budget, before reading it, so a
+//! The explorer's index: the counts a page would otherwise need a pass over
+//! the whole log for (runtime events, governance statements, workloads,
+//! events per kind). A background task follows the log in chunks, and a
+//! page tops it up itself, within a small budget, before reading it, so a
 //! page never shows stale counts on a small log and never pays for a big one.
 //!
-//! Memory is bounded: counters, at most [`MAX_KINDS`] kinds, and the sizes of
-//! the newest [`MAX_CHECKPOINTS`] checkpoints (older ones are found by probing
-//! the store, see `checkpoints.rs`).
+//! **Restart without a rescan.** The follower saves the index in the store
+//! as a [`StoredTally`] (one unsynced row beside the log, see
+//! `Store::put_tally`) whenever it catches up and every [`SAVE_EVERY`]
+//! entries while it catches up; the first read after a start restores it
+//! and goes on from the entry it stops at. A tally counts only entries that
+//! were committed, so it is always the count of a prefix of the log; it
+//! names the leaf hash of its last entry, and is restored only if the log
+//! has that entry with that hash. Losing the newest save (a crash, say)
+//! costs a recount of the entries since the one before. A store without a
+//! tally (written before it existed), or with one that does not decode or
+//! does not match the log, is counted from entry 0 once, as before, and the
+//! next save replaces the row. Restoring is one row and one entry read, on
+//! the blocking pool and never before `/readyz`: a page asked meanwhile
+//! does it itself.
 //!
-//! The store has no listing of checkpoints, workloads or kinds; with a
-//! reverse range read over its checkpoint rows (`Store::checkpoints_before`)
-//! and a workload count, most of this would not be needed.
+//! Memory is bounded: counters and at most [`MAX_KINDS`] kinds (the first
+//! ones in log order; a restored tally with more is not this index's and is
+//! not restored). Checkpoint sizes are not indexed: the store lists them
+//! newest first (`Store::checkpoints_before`, see `checkpoints.rs`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use lineage_ledger::entry::{EntryType, LogEntry};
+use lineage_ledger::store::{StoreError, StoredTally};
+use lineage_ledger::{Hash, leaf_hash};
 use lineage_log::Core;
 use serde::Deserialize;
 
 use crate::page::PageError;
 
-/// Distinct event kinds remembered (for the filter's suggestions).
+/// Distinct event kinds remembered (for the filter's suggestions): the
+/// first ones in log order. A saved tally follows the limit of the build
+/// that saved it; a build that raises the limit must not restore a full
+/// tally of the old one (a recount would find kinds it lacks).
 pub(crate) const MAX_KINDS: usize = 256;
-/// Newest checkpoint sizes remembered.
-pub(crate) const MAX_CHECKPOINTS: usize = 10_000;
 /// Entries read per step (one lock hold).
 const CHUNK: u64 = 512;
 /// Most entries a page indexes itself before it reads the index.
 pub(crate) const PAGE_BUDGET: u64 = 2048;
+/// Most entries indexed between two saves while catching up (a crash in a
+/// catch-up of a big log then costs at most this many entries again).
+const SAVE_EVERY: u64 = 1 << 16;
 
 /// What the index knows, up to `next`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     /// Entries indexed: `[0, next)`.
     pub next: u64,
@@ -49,9 +67,13 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Default)]
 struct State {
     snap: Snapshot,
-    /// Sizes of the newest checkpoints, ascending; size 0 is the genesis checkpoint.
-    checkpoints: VecDeque<u64>,
-    genesis_checked: bool,
+    /// The leaf hash of entry `snap.next - 1` (none before the first entry).
+    last_leaf: Option<Hash>,
+    /// Whether the saved tally has been looked at (the first read does it).
+    restored: bool,
+    /// The `next` of the tally in the store, restored or saved: nothing
+    /// below it needs saving.
+    saved: u64,
 }
 
 /// The index; see the module docs.
@@ -73,6 +95,47 @@ impl Index {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Restores the saved tally into a fresh index, once: one row and one
+    /// entry read. A tally that does not decode or does not fit the log is
+    /// left alone (the index counts from 0; the next save replaces it).
+    ///
+    /// # Errors
+    /// Store failures other than a damaged tally (the next read retries).
+    fn restore(st: &mut State, core: &Core, head: u64) -> Result<(), PageError> {
+        if st.restored {
+            return Ok(());
+        }
+        let tally = match core.store.tally() {
+            Ok(t) => t,
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(error = %e, "explorer index: saved tally ignored, counting from entry 0");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(t) = tally {
+            let last = match t.covers.checked_sub(1).filter(|_| t.covers <= head) {
+                Some(i) => core.store.entry(i)?,
+                None => None,
+            };
+            let covers = t.covers;
+            match restorable(t, head, last.as_deref()) {
+                Some((snap, leaf)) => {
+                    st.saved = snap.next;
+                    st.snap = snap;
+                    st.last_leaf = Some(leaf);
+                }
+                None => tracing::warn!(
+                    covers,
+                    head,
+                    "explorer index: saved tally does not match the log, counting from entry 0"
+                ),
+            }
+        }
+        st.restored = true;
+        Ok(())
+    }
+
     /// Indexes up to `budget` more entries of the committed log. Returns true
     /// when the index has reached the head.
     ///
@@ -83,12 +146,7 @@ impl Index {
         let mut done = 0;
         loop {
             let mut st = self.lock();
-            if !st.genesis_checked {
-                if core.store.checkpoint(0)?.is_some() {
-                    st.checkpoints.push_back(0);
-                }
-                st.genesis_checked = true;
-            }
+            Self::restore(&mut st, core, head)?;
             let start = st.snap.next;
             if start >= head {
                 return Ok(true);
@@ -98,64 +156,93 @@ impl Index {
             }
             let end = head.min(start + CHUNK).min(start + (budget - done));
             let entries = core.store.entries(start, end)?;
-            // A checkpoint is signed for the size after each batch.
-            let found = if entries.is_empty() {
-                Vec::new()
-            } else {
-                core.store
-                    .checkpoint_sizes(start + 1, start + entries.len() as u64)?
+            let Some(last) = entries.last() else {
+                return Ok(true);
             };
             for bytes in &entries {
                 st.snap.count(bytes);
             }
             st.snap.next = start + entries.len() as u64;
-            for size in found {
-                st.checkpoints.push_back(size);
-                if st.checkpoints.len() > MAX_CHECKPOINTS {
-                    st.checkpoints.pop_front();
-                }
-            }
+            st.last_leaf = Some(leaf_hash(last));
             done += entries.len() as u64;
-            if entries.is_empty() {
-                return Ok(true);
-            }
         }
     }
 
     /// What a page calls before reading the index: indexes what is left if
-    /// that is at most [`PAGE_BUDGET`] entries (a small log, or the last few
-    /// commits), and otherwise leaves the catch-up to the follower, so a
-    /// page never pays for it. Returns true when the index is at the head.
+    /// that is at most [`PAGE_BUDGET`] entries (a small log, the last few
+    /// commits, or what a restart's restored tally leaves), and otherwise
+    /// leaves the catch-up to the follower, so a page never pays for it.
+    /// Returns true when the index is at the head.
     ///
     /// # Errors
     /// Store failures.
     pub fn top_up(&self, core: &Core) -> Result<bool, PageError> {
-        let behind = core.head().size.saturating_sub(self.lock().snap.next);
+        let head = core.head().size;
+        let behind = {
+            let mut st = self.lock();
+            Self::restore(&mut st, core, head)?;
+            head.saturating_sub(st.snap.next)
+        };
         if behind > PAGE_BUDGET {
             return Ok(false);
         }
         self.advance(core, PAGE_BUDGET)
     }
 
+    /// Saves the index as the store's tally when [`save_due`] says so.
+    /// Returns whether it wrote. A failed write is not retried until the
+    /// index has moved on (losing a save only costs a recount).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn save(&self, core: &Core, caught_up: bool) -> Result<bool, StoreError> {
+        let tally = {
+            let mut st = self.lock();
+            let (Some(leaf), true) = (st.last_leaf, save_due(st.saved, st.snap.next, caught_up))
+            else {
+                return Ok(false);
+            };
+            st.saved = st.snap.next;
+            st.snap.to_tally(leaf)
+        };
+        core.store.put_tally(&tally)?;
+        Ok(true)
+    }
+
     /// The counters and kinds.
     pub fn snapshot(&self) -> Snapshot {
         self.lock().snap.clone()
     }
+}
 
-    /// Up to `limit` remembered checkpoint sizes below `before`, newest
-    /// first, and whether the memory reaches back to size 0.
-    pub fn checkpoints_before(&self, before: u64, limit: usize) -> (Vec<u64>, bool) {
-        let st = self.lock();
-        let sizes = st
-            .checkpoints
-            .iter()
-            .rev()
-            .copied()
-            .filter(|s| *s < before)
-            .take(limit)
-            .collect();
-        (sizes, st.checkpoints.front() == Some(&0))
+/// Whether the follower saves now: when it has indexed entries the saved
+/// tally lacks and has caught up (at most one write per follower step, two
+/// a second), or has indexed [`SAVE_EVERY`] of them while catching up.
+fn save_due(saved: u64, next: u64, caught_up: bool) -> bool {
+    next > saved && (caught_up || next - saved >= SAVE_EVERY)
+}
+
+/// A saved tally as the index to go on from, if it fits a log of `head`
+/// entries whose entry `covers - 1` is `last_entry`: it covers at least one
+/// entry and at most the log, that entry's leaf hash is the one it names,
+/// and it keeps no more kinds than this index does. Otherwise `None` (count
+/// from 0).
+fn restorable(t: StoredTally, head: u64, last_entry: Option<&[u8]>) -> Option<(Snapshot, Hash)> {
+    let fits = t.covers > 0
+        && t.covers <= head
+        && t.kinds.len() <= MAX_KINDS
+        && last_entry.is_some_and(|e| leaf_hash(e) == t.last_leaf);
+    if !fits {
+        return None;
     }
+    let snap = Snapshot {
+        next: t.covers,
+        events: t.events,
+        governance: t.governance,
+        workloads: t.workloads,
+        kinds: t.kinds,
+    };
+    Some((snap, t.last_leaf))
 }
 
 impl Snapshot {
@@ -180,11 +267,23 @@ impl Snapshot {
             }
         }
     }
+
+    fn to_tally(&self, last_leaf: Hash) -> StoredTally {
+        StoredTally {
+            covers: self.next,
+            last_leaf,
+            events: self.events,
+            governance: self.governance,
+            workloads: self.workloads,
+            kinds: self.kinds.clone(),
+        }
+    }
 }
 
 /// Follows the log until the index or the log is dropped: a chunk at a
-/// time while behind, then a look every half second. It holds the log only
-/// while it reads a chunk, so a stopped log releases its store.
+/// time while behind, then a look every half second, saving the index as it
+/// goes ([`Index::save`]). It holds the log only while it reads a chunk, so
+/// a stopped log releases its store.
 pub(crate) fn spawn_follower(index: Weak<Index>, core: Weak<Core>) {
     tokio::spawn(async move {
         loop {
@@ -192,7 +291,11 @@ pub(crate) fn spawn_follower(index: Weak<Index>, core: Weak<Core>) {
             let c = core.clone();
             let step = tokio::task::spawn_blocking(move || {
                 let core = c.upgrade()?;
-                Some(idx.advance(&core, CHUNK * 8).unwrap_or(true))
+                let caught_up = idx.advance(&core, CHUNK * 8).unwrap_or(true);
+                if let Err(e) = idx.save(&core, caught_up) {
+                    tracing::warn!(error = %e, "explorer index: saving the tally failed");
+                }
+                Some(caught_up)
             })
             .await
             .unwrap_or(Some(true));
@@ -201,4 +304,82 @@ pub(crate) fn spawn_follower(index: Weak<Index>, core: Weak<Core>) {
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_follower_saves_on_catch_up_and_every_so_often_while_catching_up() {
+        assert!(!save_due(0, 0, true), "nothing indexed");
+        assert!(!save_due(100, 100, true), "nothing new");
+        assert!(save_due(100, 101, true), "caught up with something new");
+        assert!(!save_due(100, 100 + SAVE_EVERY - 1, false));
+        assert!(save_due(100, 100 + SAVE_EVERY, false));
+        assert!(!save_due(100, 50, true), "behind the saved tally");
+    }
+
+    fn tally(last_entry: &[u8]) -> StoredTally {
+        StoredTally {
+            covers: 10,
+            last_leaf: leaf_hash(last_entry),
+            events: 8,
+            governance: 2,
+            workloads: 1,
+            kinds: [("tool.invoke".to_owned(), 7)].into(),
+        }
+    }
+
+    #[test]
+    fn a_tally_of_this_log_is_restored_as_it_was_saved() {
+        let (snap, leaf) = restorable(tally(b"entry 9"), 10, Some(b"entry 9")).expect("fits");
+        assert_eq!(leaf, leaf_hash(b"entry 9"));
+        assert_eq!(
+            snap,
+            Snapshot {
+                next: 10,
+                events: 8,
+                governance: 2,
+                workloads: 1,
+                kinds: [("tool.invoke".to_owned(), 7)].into(),
+            }
+        );
+        assert_eq!(snap.to_tally(leaf), tally(b"entry 9"));
+        assert!(
+            restorable(tally(b"entry 9"), 500, Some(b"entry 9")).is_some(),
+            "behind the head: topped up"
+        );
+    }
+
+    #[test]
+    fn a_tally_that_does_not_fit_the_log_is_not_restored() {
+        let check = |t: StoredTally, head: u64, last: Option<&[u8]>| {
+            assert_eq!(restorable(t, head, last), None);
+        };
+        check(tally(b"entry 9"), 10, Some(b"other entry"));
+        check(tally(b"entry 9"), 10, None);
+        check(tally(b"entry 9"), 9, Some(b"entry 9"));
+        check(
+            StoredTally {
+                covers: 0,
+                events: 0,
+                governance: 0,
+                workloads: 0,
+                kinds: BTreeMap::new(),
+                ..tally(b"")
+            },
+            10,
+            Some(b""),
+        );
+        let many = (0..=MAX_KINDS).map(|i| (format!("k{i}"), 0)).collect();
+        check(
+            StoredTally {
+                kinds: many,
+                ..tally(b"entry 9")
+            },
+            10,
+            Some(b"entry 9"),
+        );
+    }
 }

@@ -24,10 +24,12 @@
 //! **Cost.** Every page is bounded: point reads and short range reads by
 //! index, binary searches over the (monotone) integration time, and bounded
 //! scans for the filters the store has no index for (a page says when it
-//! stopped scanning). What needs a pass over the whole log (the workload
-//! count, the checkpoint history, the event kinds) comes from a small
-//! in-memory [`index`] that a background task fills from the store, in
-//! chunks, and that pages top up (boundedly) before they read it.
+//! stopped scanning). What needs a pass over the whole log (the event,
+//! statement and workload counts, the event kinds) comes from a small
+//! [`index`] that a background task fills from the store, in chunks, and
+//! saves in the store, so a restart goes on from the saved counts instead of
+//! reading the log again; pages top it up (boundedly) before they read it.
+//! The checkpoint history is the store's own reverse listing.
 
 mod assets;
 mod checkpoints;
@@ -76,8 +78,10 @@ impl Explorer {
 /// fallback: this router has none).
 ///
 /// When called inside a tokio runtime it also starts the background task that
-/// keeps the explorer's [`index`] in step with the log; the task ends when the
-/// router is dropped.
+/// keeps the explorer's [`index`] in step with the log (restoring the counts
+/// it saved in the store, then saving them as it goes); the task ends when
+/// the router is dropped. Nothing here reads the store: the router is ready
+/// at once, whatever the size of the log.
 pub fn router(log: Arc<LogService>) -> Router {
     let index = Arc::new(index::Index::default());
     if tokio::runtime::Handle::try_current().is_ok() {

@@ -13,12 +13,12 @@ use ed25519_dalek::SigningKey;
 use lineage_api::AppState;
 use lineage_ledger::checkpoint::verify_checkpoint;
 use lineage_ledger::dsse::{PayloadType, SignedEnvelope};
-use lineage_ledger::hash::Hash;
+use lineage_ledger::hash::{Hash, leaf_hash};
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::note::{NoteSigner, NoteVerifier};
 use lineage_ledger::rules::{Authorities, KeyRecord};
 use lineage_ledger::store::{
-    CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow,
+    CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow, StoredTally,
 };
 use lineage_ledger::tree::{verify_consistency, verify_inclusion};
 use lineage_log::{Clock, LogConfig, LogService};
@@ -95,8 +95,8 @@ impl Store for Counting {
     fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.inner.checkpoint(size)
     }
-    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
-        self.inner.checkpoint_sizes(from, to)
+    fn checkpoints_before(&self, before: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.inner.checkpoints_before(before, limit)
     }
     fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.inner.witnessed(size)
@@ -121,6 +121,12 @@ impl Store for Counting {
     ) -> Result<Vec<StoredRow>, StoreError> {
         self.inner.governance_scan(start, prefix, limit)
     }
+    fn tally(&self) -> Result<Option<StoredTally>, StoreError> {
+        self.inner.tally()
+    }
+    fn put_tally(&self, t: &StoredTally) -> Result<(), StoreError> {
+        self.inner.put_tally(t)
+    }
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         self.inner.commit(batch)
     }
@@ -134,7 +140,13 @@ struct Ledger {
 
 impl Ledger {
     fn new() -> Ledger {
-        let store = Arc::new(Counting::default());
+        Ledger::open(Arc::new(Counting::default()), true)
+    }
+
+    /// The ledger over `store` (a restart when the store was used before),
+    /// with or without the explorer (without: a ledger of a build before the
+    /// explorer saved its index).
+    fn open(store: Arc<Counting>, explorer: bool) -> Ledger {
         let log = Arc::new(
             LogService::start(
                 store.clone(),
@@ -149,12 +161,19 @@ impl Ledger {
             .expect("start"),
         );
         let state = AppState::new(log.clone());
-        let app = lineage_api::app(
-            state.clone(),
-            lineage_explorer::router(state.log.clone()),
-            None,
-        );
+        let pages = if explorer {
+            lineage_explorer::router(state.log.clone())
+        } else {
+            Router::new()
+        };
+        let app = lineage_api::app(state.clone(), pages, None);
         Ledger { app, log, store }
+    }
+
+    /// Stops the log and drops the pages (and with them the index's follower).
+    async fn stop(self) -> Arc<Counting> {
+        self.log.shutdown().await;
+        self.store
     }
 
     async fn post(&self, body: Vec<u8>) -> (StatusCode, Value) {
@@ -1176,4 +1195,213 @@ async fn an_event_signed_before_its_grant_expired_says_so_after_it_has() {
         .ok()
         .has(&["valid at this index; the grant has expired since"])
         .lacks(&["granted, active", "not valid at this index"]);
+}
+
+/// Appends workloads `from..from + n` of agent/planner (granted), ten events
+/// each: `workload.start`, eight steps of three kinds, `workload.end`; 500
+/// events a request.
+async fn grow(l: &Ledger, from: usize, n: usize) {
+    let planner = key("planner");
+    let mut batch = Vec::new();
+    for w in from..from + n {
+        let mut prev: Option<String> = None;
+        for seq in 0..10u64 {
+            let kind = match seq {
+                0 => "workload.start".to_owned(),
+                9 => "workload.end".to_owned(),
+                s => format!("step.{}", s % 3),
+            };
+            let e = event(
+                &planner,
+                "agent/planner",
+                &format!("bulk-{w}"),
+                seq,
+                (prev.as_deref(), &[]),
+                &kind,
+                json!({}),
+            );
+            prev = Some(e.event_id().to_string());
+            batch.push(e.to_wire());
+        }
+        if batch.len() >= 500 || w + 1 == from + n {
+            let (st, v) = l.post(serde_json::to_vec(&batch).expect("json")).await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            batch.clear();
+        }
+    }
+}
+
+/// The text of `page` between `start` and the next `end`.
+fn between(page: &str, start: &str, end: &str) -> String {
+    let from = page.find(start).expect("start") + start.len();
+    let to = from + page[from..].find(end).expect("end");
+    page[from..to].to_owned()
+}
+
+/// What the pages show of the index: the dashboard's counters and the kinds
+/// the entries filter suggests.
+async fn counts(l: &Ledger) -> (String, String) {
+    let dashboard = l.get("/").await.ok().lacks(&["counting ("]).text;
+    let entries = l.get("/entries").await.ok().text;
+    (
+        between(&dashboard, "<section class=\"stats\">", "</section>"),
+        between(&entries, "<datalist id=\"kinds\">", "</datalist>"),
+    )
+}
+
+/// Waits until the index has saved a tally of the whole log (it has caught
+/// up, then), and returns [`counts`].
+async fn settled(l: &Ledger) -> (String, String) {
+    let head = l.log.head().size;
+    let last = head
+        .checked_sub(1)
+        .and_then(|i| l.store.inner.entry(i).expect("entry"))
+        .expect("a log with entries");
+    let of_log = |t: StoredTally| t.covers == head && t.last_leaf == leaf_hash(&last);
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !l.store.inner.tally().ok().flatten().is_some_and(of_log) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the index saves a tally covering the log");
+    counts(l).await
+}
+
+fn reads(store: &Counting) -> u64 {
+    store.entries.load(Ordering::Relaxed)
+}
+
+/// The explorer's counts survive a restart without a pass over the log:
+/// restored from the saved tally (one entry read, to check it is this log's),
+/// topped up when saves were lost, and counted again from entry 0 when the
+/// tally is damaged or names another log; the pages show the same counts
+/// every time.
+#[tokio::test]
+async fn a_restart_goes_on_from_the_saved_index_instead_of_reading_the_log_again() {
+    let s = scenario().await;
+    grow(&s.l, 0, 200).await;
+    settled(&s.l).await;
+    let older = s.l.store.inner.tally().expect("tally").expect("saved");
+    grow(&s.l, 200, 100).await;
+    let live = settled(&s.l).await;
+    assert!(live.0.contains("3,007 events"), "{}", live.0);
+    let size = s.l.log.head().size;
+    let full = s.l.store.inner.tally().expect("tally").expect("saved");
+    assert_eq!((full.covers, size - older.covers), (size, 1000));
+    let store = s.l.stop().await;
+
+    // Restored: one entry read, the last the tally covers.
+    let l = Ledger::open(store.clone(), true);
+    let before = reads(&store);
+    let found = l.get("/search?q=step.2").await;
+    assert_eq!(found.location(), "/entries?kind=step.2");
+    assert_eq!(reads(&store) - before, 1, "restart read the log");
+    assert_eq!(counts(&l).await, live);
+    let store = l.stop().await;
+
+    // Saves lost (a crash): the older tally is topped up with what it lacks.
+    store.inner.put_tally(&older).expect("put");
+    let l = Ledger::open(store.clone(), true);
+    let before = reads(&store);
+    let found = l.get("/search?q=step.2").await;
+    assert_eq!(found.location(), "/entries?kind=step.2");
+    assert_eq!(reads(&store) - before, 1 + 1000);
+    assert_eq!(settled(&l).await, live);
+    let store = l.stop().await;
+
+    // Damaged, or of another log: counted from entry 0, then saved again.
+    let foreign = StoredTally {
+        last_leaf: Hash::from_bytes([7; 32]),
+        ..full.clone()
+    };
+    for plant in [b"\x01damaged".to_vec(), foreign.to_bytes()] {
+        store.inner.put_tally_bytes(&plant);
+        let l = Ledger::open(store.clone(), true);
+        let before = reads(&store);
+        assert_eq!(settled(&l).await, live);
+        assert!(reads(&store) - before >= size, "counted from entry 0");
+        assert_eq!(store.inner.tally().expect("tally"), Some(full.clone()));
+        l.stop().await;
+    }
+}
+
+/// A store written before the explorer saved its index has no tally: the
+/// first start counts it from entry 0 (as every start used to) and saves one.
+#[tokio::test]
+async fn a_store_without_a_saved_index_is_counted_from_the_first_entry() {
+    let l = Ledger::open(Arc::new(Counting::default()), false);
+    l.grant("agent/planner", &key("planner"), "grant").await;
+    grow(&l, 0, 300).await;
+    let store = l.stop().await;
+    assert_eq!(store.inner.tally().expect("tally"), None);
+    let l = Ledger::open(store, true);
+    let (stats, kinds) = settled(&l).await;
+    for n in [
+        "<p class=\"stat-value\">300</p><p class=\"stat-sub\">3,000 events</p>",
+        "<p class=\"stat-value\">1</p><p class=\"stat-sub\">key grants",
+    ] {
+        assert!(stats.contains(n), "{n:?} not in {stats}");
+    }
+    assert_eq!(
+        kinds,
+        [
+            "step.0",
+            "step.1",
+            "step.2",
+            "workload.end",
+            "workload.start"
+        ]
+        .map(|k| format!("<option value=\"{k}\">"))
+        .concat()
+    );
+    l.get("/governance")
+        .await
+        .ok()
+        .has(&["id=\"closed-workloads\">300</p>"]);
+    l.stop().await;
+}
+
+/// The checkpoint history comes from the store's reverse listing: paging
+/// down from the newest reaches every checkpoint once, down to size 0.
+#[tokio::test]
+async fn the_checkpoint_history_pages_through_every_checkpoint_newest_first() {
+    let s = scenario().await;
+    let planner = key("planner");
+    let mut prev = s.ids[10].clone();
+    for seq in 5..35 {
+        let e = event(
+            &planner,
+            "agent/planner",
+            "task-1",
+            seq,
+            (Some(&prev), &[]),
+            "tool.invoke",
+            json!({}),
+        );
+        prev = s.l.submit(&e).await["event_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+    }
+    let head = s.l.log.head().size;
+    let mut sizes = Vec::new();
+    let mut next = Some("/checkpoints".to_owned());
+    while let Some(uri) = next {
+        let p = s.l.get(&uri).await.ok();
+        let rows = between(&p.text, "<tbody>", "</tbody>");
+        for cell in rows.split("<td class=\"num\">").skip(1) {
+            let text = &cell[..cell.find("</td>").expect("cell")];
+            sizes.push(text.replace(',', "").parse::<u64>().expect("size"));
+        }
+        next = p
+            .text
+            .split("href=\"")
+            .filter_map(|h| h.split('"').next())
+            .find(|h| h.starts_with("/checkpoints?before="))
+            .map(str::to_owned);
+    }
+    // One checkpoint per commit: the genesis, then one per accepted post.
+    assert_eq!(sizes, (0..=head).rev().collect::<Vec<_>>());
+    s.l.log.shutdown().await;
 }

@@ -8,7 +8,7 @@ use lineage_ledger::rules::KeyRecord;
 use lineage_ledger::state::GovernanceDelta;
 use lineage_ledger::store::{
     CommitBatch, FORMAT_VERSION, Fault, GovernanceReads, MemStore, RocksStore, Store, StoreError,
-    StoreMeta, StoreTiles, StoredCheckpoint, governance_rows, open_log,
+    StoreMeta, StoreTiles, StoredCheckpoint, StoredTally, governance_rows, open_log,
 };
 use lineage_ledger::tree::{TileNodes, TreeEdge, plan_append, root};
 use lineage_ledger::{Hash, leaf_hash};
@@ -164,21 +164,33 @@ fn suite(store: &dyn Store) {
         Some("checkpoint 257".into())
     );
     assert_eq!(store.checkpoint(258).expect("cp"), None);
-    assert_eq!(
-        store.checkpoint_sizes(0, 1000).expect("sizes"),
-        vec![0, 1, 256, 257, 557]
-    );
-    assert_eq!(
-        store.checkpoint_sizes(2, 556).expect("sizes"),
-        vec![256, 257]
-    );
-    assert_eq!(store.checkpoint_sizes(257, 257).expect("sizes"), vec![257]);
-    assert_eq!(
-        store.checkpoint_sizes(558, u64::MAX).expect("sizes"),
-        vec![70000]
-    );
-    assert!(store.checkpoint_sizes(258, 556).expect("sizes").is_empty());
-    assert!(store.checkpoint_sizes(5, 4).expect("sizes").is_empty());
+    // Checkpoints newest first, below a size, by one reverse range read.
+    let before = |b, limit| store.checkpoints_before(b, limit).expect("sizes");
+    assert_eq!(before(u64::MAX, 100), vec![70000, 557, 257, 256, 1, 0]);
+    assert_eq!(before(70001, 2), vec![70000, 557]);
+    assert_eq!(before(70000, 2), vec![557, 257], "below, not at");
+    assert_eq!(before(557, 100), vec![257, 256, 1, 0]);
+    assert_eq!(before(2, 100), vec![1, 0]);
+    assert_eq!(before(1, 100), vec![0]);
+    assert!(before(0, 100).is_empty());
+    assert!(before(70001, 0).is_empty());
+
+    // The tally: none until a reader saves one, then the latest saved.
+    assert_eq!(store.tally().expect("tally"), None);
+    let mut tally = StoredTally {
+        covers: 300,
+        last_leaf: leaf_hash(b"entry 299"),
+        events: 290,
+        governance: 10,
+        workloads: 2,
+        kinds: [("tool.invoke".to_owned(), 200)].into(),
+    };
+    store.put_tally(&tally).expect("put tally");
+    assert_eq!(store.tally().expect("tally"), Some(tally.clone()));
+    tally.covers = 70000;
+    tally.kinds.insert("workload.end".into(), 3);
+    store.put_tally(&tally).expect("put tally");
+    assert_eq!(store.tally().expect("tally"), Some(tally));
     assert_eq!(
         store.runtime_counts().expect("counts"),
         vec![("agent/a".into(), 70000)]
@@ -289,11 +301,36 @@ fn rocksdb_store_passes_the_suite_and_survives_reopen() {
     assert_eq!(store.meta().expect("meta"), Some(meta()));
     let edge = TreeEdge::load(70004, &StoreTiles(&store)).expect("edge");
     assert_eq!(edge.size(), 70004);
+    assert_eq!(
+        store.tally().expect("tally").map(|t| t.covers),
+        Some(70000),
+        "the tally survives a reopen"
+    );
 }
 
 #[test]
 fn memory_store_passes_the_suite() {
     suite(&MemStore::new());
+}
+
+#[test]
+fn a_damaged_tally_is_an_error_and_the_next_save_replaces_it() {
+    let store = MemStore::new();
+    store.put_tally_bytes(b"not a tally");
+    assert!(matches!(
+        store.tally(),
+        Err(StoreError::Corrupt { what: "tally", .. })
+    ));
+    let t = StoredTally {
+        covers: 1,
+        last_leaf: leaf_hash(b"entry 0"),
+        events: 1,
+        governance: 0,
+        workloads: 1,
+        kinds: Default::default(),
+    };
+    store.put_tally(&t).expect("put");
+    assert_eq!(store.tally().expect("tally"), Some(t));
 }
 
 #[test]

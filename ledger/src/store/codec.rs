@@ -3,6 +3,10 @@
 //! Keys sort as the reads need them: integers are big-endian, a workload key
 //! is `workload || 0x00 || seq` (0x00 cannot occur in a workload ID), a child
 //! key is `parent_id || child_index`.
+//!
+//! Values: [`StoreMeta`], [`StoredCheckpoint`], key records
+//! ([`key_record_bytes`]) and [`StoredTally`] (a reader's saved counts, a
+//! cache that carries its own version byte).
 
 // Some encoders serve only the RocksDB store.
 #![cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
@@ -12,7 +16,10 @@ use ed25519_dalek::VerifyingKey;
 use super::error::StoreError;
 use time::OffsetDateTime;
 
+use std::collections::BTreeMap;
+
 use crate::event::{RuntimeId, Scope};
+use crate::hash::{HASH_SIZE, Hash};
 use crate::keys::KeyId;
 use crate::rules::KeyRecord;
 
@@ -130,6 +137,140 @@ impl StoredCheckpoint {
             time_ms: u64_be(time).ok_or_else(corrupt)?,
             note: String::from_utf8(note.to_vec()).map_err(|_| corrupt())?,
         })
+    }
+}
+
+/// Counts over the log's first `covers` entries that a reader saved so it
+/// need not read those entries again after a restart (the explorer's index,
+/// which defines what each field counts). A cache, not part of the log:
+/// written beside commits, never read by the sequencer or the auditor, and
+/// recomputable from the entries at any time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTally {
+    /// Entries counted: `[0, covers)`.
+    pub covers: u64,
+    /// The leaf hash of entry `covers - 1`: a reader checks it against the
+    /// log before trusting the counts (they are of this log's prefix).
+    pub last_leaf: Hash,
+    /// Runtime events.
+    pub events: u64,
+    /// Governance statements.
+    pub governance: u64,
+    /// Workloads (events with `seq` 0).
+    pub workloads: u64,
+    /// Events per kind, for the kinds the reader keeps.
+    pub kinds: BTreeMap<String, u64>,
+}
+
+impl StoredTally {
+    /// The version byte [`StoredTally::to_bytes`] writes; any other is refused.
+    pub const VERSION: u8 = 1;
+    const FIXED: usize = 1 + 8 + HASH_SIZE + 8 + 8 + 8 + 2;
+
+    /// Encodes as `version u8 (1) || covers u64 BE || last_leaf (32) ||
+    /// events u64 BE || governance u64 BE || workloads u64 BE || kind count
+    /// u16 BE || per kind, in ascending byte order: length u8 || kind (UTF-8)
+    /// || count u64 BE`.
+    ///
+    /// A kind of 0 or more than 255 bytes, and kinds past the 65,535th, are
+    /// left out. Neither occurs: an event kind is 1 to 64 characters
+    /// ([`MAX_KIND_CHARS`](crate::event::MAX_KIND_CHARS)), and the explorer
+    /// keeps at most 256 kinds.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let kinds: Vec<(&String, &u64)> = self
+            .kinds
+            .iter()
+            .filter(|(k, _)| (1..=usize::from(u8::MAX)).contains(&k.len()))
+            .take(usize::from(u16::MAX))
+            .collect();
+        let mut out = Vec::with_capacity(Self::FIXED + kinds.len() * 40);
+        out.push(Self::VERSION);
+        out.extend_from_slice(&self.covers.to_be_bytes());
+        out.extend_from_slice(self.last_leaf.as_bytes());
+        out.extend_from_slice(&self.events.to_be_bytes());
+        out.extend_from_slice(&self.governance.to_be_bytes());
+        out.extend_from_slice(&self.workloads.to_be_bytes());
+        out.extend_from_slice(&(kinds.len() as u16).to_be_bytes());
+        for (kind, n) in kinds {
+            out.push(kind.len() as u8);
+            out.extend_from_slice(kind.as_bytes());
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out
+    }
+
+    /// Decodes [`StoredTally::to_bytes`], strictly: another version, a
+    /// short or long value, kinds out of order or not UTF-8, or counts that
+    /// cannot hold (more events and statements than entries, more workloads
+    /// or kind counts than events) are refused.
+    ///
+    /// # Errors
+    /// `Corrupt` on any malformation.
+    pub fn from_bytes(b: &[u8]) -> Result<StoredTally, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            what: "tally",
+            key: "tally".into(),
+        };
+        let mut r = Reader(b);
+        if r.take(1).ok_or_else(corrupt)? != [Self::VERSION] {
+            return Err(corrupt());
+        }
+        let covers = r.u64().ok_or_else(corrupt)?;
+        let last_leaf = r
+            .take(HASH_SIZE)
+            .and_then(Hash::from_slice)
+            .ok_or_else(corrupt)?;
+        let events = r.u64().ok_or_else(corrupt)?;
+        let governance = r.u64().ok_or_else(corrupt)?;
+        let workloads = r.u64().ok_or_else(corrupt)?;
+        let count = r.take(2).ok_or_else(corrupt)?;
+        let count = u16::from_be_bytes([count[0], count[1]]);
+        let mut kinds = BTreeMap::new();
+        let mut kind_total: u64 = 0;
+        for _ in 0..count {
+            let len = r.take(1).ok_or_else(corrupt)?[0];
+            let kind = r.take(usize::from(len)).ok_or_else(corrupt)?;
+            let kind = std::str::from_utf8(kind).map_err(|_| corrupt())?;
+            let n = r.u64().ok_or_else(corrupt)?;
+            let ascending = kinds
+                .last_key_value()
+                .is_none_or(|(last, _): (&String, _)| last.as_str() < kind);
+            if kind.is_empty() || !ascending {
+                return Err(corrupt());
+            }
+            kind_total = kind_total.checked_add(n).ok_or_else(corrupt)?;
+            kinds.insert(kind.to_owned(), n);
+        }
+        let consistent = r.0.is_empty()
+            && events.checked_add(governance).is_some_and(|n| n <= covers)
+            && workloads <= events
+            && kind_total <= events;
+        if !consistent {
+            return Err(corrupt());
+        }
+        Ok(StoredTally {
+            covers,
+            last_leaf,
+            events,
+            governance,
+            workloads,
+            kinds,
+        })
+    }
+}
+
+/// Reads a value front to back; `None` when it is too short.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).and_then(u64_be)
     }
 }
 
@@ -253,6 +394,7 @@ pub(crate) fn key_record_from_bytes(b: &[u8]) -> Result<KeyRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn meta_round_trip_and_mismatch() {
@@ -344,5 +486,169 @@ mod tests {
         assert!(workload_key("w", u64::MAX) < workload_key("w0", 0));
         assert!(workload_key("w", 5).starts_with(&workload_prefix("w")));
         assert!(!workload_key("w0", 5).starts_with(&workload_prefix("w")));
+    }
+
+    fn tally() -> StoredTally {
+        StoredTally {
+            covers: 10,
+            last_leaf: Hash::from_bytes([9; 32]),
+            events: 7,
+            governance: 3,
+            workloads: 2,
+            kinds: [
+                ("tool.invoke".to_owned(), 4),
+                ("workload.end".to_owned(), 1),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn tally_layout_is_as_documented() {
+        let b = tally().to_bytes();
+        assert_eq!(b[0], StoredTally::VERSION);
+        assert_eq!(u64_be(&b[1..9]), Some(10));
+        assert_eq!(&b[9..41], &[9; 32]);
+        assert_eq!(u64_be(&b[41..49]), Some(7));
+        assert_eq!(u64_be(&b[49..57]), Some(3));
+        assert_eq!(u64_be(&b[57..65]), Some(2));
+        assert_eq!(&b[65..67], &[0, 2]);
+        assert_eq!(b[67], 11);
+        assert_eq!(&b[68..79], b"tool.invoke");
+        assert_eq!(u64_be(&b[79..87]), Some(4));
+        assert_eq!(b.len(), 87 + 1 + 12 + 8);
+    }
+
+    #[test]
+    fn tally_round_trip() {
+        for t in [
+            tally(),
+            StoredTally {
+                kinds: BTreeMap::new(),
+                ..tally()
+            },
+        ] {
+            assert_eq!(StoredTally::from_bytes(&t.to_bytes()).ok(), Some(t));
+        }
+    }
+
+    #[test]
+    fn a_kind_that_cannot_be_encoded_is_left_out_and_the_rest_still_decodes() {
+        let mut t = tally();
+        t.kinds.insert("k".repeat(256), 1);
+        t.kinds.insert(String::new(), 1);
+        assert_eq!(StoredTally::from_bytes(&t.to_bytes()).ok(), Some(tally()));
+    }
+
+    #[track_caller]
+    fn refused(b: &[u8]) {
+        assert!(
+            matches!(
+                StoredTally::from_bytes(b),
+                Err(StoreError::Corrupt { what: "tally", .. })
+            ),
+            "{b:?} was accepted"
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_impossible_tally_is_refused() {
+        let good = tally().to_bytes();
+        refused(&[]);
+        for n in 0..good.len() {
+            refused(&good[..n]);
+        }
+        refused(&[good.as_slice(), &[0]].concat());
+        let mut v2 = good.clone();
+        v2[0] = 2;
+        refused(&v2);
+        let mut not_utf8 = good.clone();
+        not_utf8[68] = 0xff;
+        refused(&not_utf8);
+        let swapped = StoredTally {
+            kinds: [("b".to_owned(), 1), ("a".to_owned(), 1)].into(),
+            ..tally()
+        };
+        // Kinds written out of order (or twice) are refused.
+        let mut b = swapped.to_bytes();
+        let (first, second) = (b[68], b[78]);
+        b[68] = second;
+        b[78] = first;
+        refused(&b);
+        let mut twice = swapped.to_bytes();
+        twice[78] = twice[68];
+        refused(&twice);
+        for bad in [
+            StoredTally {
+                events: 8,
+                ..tally()
+            },
+            StoredTally {
+                governance: u64::MAX,
+                ..tally()
+            },
+            StoredTally {
+                workloads: 8,
+                ..tally()
+            },
+            StoredTally {
+                kinds: [("a".to_owned(), 5), ("b".to_owned(), 3)].into(),
+                ..tally()
+            },
+            StoredTally {
+                kinds: [("a".to_owned(), u64::MAX), ("b".to_owned(), 1)].into(),
+                ..tally()
+            },
+        ] {
+            refused(&bad.to_bytes());
+        }
+    }
+
+    fn tally_strategy() -> impl Strategy<Value = StoredTally> {
+        (
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            proptest::collection::btree_map("[a-z.]{1,64}", 0..1000u64, 0..20),
+        )
+            .prop_flat_map(|(extra, leaf, kinds)| {
+                let in_kinds: u64 = kinds.values().sum();
+                (in_kinds..=in_kinds + u64::from(extra)).prop_flat_map(move |events| {
+                    let kinds = kinds.clone();
+                    (0..=events, 0..=u64::from(extra)).prop_map(move |(workloads, governance)| {
+                        StoredTally {
+                            covers: events + governance + u64::from(extra % 7),
+                            last_leaf: Hash::from_bytes(leaf),
+                            events,
+                            governance,
+                            workloads,
+                            kinds: kinds.clone(),
+                        }
+                    })
+                })
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn tally_encode_decode_round_trip(t in tally_strategy()) {
+            prop_assert_eq!(StoredTally::from_bytes(&t.to_bytes()).ok(), Some(t));
+        }
+
+        #[test]
+        fn tally_decode_of_any_bytes_is_ok_or_err(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = StoredTally::from_bytes(&b);
+        }
+
+        #[test]
+        fn tally_decode_of_a_damaged_tally_is_ok_or_err(
+            t in tally_strategy(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut b = t.to_bytes();
+            let i = at.index(b.len());
+            b[i] = byte;
+            let _ = StoredTally::from_bytes(&b);
+        }
     }
 }

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::codec::{child_key, workload_key, workload_prefix};
-use super::{CommitBatch, Fault, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow};
+use super::{
+    CommitBatch, Fault, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow, StoredTally,
+};
 use crate::keys::{EventId, KeyId};
 use crate::rules::KeyRecord;
 
@@ -22,6 +24,8 @@ struct State {
     checkpoints: BTreeMap<u64, StoredCheckpoint>,
     witnessed: BTreeMap<u64, StoredCheckpoint>,
     governance: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The tally row, encoded (so a damaged one can be planted).
+    tally: Option<Vec<u8>>,
     faults: Vec<Fault>,
 }
 
@@ -48,6 +52,12 @@ impl MemStore {
     /// Makes the next commits fail, one fault per commit, in order.
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         self.lock().faults.extend(faults);
+    }
+
+    /// Stores `bytes` as the tally row, as a damaged or foreign disk would
+    /// hold it.
+    pub fn put_tally_bytes(&self, bytes: &[u8]) {
+        self.lock().tally = Some(bytes.to_vec());
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -184,14 +194,13 @@ impl Store for MemStore {
         Ok(self.lock().checkpoints.get(&size).cloned())
     }
 
-    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
-        if from > to {
-            return Ok(Vec::new());
-        }
+    fn checkpoints_before(&self, before: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         Ok(self
             .lock()
             .checkpoints
-            .range(from..=to)
+            .range(..before)
+            .rev()
+            .take(limit)
             .map(|(s, _)| *s)
             .collect())
     }
@@ -238,6 +247,19 @@ impl Store for MemStore {
             .iter()
             .map(|(r, n)| (r.clone(), *n))
             .collect())
+    }
+
+    fn tally(&self) -> Result<Option<StoredTally>, StoreError> {
+        self.lock()
+            .tally
+            .as_deref()
+            .map(StoredTally::from_bytes)
+            .transpose()
+    }
+
+    fn put_tally(&self, tally: &StoredTally) -> Result<(), StoreError> {
+        self.lock().tally = Some(tally.to_bytes());
+        Ok(())
     }
 
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {

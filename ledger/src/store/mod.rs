@@ -7,6 +7,8 @@
 //! The store knows bytes and indices, not rules: the sequencer decides what
 //! to write (with the pure functions of [`crate::rules`] and
 //! [`crate::tree::plan_append`]) and hands the store one [`CommitBatch`].
+//! Beside the log it keeps one cache row, a reader's [`StoredTally`], that
+//! no commit writes and no rule reads.
 //!
 //! **Durability promise.** Once [`Store::commit`] returns `Ok`, every write of
 //! the batch survives a process crash and power loss. When it returns `Err`,
@@ -21,7 +23,7 @@ mod mem;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 
-pub use codec::{FORMAT_VERSION, StoreMeta, StoredCheckpoint};
+pub use codec::{FORMAT_VERSION, StoreMeta, StoredCheckpoint, StoredTally};
 pub use error::{Fault, StoreError};
 pub use lineage::{GovernanceRow, StoredRow, governance_rows};
 pub use mem::MemStore;
@@ -139,12 +141,13 @@ pub trait Store: Send + Sync + 'static {
     /// Storage failures.
     fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
 
-    /// The tree sizes in `from..=to` at which a checkpoint was issued, ascending
-    /// (one range read instead of a lookup per size).
+    /// Up to `limit` tree sizes below `before` at which a checkpoint was
+    /// issued, newest first: one reverse range read, however many sizes lie
+    /// between them.
     ///
     /// # Errors
     /// Storage failures.
-    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError>;
+    fn checkpoints_before(&self, before: u64, limit: usize) -> Result<Vec<u64>, StoreError>;
 
     /// Every runtime key ever granted.
     ///
@@ -191,6 +194,24 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Storage failures.
     fn put_witnessed(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// The tally a reader saved with [`Store::put_tally`], if any (a store
+    /// written before tallies existed has none).
+    ///
+    /// # Errors
+    /// Storage failures; `Corrupt` when the stored value does not decode
+    /// (the reader then counts from the first entry, and its next save
+    /// replaces the value).
+    fn tally(&self) -> Result<Option<StoredTally>, StoreError>;
+
+    /// Replaces the saved tally. Not synced and independent of
+    /// [`Store::commit`]: a crash may lose it, or keep an older one, and it
+    /// never changes the log; a reader checks a tally against the log before
+    /// it trusts it (see [`StoredTally`]).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn put_tally(&self, tally: &StoredTally) -> Result<(), StoreError>;
 
     /// Applies a batch atomically and durably (see the module docs).
     ///

@@ -3,7 +3,7 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `meta` | `format`, `size` | [`StoreMeta`], tree size u64 BE |
+//! | `meta` | `format`, `size`, `tally` | [`StoreMeta`], tree size u64 BE, [`StoredTally`] |
 //! | `entries` | index u64 BE | encoded log entry |
 //! | `tiles` | level u8, index u64 BE | concatenated 32-byte hashes (1..=256) |
 //! | `events` | event ID (32 bytes) | index u64 BE |
@@ -13,6 +13,13 @@
 //! | `runtimes` | runtime ID | event count u64 BE |
 //! | `checkpoints` | tree size u64 BE | time u64 BE, signed note |
 //! | `governance` | see [`governance_rows`](super::governance_rows) | |
+//! | `witnessed` | tree size u64 BE | time u64 BE, signed note |
+//!
+//! Every row but `tally` is written by [`Store::commit`] (or, for
+//! `witnessed`, by [`Store::put_witnessed`]), synced. `tally` is a reader's
+//! cache ([`Store::put_tally`], not synced); it was added without a format
+//! change: a store without it opens as before, and its reader counts from
+//! the first entry once.
 
 use std::path::Path;
 
@@ -26,7 +33,7 @@ use super::codec::{
     child_key, key_record_bytes, key_record_from_bytes, tile_key, u64_be, workload_key,
     workload_prefix,
 };
-use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow};
+use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow, StoredTally};
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
 
@@ -57,6 +64,9 @@ const ALL_CFS: [&str; 11] = [
     CF_WITNESSED,
 ];
 const META_FORMAT: &[u8] = b"format";
+/// The reader's saved tally, in `meta` (a key rather than a column family:
+/// a read-only open of an older store would fail on a missing family).
+const META_TALLY: &[u8] = b"tally";
 
 /// A raw key and value read from RocksDB.
 type KeyValue = (Box<[u8]>, Box<[u8]>);
@@ -382,22 +392,21 @@ impl Store for RocksStore {
             .transpose()
     }
 
-    fn checkpoint_sizes(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+    fn checkpoints_before(&self, before: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
-        if from > to {
+        let Some(last) = before.checked_sub(1) else {
             return Ok(out);
-        }
-        let start = from.to_be_bytes();
+        };
+        let from = last.to_be_bytes();
         for item in self.db.iterator_cf(
             self.cf(CF_CHECKPOINTS)?,
-            IteratorMode::From(&start, Direction::Forward),
+            IteratorMode::From(&from, Direction::Reverse),
         ) {
-            let (k, _) = item?;
-            let size = suffix_u64(CF_CHECKPOINTS, &k)?;
-            if size > to {
+            if out.len() >= limit {
                 break;
             }
-            out.push(size);
+            let (k, _) = item?;
+            out.push(suffix_u64(CF_CHECKPOINTS, &k)?);
         }
         Ok(out)
     }
@@ -471,6 +480,20 @@ impl Store for RocksStore {
             .collect())
     }
 
+    fn tally(&self) -> Result<Option<StoredTally>, StoreError> {
+        self.get(CF_META, META_TALLY)?
+            .map(|v| StoredTally::from_bytes(&v))
+            .transpose()
+    }
+
+    fn put_tally(&self, tally: &StoredTally) -> Result<(), StoreError> {
+        // Not synced: losing it costs a recount, and a synced write here
+        // would wait on the disk the sequencer's commits wait on.
+        self.db
+            .put_cf(self.cf(CF_META)?, META_TALLY, tally.to_bytes())?;
+        Ok(())
+    }
+
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let size = self.size()?;
@@ -527,5 +550,36 @@ impl Store for RocksStore {
             batch.checkpoint.size.to_be_bytes(),
         );
         self.sync_write(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_tally_row_is_corrupt_and_the_next_save_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RocksStore::open(dir.path()).expect("open");
+        assert_eq!(store.tally().expect("no row"), None);
+        let meta = store.cf(CF_META).expect("meta");
+        store
+            .db
+            .put_cf(meta, META_TALLY, b"\x01short")
+            .expect("plant");
+        assert!(matches!(
+            store.tally(),
+            Err(StoreError::Corrupt { what: "tally", .. })
+        ));
+        let t = StoredTally {
+            covers: 1,
+            last_leaf: crate::leaf_hash(b"entry"),
+            events: 0,
+            governance: 1,
+            workloads: 0,
+            kinds: Default::default(),
+        };
+        store.put_tally(&t).expect("put");
+        assert_eq!(store.tally().expect("tally"), Some(t));
     }
 }
