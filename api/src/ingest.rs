@@ -17,6 +17,7 @@ use lineage_ledger::entry::LogEntry;
 use lineage_ledger::event::MAX_PAYLOAD_BYTES;
 use lineage_ledger::keys::EventId;
 use lineage_ledger::rules::{Candidate, Rejection};
+use lineage_ledger::tree::InclusionProver;
 use rayon::prelude::*;
 use serde_json::value::RawValue;
 
@@ -233,7 +234,12 @@ fn answer(
     single: bool,
 ) -> Response {
     let nodes = core.proof_nodes();
-    let writer = reply.map(|r| ReceiptWriter::new(&r.checkpoint.note));
+    let mut prover = reply.map(|r| {
+        (
+            InclusionProver::new(r.checkpoint.size, &nodes),
+            ReceiptWriter::new(&r.checkpoint.note),
+        )
+    });
     // About 1.5 KiB per receipt at a million entries.
     let mut body = Vec::with_capacity(slots.len().saturating_mul(1536).min(1 << 24));
     if !single {
@@ -244,10 +250,10 @@ fn answer(
         if n > 0 {
             body.push(b',');
         }
-        let written = match (slot, reply, &writer) {
+        let written = match (slot, reply, prover.as_mut()) {
             (Err(e), _, _) => Err(e),
-            (Ok(i), Some(reply), Some(writer)) => {
-                write_receipt(core, &nodes, reply, i, writer, &mut body)
+            (Ok(i), Some(reply), Some((prover, writer))) => {
+                write_receipt(core, prover, reply, i, writer, &mut body)
             }
             (Ok(_), _, _) => Err(ApiError::Internal),
         };
@@ -276,15 +282,14 @@ fn answer(
 /// problem that refused it; nothing is written on an error.
 fn write_receipt(
     core: &Core,
-    nodes: &ProofNodes<'_>,
+    prover: &mut InclusionProver<'_, ProofNodes<'_>>,
     reply: &JobReply,
     i: usize,
     writer: &ReceiptWriter,
     body: &mut Vec<u8>,
 ) -> Result<StatusCode, ApiError> {
-    let size = reply.checkpoint.size;
-    let proof = |index: u64| {
-        core.inclusion_path(index, size, nodes).map_err(|e| {
+    let mut proof = |index: u64| {
+        prover.prove(index).map_err(|e| {
             tracing::error!(error = %e, index, "building a receipt");
             ApiError::Internal
         })

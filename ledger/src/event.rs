@@ -649,62 +649,89 @@ impl TryFrom<&EventPayload> for Event {
 
     /// Checks every field rule (not the size, which needs the bytes).
     fn try_from(wire: &EventPayload) -> Result<Event, PayloadError> {
-        let runtime =
-            RuntimeId::new(&wire.runtime).map_err(|r| PayloadError::field_error("runtime", r))?;
-        let workload = WorkloadId::new(&wire.workload)
-            .map_err(|r| PayloadError::field_error("workload", r))?;
-        let prev = match (wire.seq, &wire.prev) {
-            (0, None) => None,
-            (0, Some(_)) => {
-                return Err(PayloadError::field_error(
-                    "prev",
-                    FieldReason::PrevForbidden,
-                ));
-            }
-            (_, None) => return Err(PayloadError::field_error("prev", FieldReason::PrevRequired)),
-            (_, Some(text)) => Some(event_id("prev".into(), text)?),
-        };
-        if wire.parents.len() > MAX_PARENTS {
-            return Err(PayloadError::field_error(
-                "parents",
-                FieldReason::TooManyParents {
-                    count: wire.parents.len(),
-                    max: MAX_PARENTS,
-                },
-            ));
-        }
-        let mut parents = Vec::with_capacity(wire.parents.len());
-        for (i, text) in wire.parents.iter().enumerate() {
-            let id = event_id(format!("parents[{i}]"), text)?;
-            if let Some(first) = parents.iter().position(|p| *p == id) {
-                return Err(PayloadError::field_error(
-                    format!("parents[{i}]"),
-                    FieldReason::DuplicateParent { first },
-                ));
-            }
-            parents.push(id);
-        }
-        check_chars(&wire.kind, MAX_KIND_CHARS, is_kind_char)
-            .map_err(|r| PayloadError::field_error("kind", r))?;
-        let at = parse_timestamp(&wire.at).map_err(|r| PayloadError::field_error("at", r))?;
-        let domain = wire
-            .domain
-            .as_deref()
-            .map(Domain::new)
-            .transpose()
-            .map_err(|r| PayloadError::field_error("domain", r))?;
-        Ok(Event {
-            runtime,
-            workload,
+        validate_event(EventFields {
+            runtime: &wire.runtime,
+            workload: &wire.workload,
             seq: wire.seq,
-            prev,
-            parents,
+            prev: wire.prev.as_deref(),
+            parents: &wire.parents,
             kind: wire.kind.clone(),
-            at,
+            at: &wire.at,
             attrs: wire.attrs.clone(),
-            domain,
+            domain: wire.domain.as_deref(),
         })
     }
+}
+
+/// An event payload's fields, each of the right JSON type, not yet checked.
+struct EventFields<'a, P> {
+    runtime: &'a str,
+    workload: &'a str,
+    seq: u64,
+    prev: Option<&'a str>,
+    parents: &'a [P],
+    kind: String,
+    at: &'a str,
+    attrs: Option<Map<String, Value>>,
+    domain: Option<&'a str>,
+}
+
+/// Checks every field rule of an event, in the order of the module docs.
+fn validate_event<P: AsRef<str>>(wire: EventFields<'_, P>) -> Result<Event, PayloadError> {
+    let runtime =
+        RuntimeId::new(wire.runtime).map_err(|r| PayloadError::field_error("runtime", r))?;
+    let workload =
+        WorkloadId::new(wire.workload).map_err(|r| PayloadError::field_error("workload", r))?;
+    let prev = match (wire.seq, wire.prev) {
+        (0, None) => None,
+        (0, Some(_)) => {
+            return Err(PayloadError::field_error(
+                "prev",
+                FieldReason::PrevForbidden,
+            ));
+        }
+        (_, None) => return Err(PayloadError::field_error("prev", FieldReason::PrevRequired)),
+        (_, Some(text)) => Some(event_id("prev".into(), text)?),
+    };
+    if wire.parents.len() > MAX_PARENTS {
+        return Err(PayloadError::field_error(
+            "parents",
+            FieldReason::TooManyParents {
+                count: wire.parents.len(),
+                max: MAX_PARENTS,
+            },
+        ));
+    }
+    let mut parents = Vec::with_capacity(wire.parents.len());
+    for (i, text) in wire.parents.iter().enumerate() {
+        let id = event_id(format!("parents[{i}]"), text.as_ref())?;
+        if let Some(first) = parents.iter().position(|p| *p == id) {
+            return Err(PayloadError::field_error(
+                format!("parents[{i}]"),
+                FieldReason::DuplicateParent { first },
+            ));
+        }
+        parents.push(id);
+    }
+    check_chars(&wire.kind, MAX_KIND_CHARS, is_kind_char)
+        .map_err(|r| PayloadError::field_error("kind", r))?;
+    let at = parse_timestamp(wire.at).map_err(|r| PayloadError::field_error("at", r))?;
+    let domain = wire
+        .domain
+        .map(Domain::new)
+        .transpose()
+        .map_err(|r| PayloadError::field_error("domain", r))?;
+    Ok(Event {
+        runtime,
+        workload,
+        seq: wire.seq,
+        prev,
+        parents,
+        kind: wire.kind,
+        at,
+        attrs: wire.attrs,
+        domain,
+    })
 }
 
 impl TryFrom<&GovernancePayload> for GovernanceStatement {
@@ -820,6 +847,30 @@ fn required_str<'a>(field: &str, value: &'a Option<String>) -> Result<&'a str, P
 /// # Errors
 /// [`PayloadError`] for the first rule the payload breaks (see the module docs).
 pub fn parse_event(payload: &[u8]) -> Result<Event, PayloadError> {
+    if payload.len() <= MAX_PAYLOAD_BYTES
+        && let Ok(fast) = serde_json::from_slice::<FastEvent<'_>>(payload)
+    {
+        // Every field has its JSON type, none is unknown, repeated or null,
+        // and attrs has no duplicate key: the checks left are the same
+        // function the general path ends in, so the verdict is the same.
+        return validate_event(EventFields {
+            runtime: fast.runtime,
+            workload: fast.workload,
+            seq: fast.seq,
+            prev: fast.prev.0,
+            parents: fast.parents.0.as_deref().unwrap_or_default(),
+            kind: fast.kind.to_owned(),
+            at: fast.at,
+            attrs: fast.attrs.0.map(|a| a.0),
+            domain: fast.domain.0,
+        });
+    }
+    parse_event_in_full(payload)
+}
+
+/// [`parse_event`] for every payload: a generic JSON tree first, so that
+/// whatever is wrong is named precisely and in the documented order.
+fn parse_event_in_full(payload: &[u8]) -> Result<Event, PayloadError> {
     let mut fields = Fields::parse(payload)?;
     let runtime = fields.take("runtime");
     let workload = fields.take("workload");
@@ -969,6 +1020,65 @@ fn object(field: &str, value: Value) -> Result<Map<String, Value>, PayloadError>
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(wrong_type(field, "object")),
+    }
+}
+
+/// The common event payload, read in one pass without a generic JSON tree:
+/// strings without escapes are borrowed, `attrs` is read strictly (no
+/// duplicate keys at any depth). Anything it does not take exactly as the
+/// general path would (an unknown, repeated or `null` field, a wrong type, a
+/// string with escapes) fails it, and [`parse_event`] falls back to the
+/// general path, which names the error; so it only ever decides payloads
+/// the general path accepts as far as JSON types go.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastEvent<'a> {
+    runtime: &'a str,
+    workload: &'a str,
+    seq: u64,
+    #[serde(default, borrow)]
+    prev: NotNull<&'a str>,
+    #[serde(default, borrow)]
+    parents: NotNull<Vec<&'a str>>,
+    kind: &'a str,
+    at: &'a str,
+    #[serde(default)]
+    attrs: NotNull<StrictObject>,
+    #[serde(default, borrow)]
+    domain: NotNull<&'a str>,
+}
+
+/// An optional field that may be absent (`None`, with `#[serde(default)]`)
+/// but not `null`: `Option<T>` would take `null` as absent.
+struct NotNull<T>(Option<T>);
+
+impl<T> Default for NotNull<T> {
+    fn default() -> NotNull<T> {
+        NotNull(None)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for NotNull<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NotNull<T>, D::Error> {
+        T::deserialize(d).map(|v| NotNull(Some(v)))
+    }
+}
+
+/// A JSON object read by [`StrictValue`] (duplicate keys refused at any depth).
+struct StrictObject(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StrictObject, D::Error> {
+        let duplicate = RefCell::new(None);
+        let value = StrictValue {
+            path: "attrs".to_owned(),
+            duplicate: &duplicate,
+        }
+        .deserialize(d)?;
+        match value {
+            Value::Object(map) => Ok(StrictObject(map)),
+            _ => Err(de::Error::custom("attrs is not an object")),
+        }
     }
 }
 
@@ -1794,6 +1904,109 @@ mod tests {
             ))
             .unwrap_or_default()
         })
+    }
+
+    /// Event payloads near the valid one: each field right (14 in 16),
+    /// absent, or replaced (null, another type, escapes, a duplicate key
+    /// inside); fields repeated, unknown fields added. About a third are
+    /// valid events.
+    fn near_events() -> impl Strategy<Value = Vec<u8>> {
+        let id = format!("\"{A}\"");
+        let fields: Vec<(&'static str, String)> = vec![
+            ("runtime", "\"node-1.example\"".to_owned()),
+            ("workload", "\"run-7\"".to_owned()),
+            ("seq", "1".to_owned()),
+            ("prev", id.clone()),
+            ("parents", format!("[{id}]")),
+            ("kind", "\"tool.call\"".to_owned()),
+            ("at", "\"2026-01-01T00:00:00.5Z\"".to_owned()),
+            (
+                "attrs",
+                "{\"a\":1,\"b\":{\"c\":[true,null,1.5]}}".to_owned(),
+            ),
+            ("domain", "\"prod.eu\"".to_owned()),
+        ];
+        let others: Vec<String> = [
+            "null",
+            "0",
+            "-1",
+            "1.0",
+            "18446744073709551616",
+            "\"\"",
+            "\"\\u0061bc\"",
+            "\"tool.call\"",
+            "[]",
+            "[\"x\"]",
+            "{}",
+            "{\"a\":1,\"a\":2}",
+            "{\"a\":{\"b\":1,\"b\":1}}",
+            "true",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let n = fields.len();
+        (
+            proptest::collection::vec((0u8..16, prop::sample::select(others)), n),
+            proptest::collection::vec(0..n + 1, 0..3),
+        )
+            .prop_map(move |(choices, extra)| {
+                let mut members: Vec<String> = Vec::new();
+                for ((name, value), (choice, other)) in fields.iter().zip(&choices) {
+                    match choice {
+                        0 => {}
+                        1 => members.push(format!("\"{name}\":{other}")),
+                        _ => members.push(format!("\"{name}\":{value}")),
+                    }
+                }
+                for e in extra {
+                    match fields.get(e) {
+                        Some((name, value)) => members.push(format!("\"{name}\":{value}")),
+                        None => members.push("\"extra\":1".to_owned()),
+                    }
+                }
+                format!("{{{}}}", members.join(",")).into_bytes()
+            })
+    }
+
+    proptest! {
+        /// The one-pass path and the general path give the same verdict,
+        /// the same event or the same error, on payloads near valid ones
+        /// and on arbitrary objects.
+        #[test]
+        fn the_fast_path_decides_as_the_general_path(payload in near_events()) {
+            prop_assert_eq!(parse_event(&payload), parse_event_in_full(&payload));
+        }
+
+        #[test]
+        fn the_fast_path_decides_as_the_general_path_on_any_object(payload in payload_like()) {
+            prop_assert_eq!(parse_event(&payload), parse_event_in_full(&payload));
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_the_common_event_and_leaves_the_rest() {
+        let valid = event_with(|_| {});
+        assert!(serde_json::from_slice::<FastEvent<'_>>(&valid).is_ok());
+        for odd in [
+            event_with(|m| {
+                m.insert("prev".into(), Value::Null);
+            }),
+            // A string with a JSON escape cannot be borrowed.
+            String::from_utf8(valid.clone())
+                .unwrap_or_default()
+                .replace("\"kind\":\"", "\"kind\":\"\\u0074")
+                .into_bytes(),
+            br#"{"seq":0,"seq":0}"#.to_vec(),
+        ] {
+            assert!(serde_json::from_slice::<FastEvent<'_>>(&odd).is_err());
+            assert_eq!(parse_event(&odd), parse_event_in_full(&odd));
+        }
+        // The general path still takes it.
+        let escaped = String::from_utf8(valid)
+            .unwrap_or_default()
+            .replace("\"kind\":\"", "\"kind\":\"\\u0074");
+        assert!(parse_event(escaped.as_bytes()).is_ok(), "{escaped}");
     }
 
     proptest! {

@@ -312,7 +312,7 @@ impl Core {
         nodes: &ProofNodes<'_>,
     ) -> Result<lineage_schemas::Receipt, ReadError> {
         use base64::Engine as _;
-        let proof = self.inclusion_path(index, checkpoint.size, nodes)?;
+        let proof = prove_inclusion(index, checkpoint.size, nodes)?;
         Ok(lineage_schemas::Receipt {
             format: lineage_schemas::RECEIPT_FORMAT.to_owned(),
             event_id: EventId::of_payload(
@@ -326,20 +326,6 @@ impl Core {
             checkpoint: checkpoint.note.clone(),
             inclusion_proof: proof.iter().map(Hash::to_base64).collect(),
         })
-    }
-
-    /// The audit path of `index` in the tree of `size`, from `nodes` (which
-    /// a caller proving many entries keeps for all of them).
-    ///
-    /// # Errors
-    /// Storage failures, a missing tile, or `index >= size`.
-    pub fn inclusion_path(
-        &self,
-        index: u64,
-        size: u64,
-        nodes: &ProofNodes<'_>,
-    ) -> Result<Vec<Hash>, ReadError> {
-        Ok(prove_inclusion(index, size, nodes)?)
     }
 
     /// The receipt of an entry already in the log, against the latest checkpoint.

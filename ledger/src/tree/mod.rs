@@ -52,7 +52,9 @@ mod verify;
 pub use append::{AppendPlan, TileWrite, TreeEdge, plan_append};
 pub use mem::{MemNodes, MemTiles, MissingNode, MissingTile};
 pub use memo::{BoundedMemo, MemoNodes, NodeMemo};
-pub use proof::{NodeSource, ProofError, prove_consistency, prove_inclusion, root};
+pub use proof::{
+    InclusionProver, NodeSource, ProofError, prove_consistency, prove_inclusion, root,
+};
 pub use tiles::{
     MAX_TREE_SIZE, RowNodes, TileNodes, TileNodesError, TileSource, TileSpan, row_root,
 };

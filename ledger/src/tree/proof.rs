@@ -108,24 +108,80 @@ pub fn prove_inclusion<S: NodeSource + ?Sized>(
     size: u64,
     src: &S,
 ) -> Result<Vec<Hash>, ProofError<S::Error>> {
-    if index >= size {
-        return Err(ProofError::IndexOutOfRange { index, size });
+    InclusionProver::new(size, src).prove(index)
+}
+
+/// Audit paths of many leaves in one tree size.
+///
+/// Every audit path holds at most one incomplete subtree: the first right sibling on the way
+/// down, a range `[lo, size)` on the tree's right edge, hashed from up to 63 nodes. There are
+/// at most 64 such ranges for a size, and the paths of neighbouring leaves (the receipts of
+/// an array of new entries, all near the right edge) share them: the prover hashes each once.
+pub struct InclusionProver<'a, S: ?Sized> {
+    src: &'a S,
+    size: u64,
+    /// Roots of the right-edge ranges `[lo, size)` met so far, by `lo`.
+    edge: Vec<(u64, Hash)>,
+}
+
+impl<S: ?Sized> std::fmt::Debug for InclusionProver<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InclusionProver")
+            .field("size", &self.size)
+            .field("edge", &self.edge.len())
+            .finish_non_exhaustive()
     }
-    // Walk down from the root; only the first right sibling can be an incomplete subtree.
-    let (mut lo, mut hi) = (0, size);
-    let mut path = Vec::with_capacity(64);
-    while hi - lo > 1 {
-        let k = split_point(hi - lo);
-        if index < lo + k {
-            path.push(subtree_hash(lo + k, hi, src)?);
-            hi = lo + k;
-        } else {
-            path.push(subtree_hash(lo, lo + k, src)?);
-            lo += k;
+}
+
+impl<'a, S: NodeSource + ?Sized> InclusionProver<'a, S> {
+    /// A prover of inclusion in the tree of `size`, reading nodes from `src`.
+    pub fn new(size: u64, src: &'a S) -> InclusionProver<'a, S> {
+        InclusionProver {
+            src,
+            size,
+            edge: Vec::new(),
         }
     }
-    path.reverse();
-    Ok(path)
+
+    /// The audit path of `index`, as [`prove_inclusion`] gives it.
+    ///
+    /// # Errors
+    /// [`ProofError::IndexOutOfRange`] when `index >= size`; [`ProofError::Source`] when the
+    /// node source fails.
+    pub fn prove(&mut self, index: u64) -> Result<Vec<Hash>, ProofError<S::Error>> {
+        let size = self.size;
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size });
+        }
+        // Walk down from the root; only the first right sibling can be an incomplete subtree.
+        let (mut lo, mut hi) = (0, size);
+        let mut path = Vec::with_capacity(64);
+        while hi - lo > 1 {
+            let k = split_point(hi - lo);
+            if index < lo + k {
+                path.push(self.right_sibling(lo + k, hi)?);
+                hi = lo + k;
+            } else {
+                path.push(subtree_hash(lo, lo + k, self.src)?);
+                lo += k;
+            }
+        }
+        path.reverse();
+        Ok(path)
+    }
+
+    /// The root of `[lo, hi)`, remembered when it is an incomplete range of the right edge.
+    fn right_sibling(&mut self, lo: u64, hi: u64) -> Result<Hash, ProofError<S::Error>> {
+        if hi != self.size || (hi - lo).is_power_of_two() {
+            return subtree_hash(lo, hi, self.src);
+        }
+        if let Some((_, hash)) = self.edge.iter().find(|(l, _)| *l == lo) {
+            return Ok(*hash);
+        }
+        let hash = subtree_hash(lo, hi, self.src)?;
+        self.edge.push((lo, hash));
+        Ok(hash)
+    }
 }
 
 /// The RFC 6962 consistency proof `PROOF(first, D[0:second])`, in `SUBPROOF` order.
@@ -235,6 +291,18 @@ mod tests {
                     .collect();
                 let ours = prove_inclusion(index, size, &f.mem);
                 prop_assert_eq!(ours.as_ref(), Ok(&theirs));
+                // One prover for several leaves gives the same paths, whatever the order.
+                let mut prover = InclusionProver::new(size, &f.mem);
+                for other in [size - 1, seed % size, index, 0, (seed / 7) % size] {
+                    prop_assert_eq!(
+                        prover.prove(other),
+                        prove_inclusion(other, size, &f.mem)
+                    );
+                }
+                prop_assert_eq!(
+                    prover.prove(size),
+                    Err(ProofError::IndexOutOfRange { index: size, size })
+                );
                 let leaf = f.leaves.get(index as usize).copied().unwrap_or_default();
                 prop_assert_eq!(
                     verify_inclusion(&leaf, index, size, &theirs, &mem_root(size)),
