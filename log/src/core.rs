@@ -15,7 +15,7 @@ use lineage_ledger::store::{
     GovernanceReads, Store, StoreError, StoreTiles, StoredCheckpoint, TileReadError,
 };
 use lineage_ledger::tree::{
-    BoundedMemo, ProofError, TileNodesError, TreeEdge, prove_consistency, prove_inclusion,
+    BoundedMemo, ProofError, RowNodes, TileNodesError, TreeEdge, prove_consistency, prove_inclusion,
 };
 
 use crate::clock::Clock;
@@ -350,13 +350,31 @@ impl Core {
         )
     }
 
-    /// Publishes the tiles of a durable commit; keeps, per level, only the
-    /// tile at the new right edge and the one before it (bounded memory).
+    /// Publishes the tiles of a durable commit with every interior node of
+    /// their rows hashed (only the new ones: a tile grows at its end, and
+    /// what was hashed over its old width is kept), so the proofs of the
+    /// newest entries, every receipt's, hash nothing inside these tiles.
+    /// Keeps, per level, only the tile at the new right edge and the one
+    /// before it (bounded memory).
     pub(crate) fn publish_tiles(&self, tiles: &[lineage_ledger::tree::TileWrite], size: u64) {
+        let rows: Vec<((u8, u64), SharedTile)> = {
+            let hot = read(&self.hot_tiles);
+            tiles
+                .iter()
+                .map(|t| {
+                    let key = (t.level, t.index);
+                    let bytes = t.to_bytes();
+                    let mut row = match hot.get(&key) {
+                        Some(old) => old.grown(&bytes),
+                        None => RowNodes::new(&bytes),
+                    };
+                    row.fill();
+                    (key, Arc::new(row))
+                })
+                .collect()
+        };
         let mut hot = write(&self.hot_tiles);
-        for t in tiles {
-            hot.insert((t.level, t.index), Arc::new(t.to_bytes()));
-        }
+        hot.extend(rows);
         hot.retain(|(level, index), _| {
             let shift = 8 * (u32::from(*level) + 1);
             let edge = size.checked_shr(shift).unwrap_or(0);

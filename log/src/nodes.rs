@@ -15,8 +15,9 @@ use lineage_ledger::tree::{BoundedMemo, MemoNodes, NodeMemo, NodeSource, RowNode
 
 use crate::sync::{lock, read};
 
-/// A stored tile row, shared between the requests that read it.
-pub(crate) type SharedTile = Arc<Vec<u8>>;
+/// A tile row at the right edge of the tree, every interior node hashed,
+/// shared read-only between the requests that read it.
+pub(crate) type SharedTile = Arc<RowNodes>;
 
 /// Interior proof nodes of at least this height within their tile are
 /// remembered across requests; smaller ones cost fewer hashes than the
@@ -26,26 +27,15 @@ const MEMO_MIN_HEIGHT: u8 = 4;
 /// Nodes a per-source memo holds.
 const LOCAL_MEMO_NODES: usize = 1 << 14;
 
-/// The tile rows one request reads: each tile is read once (from the hot
-/// right-edge tiles when it is one of them), and each interior node of a
-/// row is hashed at most once however many proofs of the request need it
-/// (the receipts of an array of consecutive entries share most of theirs).
+/// The tile rows one request reads: the hot right-edge tiles answer with
+/// the nodes hashed when they were published; any other tile is read from
+/// the store once, and each interior node of its row hashed at most once
+/// however many proofs of the request need it (the receipts of an array of
+/// consecutive entries share most of theirs).
 pub(crate) struct StoredTiles<'a> {
     store: &'a dyn Store,
     hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
     rows: Mutex<HashMap<(u8, u64), RowNodes>>,
-}
-
-impl StoredTiles<'_> {
-    /// The bytes of tile (level, index): the hot tiles, then the store.
-    fn read(&self, tile_level: u8, tile_index: u64) -> Result<RowNodes, NodeError> {
-        let key = (tile_level, tile_index);
-        if let Some(t) = self.hot.and_then(|h| read(h).get(&key).cloned()) {
-            return Ok(RowNodes::new(&t));
-        }
-        let bytes = self.store.tile(tile_level, tile_index)?.unwrap_or_default();
-        Ok(RowNodes::new(&bytes))
-    }
 }
 
 impl NodeSource for StoredTiles<'_> {
@@ -54,6 +44,13 @@ impl NodeSource for StoredTiles<'_> {
     fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
         let span = TileSpan::of_node(level, index).ok_or(NodeError::OutOfRange { level, index })?;
         let key = (span.level(), span.index());
+        // A right-edge tile has all its nodes hashed already.
+        if let Some(hash) = self
+            .hot
+            .and_then(|h| read(h).get(&key).and_then(|row| row.get(&span)))
+        {
+            return Ok(hash);
+        }
         let missing = NodeError::Missing {
             tile_level: span.level(),
             tile_index: span.index(),
@@ -64,7 +61,11 @@ impl NodeSource for StoredTiles<'_> {
         }
         // Read without holding the lock; a concurrent reader of the same
         // row keeps whichever copy was inserted first.
-        let fresh = self.read(span.level(), span.index())?;
+        let bytes = self
+            .store
+            .tile(span.level(), span.index())?
+            .unwrap_or_default();
+        let fresh = RowNodes::new(&bytes);
         let mut rows = lock(&self.rows);
         let row = match rows.entry(key) {
             Entry::Occupied(e) => e.into_mut(),

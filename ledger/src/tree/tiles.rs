@@ -278,6 +278,44 @@ impl RowNodes {
         Some(self.node(height, usize::from(span.offset >> height)))
     }
 
+    /// The node `span` names if it needs no hashing: a hash of the row itself, or an interior
+    /// node already hashed (every complete one after [`fill`](Self::fill)). For a row shared
+    /// read-only between threads.
+    pub fn get(&self, span: &TileSpan) -> Option<Hash> {
+        if usize::from(span.width()) > self.row.len() {
+            return None;
+        }
+        let height = span.count.trailing_zeros() as u8;
+        let pos = usize::from(span.offset >> height);
+        if height == 0 {
+            return self.row.get(pos).copied();
+        }
+        self.interior
+            .get(interior_base(height) + pos)
+            .copied()
+            .flatten()
+    }
+
+    /// Hashes every interior node over the row's complete runs not hashed yet.
+    pub fn fill(&mut self) {
+        for height in 1..TILE_HEIGHT {
+            for pos in 0..(self.row.len() >> height) {
+                self.node(height, pos);
+            }
+        }
+    }
+
+    /// This row grown to the bytes of `tile`: when `tile` begins with this row's hashes (a
+    /// stored tile only ever grows at its end), the interior nodes hashed over them are kept;
+    /// otherwise nothing is.
+    pub fn grown(&self, tile: &[u8]) -> RowNodes {
+        let mut next = RowNodes::new(tile);
+        if next.row.get(..self.row.len()) == Some(self.row.as_slice()) {
+            next.interior.clone_from(&self.interior);
+        }
+        next
+    }
+
     /// Node `pos` of `height` within the row; its run lies inside the row (checked by the
     /// caller).
     fn node(&mut self, height: u8, pos: usize) -> Hash {
@@ -455,6 +493,45 @@ mod tests {
         );
         let span = TileSpan::of_node(5, 2).expect("in range");
         check(short.root(&span), f.mem.node(5, 2).ok());
+
+        // A row grown from a shorter one keeps what was hashed and, filled, answers every
+        // complete node without hashing (get) exactly as a fresh row would.
+        let mut half = RowNodes::new(bytes.get(..100 * 32).unwrap_or_default());
+        half.fill();
+        check(
+            half.interior.iter().filter(|n| n.is_some()).count(),
+            50 + 25 + 12 + 6 + 3 + 1,
+        );
+        let mut full = half.grown(&bytes);
+        check(full.interior.iter().filter(|n| n.is_some()).count(), 97);
+        full.fill();
+        check(full.interior.iter().filter(|n| n.is_some()).count(), 254);
+        for level in 0..8u8 {
+            for index in 0..(256u64 >> level) {
+                let span = TileSpan::of_node(level, index).expect("in range");
+                check(
+                    (level, index, full.get(&span)),
+                    (level, index, f.mem.node(level, index).ok()),
+                );
+            }
+        }
+        // Grown to bytes that do not begin with the row, nothing is kept.
+        let other: Vec<u8> = bytes.iter().map(|b| b ^ 1).collect();
+        check(
+            half.grown(&other)
+                .interior
+                .iter()
+                .filter(|n| n.is_some())
+                .count(),
+            0,
+        );
+        // Unfilled, get answers only what needs no hashing.
+        let fresh = RowNodes::new(&bytes);
+        check(
+            fresh.get(&TileSpan::of_node(0, 3).expect("in range")),
+            f.mem.node(0, 3).ok(),
+        );
+        check(fresh.get(&TileSpan::of_node(1, 3).expect("in range")), None);
     }
 
     proptest! {
@@ -472,10 +549,15 @@ mod tests {
                 .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
                 .collect();
             let mut nodes = RowNodes::new(&bytes);
+            let mut filled = RowNodes::new(bytes.get(..width / 2 * 32).unwrap_or_default());
+            filled.fill();
+            let mut filled = filled.grown(&bytes);
+            filled.fill();
             for (height, pos) in asks {
                 let index = pos >> height;
                 let span = TileSpan::of_node(height, index).expect("in range");
                 prop_assert_eq!(nodes.root(&span), span.root(&bytes));
+                prop_assert_eq!(filled.get(&span), span.root(&bytes));
             }
         }
     }
