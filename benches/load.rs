@@ -4,7 +4,14 @@
 //! cargo bench --bench load -- [--events N] [--connections C] [--batch B]
 //!     [--prefill N] [--proofs M] [--restart] [--data-dir DIR]
 //!     [--serve-arg ARG]... [--settle SECS] [--halt] [--gated N] [--json PATH]
+//!     [--server-bin PATH [--server-default-build]]
 //! ```
+//!
+//! `--server-bin` runs another build of `lineage` than the one cargo built
+//! with this bench; `--server-default-build` says that build was made
+//! without this project's rustflags (no IFMA backend), so that its
+//! verification time is the default-build yardstick's: on a CPU with IFMA
+//! that measures what a CPU without it does.
 //!
 //! In one run it:
 //! 1. measures the yardstick: ed25519-dalek `verify_strict` per second on all
@@ -68,6 +75,8 @@ struct Args {
     serve_args: Vec<String>,
     server: Option<String>,
     authority_key: Option<PathBuf>,
+    server_bin: Option<PathBuf>,
+    server_default_build: bool,
     json: PathBuf,
 }
 
@@ -89,6 +98,8 @@ fn parse_args() -> Args {
         serve_args: Vec::new(),
         server: None,
         authority_key: None,
+        server_bin: None,
+        server_default_build: false,
         json: PathBuf::from("target/lineage-bench.json"),
     };
     let mut it = std::env::args().skip(1);
@@ -111,6 +122,8 @@ fn parse_args() -> Args {
             "--serve-arg" => a.serve_args.push(value()),
             "--server" => a.server = Some(value()),
             "--authority-key" => a.authority_key = Some(PathBuf::from(value())),
+            "--server-bin" => a.server_bin = Some(PathBuf::from(value())),
+            "--server-default-build" => a.server_default_build = true,
             "--json" => a.json = PathBuf::from(value()),
             // cargo bench passes --bench; ignore harness flags.
             "--bench" => {}
@@ -198,8 +211,9 @@ fn yardstick(build: Build, secs: f64) -> Result<Verify, String> {
 /// The CPU this run measured on: its model name, the vector and hash
 /// extensions that decide how fast ed25519 and SHA-256 run, and which
 /// curve25519-dalek backend a binary built like the server picks on it
-/// (AVX-512 IFMA when the CPU has IFMA and VL, else AVX2, else portable).
-fn cpu_report() -> Value {
+/// (AVX-512 IFMA when the CPU has IFMA and VL and the build has the backend,
+/// else AVX2, else portable).
+fn cpu_report(server_default_build: bool) -> Value {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info
         .lines()
@@ -228,7 +242,8 @@ fn cpu_report() -> Value {
     #[cfg(not(target_arch = "x86_64"))]
     let features: Vec<&str> = Vec::new();
     let has = |f: &str| features.contains(&f);
-    let backend = if has("avx512ifma") && has("avx512vl") {
+    // A default build has no IFMA backend compiled in.
+    let backend = if has("avx512ifma") && has("avx512vl") && !server_default_build {
         "avx512ifma"
     } else if has("avx2") {
         "avx2"
@@ -289,9 +304,15 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(authority: &SigningKey, dir: &Path, extra: &[String]) -> (Child, String) {
+fn spawn_server(
+    bin: Option<&Path>,
+    authority: &SigningKey,
+    dir: &Path,
+    extra: &[String],
+) -> (Child, String) {
     use std::io::BufRead as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lineage"))
+    let bin = bin.unwrap_or(Path::new(env!("CARGO_BIN_EXE_lineage")));
+    let mut child = Command::new(bin)
         .args([
             "serve",
             "--listen",
@@ -324,7 +345,12 @@ fn spawn_server(authority: &SigningKey, dir: &Path, extra: &[String]) -> (Child,
     (child, url.expect("server address"))
 }
 
-fn start_server(authority: &SigningKey, dir: Option<&Path>, extra: &[String]) -> Server {
+fn start_server(
+    bin: Option<&Path>,
+    authority: &SigningKey,
+    dir: Option<&Path>,
+    extra: &[String],
+) -> Server {
     let (temp, path) = match dir {
         Some(d) => (None, d.to_path_buf()),
         None => {
@@ -333,7 +359,7 @@ fn start_server(authority: &SigningKey, dir: Option<&Path>, extra: &[String]) ->
             (Some(t), p)
         }
     };
-    let (child, url) = spawn_server(authority, &path, extra);
+    let (child, url) = spawn_server(bin, authority, &path, extra);
     Server {
         child: Some(child),
         url,
@@ -866,7 +892,15 @@ fn main() {
         None
     };
     eprintln!("measuring verify_strict as this project builds it...");
-    let yard_this = yardstick(Build::Project, 3.0).unwrap_or_else(|e| panic!("{e}"));
+    let yard_project = yardstick(Build::Project, 3.0).unwrap_or_else(|e| panic!("{e}"));
+    // The server verifies as the build it was made with: this project's
+    // (its rustflags add the IFMA backend), or, with --server-default-build,
+    // a build without them, which verifies as any CPU without IFMA does.
+    let yard_this = match (a.server_default_build, yard_default) {
+        (true, Some(d)) => d,
+        (true, None) => panic!("--server-default-build needs the default-build yardstick"),
+        (false, _) => yard_project,
+    };
     let yard = yard_default.unwrap_or(yard_this).per_second;
     let keys: Vec<SigningKey> = (0..a.runtimes)
         .map(|i| {
@@ -884,7 +918,12 @@ fn main() {
             dir: None,
             _temp: None,
         },
-        None => start_server(&authority, a.data_dir.as_deref(), &a.serve_args),
+        None => start_server(
+            a.server_bin.as_deref(),
+            &authority,
+            a.data_dir.as_deref(),
+            &a.serve_args,
+        ),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -905,12 +944,14 @@ fn main() {
     let pid = || server.child.as_ref().map(std::process::Child::id);
     let mut report = json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cpu": cpu_report(),
+        "cpu": cpu_report(a.server_default_build),
         "yardstick": {
             "default_build_verify_per_second": yard_default.map(|y| y.per_second),
             "default_build_micros_per_verify": yard_default.map(Verify::micros_per_verify),
             "this_build_verify_per_second": yard_this.per_second,
             "this_build_micros_per_verify": yard_this.micros_per_verify(),
+            "project_build_verify_per_second": yard_project.per_second,
+            "server_build": if a.server_default_build { "default" } else { "project" },
         },
     });
     let mut entry_bytes = 0u64;
@@ -1031,7 +1072,8 @@ fn main() {
         let stopped = stop.elapsed().as_secs_f64();
         let disk_after_stop = dir_bytes(&dir);
         let start = Instant::now();
-        let (child, new_url) = spawn_server(&authority, &dir, &a.serve_args);
+        let (child, new_url) =
+            spawn_server(a.server_bin.as_deref(), &authority, &dir, &a.serve_args);
         let listening = start.elapsed().as_secs_f64();
         let ready = rt.block_on(async {
             loop {
@@ -1122,7 +1164,8 @@ fn print_table(r: &Value) {
         None => println!("| yardstick: default build | not measured |"),
     }
     println!(
-        "| verify_strict/s of this build, all cores | {:.0} |",
+        "| verify_strict/s of the server's build ({}), all cores | {:.0} |",
+        y["server_build"].as_str().unwrap_or("project"),
         f(&y["this_build_verify_per_second"])
     );
     if let Some(p) = r.get("prefill") {
