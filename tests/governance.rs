@@ -237,7 +237,7 @@ async fn a_halt_stops_a_spawn_tree_across_runtimes_until_resumed_and_the_audit_a
         store
             .commit(&CommitBatch {
                 first_index: head.size,
-                entries: vec![entry],
+                entries: vec![entry.into()],
                 tiles: plan.tiles,
                 checkpoint: StoredCheckpoint {
                     size: plan.edge.size(),

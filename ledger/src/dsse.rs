@@ -23,7 +23,9 @@
 use std::fmt;
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use lineage_schemas::{EVENT_PAYLOAD_TYPE, Envelope, EnvelopeSignature, GOVERNANCE_PAYLOAD_TYPE};
+use lineage_schemas::{
+    EVENT_PAYLOAD_TYPE, Envelope, EnvelopeSignature, GOVERNANCE_PAYLOAD_TYPE, MapOnly,
+};
 
 use crate::keys::{EventId, KeyId, decode_base64, encode_base64, truncate};
 
@@ -199,14 +201,17 @@ impl SignedEnvelope {
     /// (known payload type, canonical base64, one signature, key ID form,
     /// 64-byte signature).
     pub fn parse(json: &[u8]) -> Result<SignedEnvelope, EnvelopeError> {
-        // Objects only: serde's derive would also take `[type, payload, sigs]`.
-        let lineage_schemas::MapOnly(wire): lineage_schemas::MapOnly<Envelope> =
-            serde_json::from_slice(json).map_err(|e| EnvelopeError::Json {
-                message: e.to_string(),
-                line: e.line(),
-                column: e.column(),
-            })?;
-        SignedEnvelope::try_from(&wire)
+        if let Ok(MapOnly(fast)) = serde_json::from_slice::<MapOnly<FastEnvelope<'_>>>(json) {
+            // The same JSON types as the general path, every field present
+            // once and nothing unknown: the checks left are the same function.
+            return checked(
+                fast.payload_type,
+                fast.payload,
+                &fast.signatures,
+                |s: &MapOnly<FastSignature<'_>>| (s.0.keyid, s.0.sig),
+            );
+        }
+        parse_in_full(json)
     }
 
     /// The wire form. Parsing it gives back an equal envelope.
@@ -220,7 +225,45 @@ impl SignedEnvelope {
             }],
         }
     }
+}
 
+/// [`SignedEnvelope::parse`] for every input: the schema's owned wire form,
+/// whose errors name what is wrong.
+fn parse_in_full(json: &[u8]) -> Result<SignedEnvelope, EnvelopeError> {
+    // Objects only: serde's derive would also take `[type, payload, sigs]`.
+    let MapOnly(wire): MapOnly<Envelope> =
+        serde_json::from_slice(json).map_err(|e| EnvelopeError::Json {
+            message: e.to_string(),
+            line: e.line(),
+            column: e.column(),
+        })?;
+    SignedEnvelope::try_from(&wire)
+}
+
+/// The common envelope, read without copying its strings: it takes only
+/// what the general path's [`Envelope`] takes as far as JSON goes (an
+/// object, the three fields once each, nothing unknown, signatures objects
+/// of `keyid` and `sig`), and strings without escapes (those cannot be
+/// borrowed: [`SignedEnvelope::parse`] then falls back to the general path).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastEnvelope<'a> {
+    #[serde(rename = "payloadType")]
+    payload_type: &'a str,
+    payload: &'a str,
+    #[serde(borrow)]
+    signatures: Vec<MapOnly<FastSignature<'a>>>,
+}
+
+/// One signature of a [`FastEnvelope`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastSignature<'a> {
+    keyid: &'a str,
+    sig: &'a str,
+}
+
+impl SignedEnvelope {
     /// The event ID: BLAKE3 of the payload bytes.
     pub fn event_id(&self) -> EventId {
         EventId::of_payload(&self.payload)
@@ -277,48 +320,65 @@ impl TryFrom<&Envelope> for SignedEnvelope {
     /// there is exactly one signature, its `keyid` is 64 lowercase hex digits
     /// and its `sig` is canonical base64 of 64 bytes.
     fn try_from(wire: &Envelope) -> Result<SignedEnvelope, EnvelopeError> {
-        let bad = |field, reason| EnvelopeError::Field { field, reason };
-        let payload_type = PayloadType::parse(&wire.payload_type).ok_or_else(|| {
-            bad(
-                "payloadType",
-                EnvelopeReason::UnknownPayloadType {
-                    value: truncate(&wire.payload_type),
-                },
-            )
-        })?;
-        let payload = decode_base64(&wire.payload)
-            .ok_or_else(|| bad("payload", EnvelopeReason::NotBase64))?;
-        let [signature] = wire.signatures.as_slice() else {
-            return Err(bad(
-                "signatures",
-                EnvelopeReason::SignatureCount {
-                    count: wire.signatures.len(),
-                },
-            ));
-        };
-        let key_id = signature.keyid.parse::<KeyId>().map_err(|_| {
-            bad(
-                "signatures[0].keyid",
-                EnvelopeReason::NotKeyId {
-                    value: truncate(&signature.keyid),
-                },
-            )
-        })?;
-        let sig = decode_base64(&signature.sig)
-            .ok_or_else(|| bad("signatures[0].sig", EnvelopeReason::NotBase64))?;
-        let sig: [u8; 64] = sig.as_slice().try_into().map_err(|_| {
-            bad(
-                "signatures[0].sig",
-                EnvelopeReason::SignatureLength { len: sig.len() },
-            )
-        })?;
-        Ok(SignedEnvelope {
-            payload_type,
-            payload,
-            key_id,
-            signature: Signature::from_bytes(&sig),
-        })
+        checked(
+            &wire.payload_type,
+            &wire.payload,
+            &wire.signatures,
+            |s: &EnvelopeSignature| (&s.keyid, &s.sig),
+        )
     }
+}
+
+/// The checks of `TryFrom<&Envelope>` on the envelope's fields, however they
+/// were read; `parts` gives a signature's `keyid` and `sig`.
+fn checked<'s, S>(
+    payload_type: &str,
+    payload: &str,
+    signatures: &'s [S],
+    parts: impl Fn(&'s S) -> (&'s str, &'s str),
+) -> Result<SignedEnvelope, EnvelopeError> {
+    let bad = |field, reason| EnvelopeError::Field { field, reason };
+    let payload_type = PayloadType::parse(payload_type).ok_or_else(|| {
+        bad(
+            "payloadType",
+            EnvelopeReason::UnknownPayloadType {
+                value: truncate(payload_type),
+            },
+        )
+    })?;
+    let payload =
+        decode_base64(payload).ok_or_else(|| bad("payload", EnvelopeReason::NotBase64))?;
+    let [signature] = signatures else {
+        return Err(bad(
+            "signatures",
+            EnvelopeReason::SignatureCount {
+                count: signatures.len(),
+            },
+        ));
+    };
+    let (keyid, sig) = parts(signature);
+    let key_id = keyid.parse::<KeyId>().map_err(|_| {
+        bad(
+            "signatures[0].keyid",
+            EnvelopeReason::NotKeyId {
+                value: truncate(keyid),
+            },
+        )
+    })?;
+    let sig =
+        decode_base64(sig).ok_or_else(|| bad("signatures[0].sig", EnvelopeReason::NotBase64))?;
+    let sig: [u8; 64] = sig.as_slice().try_into().map_err(|_| {
+        bad(
+            "signatures[0].sig",
+            EnvelopeReason::SignatureLength { len: sig.len() },
+        )
+    })?;
+    Ok(SignedEnvelope {
+        payload_type,
+        payload,
+        key_id,
+        signature: Signature::from_bytes(&sig),
+    })
 }
 
 #[cfg(test)]
@@ -665,11 +725,117 @@ mod tests {
                 let i = at.index(bytes.len());
                 bytes[i] = byte;
             }
+            prop_assert_eq!(SignedEnvelope::parse(&bytes), parse_in_full(&bytes));
             if let Ok(env) = SignedEnvelope::parse(&bytes) {
                 // Whatever parses re-encodes to an envelope that parses equal.
                 let again = serde_json::to_vec(&env.to_wire()).expect("serialize");
                 prop_assert_eq!(SignedEnvelope::parse(&again), Ok(env));
             }
         }
+
+        /// The borrowed fast path decides every input as the general path:
+        /// the same envelope or the same error.
+        #[test]
+        fn the_fast_path_decides_as_the_general_path(json in near_envelopes()) {
+            prop_assert_eq!(SignedEnvelope::parse(&json), parse_in_full(&json));
+        }
+    }
+
+    /// Envelopes near a valid one: each field kept, dropped, or replaced
+    /// (another type, null, an escape, a bad value), signatures of zero to
+    /// two members each kept, dropped, replaced or repeated, fields repeated,
+    /// unknown fields added, and now and then the array form.
+    fn near_envelopes() -> impl Strategy<Value = Vec<u8>> {
+        let wire = signed().to_wire();
+        let sig = &wire.signatures[0];
+        let quoted = |s: &str| format!("\"{s}\"");
+        let escaped = |s: &str| format!("\"\\u00{:02x}{}\"", s.as_bytes()[0], &s[1..]);
+        let others = |good: &str| -> Vec<String> {
+            vec![
+                escaped(good),
+                "null".into(),
+                "1".into(),
+                "[]".into(),
+                "{}".into(),
+                "\"\"".into(),
+                quoted(&good[..good.len() - 1]),
+                quoted(&good.to_uppercase()),
+            ]
+        };
+        let sig_member = (
+            (0u8..8, prop::sample::select(others(&sig.keyid))),
+            (0u8..8, prop::sample::select(others(&sig.sig))),
+            0u8..8,
+        )
+            .prop_map({
+                let (keyid, value) = (quoted(&sig.keyid), quoted(&sig.sig));
+                move |((k, k_other), (v, v_other), extra)| {
+                    let mut m = Vec::new();
+                    for (name, choice, good, other) in
+                        [("keyid", k, &keyid, &k_other), ("sig", v, &value, &v_other)]
+                    {
+                        match choice {
+                            0 => {}
+                            1 => m.push(format!("\"{name}\":{other}")),
+                            2 => m.push(format!("\"{name}\":{good},\"{name}\":{good}")),
+                            _ => m.push(format!("\"{name}\":{good}")),
+                        }
+                    }
+                    match extra {
+                        0 => m.push("\"extra\":1".into()),
+                        1 => return format!("[{}]", m.join(",")),
+                        _ => {}
+                    }
+                    format!("{{{}}}", m.join(","))
+                }
+            });
+        (
+            (0u8..8, prop::sample::select(others(&wire.payload_type))),
+            (0u8..8, prop::sample::select(others(&wire.payload))),
+            proptest::collection::vec(sig_member, 0..3),
+            0u8..10,
+            0u8..12,
+        )
+            .prop_map(move |((t, t_other), (p, p_other), sigs, s, extra)| {
+                let mut m = Vec::new();
+                let fields = [
+                    ("payloadType", t, quoted(&wire.payload_type), t_other),
+                    ("payload", p, quoted(&wire.payload), p_other),
+                ];
+                for (name, choice, good, other) in &fields {
+                    match choice {
+                        0 => {}
+                        1 => m.push(format!("\"{name}\":{other}")),
+                        2 => m.push(format!("\"{name}\":{good},\"{name}\":{good}")),
+                        _ => m.push(format!("\"{name}\":{good}")),
+                    }
+                }
+                match s {
+                    0 => {}
+                    1 => m.push("\"signatures\":null".into()),
+                    2 => m.push("\"signatures\":{}".into()),
+                    _ => m.push(format!("\"signatures\":[{}]", sigs.join(","))),
+                }
+                match extra {
+                    0 => m.push("\"extra\":1".into()),
+                    1 => return format!("[{}]", m.join(",")).into_bytes(),
+                    _ => {}
+                }
+                format!("{{{}}}", m.join(",")).into_bytes()
+            })
+    }
+
+    #[test]
+    fn the_fast_path_takes_the_common_envelope_and_leaves_the_rest() {
+        let json = serde_json::to_vec(&signed().to_wire()).expect("serialize");
+        assert!(serde_json::from_slice::<MapOnly<FastEnvelope<'_>>>(&json).is_ok());
+        assert_eq!(SignedEnvelope::parse(&json), Ok(signed()));
+        // An escape cannot be borrowed: the general path takes it, the same.
+        let text = String::from_utf8(json).expect("utf-8");
+        let escaped = text.replacen("\"payload\":\"", "\"payload\":\"\\u0065", 1);
+        let escaped = escaped.replacen("\\u0065e", "\\u0065", 1);
+        assert_ne!(escaped, text);
+        assert!(serde_json::from_slice::<MapOnly<FastEnvelope<'_>>>(escaped.as_bytes()).is_err());
+        assert_eq!(SignedEnvelope::parse(escaped.as_bytes()), Ok(signed()));
     }
 }

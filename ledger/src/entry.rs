@@ -162,21 +162,29 @@ impl LogEntry {
     /// (`parse_event` / `parse_governance`), and [`LogEntry::decode`] never
     /// produces one.
     pub fn encode(&self) -> Vec<u8> {
-        assert!(
-            self.payload.len() <= MAX_PAYLOAD_BYTES,
-            "log entry payload of {} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit",
-            self.payload.len()
-        );
-        let len = u16::try_from(self.payload.len()).unwrap_or(u16::MAX);
-        let mut out = Vec::with_capacity(ENTRY_HEADER_BYTES + self.payload.len());
-        out.push(ENTRY_VERSION);
-        out.push(self.entry_type as u8);
-        out.extend_from_slice(&self.integrated_at_ms.to_be_bytes());
-        out.extend_from_slice(self.key_id.as_bytes());
-        out.extend_from_slice(&self.signature);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&self.payload);
-        out
+        encode_parts(
+            self.entry_type,
+            self.integrated_at_ms,
+            &self.key_id,
+            &self.signature,
+            &self.payload,
+        )
+    }
+
+    /// The encoding of [`LogEntry::from_envelope`]`(envelope,
+    /// integrated_at_ms)`, without the entry in between (the sequencer
+    /// encodes every admitted envelope: this saves a copy of its payload).
+    ///
+    /// # Panics
+    /// As [`LogEntry::encode`].
+    pub fn encode_envelope(envelope: &SignedEnvelope, integrated_at_ms: u64) -> Vec<u8> {
+        encode_parts(
+            envelope.payload_type.into(),
+            integrated_at_ms,
+            &envelope.key_id,
+            &envelope.signature.to_bytes(),
+            &envelope.payload,
+        )
     }
 
     /// Decodes a version-1 entry.
@@ -224,6 +232,31 @@ impl LogEntry {
             payload: payload.to_vec(),
         })
     }
+}
+
+/// The version-1 encoding of an entry given by its parts.
+fn encode_parts(
+    entry_type: EntryType,
+    integrated_at_ms: u64,
+    key_id: &KeyId,
+    signature: &[u8; 64],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert!(
+        payload.len() <= MAX_PAYLOAD_BYTES,
+        "log entry payload of {} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit",
+        payload.len()
+    );
+    let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(ENTRY_HEADER_BYTES + payload.len());
+    out.push(ENTRY_VERSION);
+    out.push(entry_type as u8);
+    out.extend_from_slice(&integrated_at_ms.to_be_bytes());
+    out.extend_from_slice(key_id.as_bytes());
+    out.extend_from_slice(signature);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// Splits a fixed-size prefix off a slice known to be long enough.
@@ -282,6 +315,7 @@ mod tests {
             let env = envelope(t, payload);
             let entry = LogEntry::from_envelope(&env, 42);
             assert_eq!(entry.entry_type, EntryType::from(t));
+            assert_eq!(LogEntry::encode_envelope(&env, 42), entry.encode());
             let decoded = LogEntry::decode(&entry.encode()).expect("decode");
             assert_eq!(decoded, entry);
             assert_eq!(decoded.to_envelope(), env);

@@ -21,6 +21,8 @@
 //! This module reads no clock and does no I/O: the sequencer hands it a
 //! [`LedgerView`] over committed state plus the batch being built.
 
+use std::sync::Arc;
+
 use ed25519_dalek::VerifyingKey;
 use time::{Duration, OffsetDateTime};
 
@@ -160,7 +162,8 @@ pub struct Candidate {
     /// The event payload parsed early (see [`Candidate::preparse`]): the rules
     /// use this verdict instead of parsing again. `parse_event` is a pure
     /// function of the payload, so the verdict cannot differ.
-    parsed: Option<Box<Result<Event, PayloadError>>>,
+    /// Shared with the admission, so the sequencer never copies an event.
+    parsed: Option<Box<Result<Arc<Event>, PayloadError>>>,
 }
 
 impl Candidate {
@@ -190,14 +193,14 @@ impl Candidate {
     /// Governance payloads are rare and are parsed by the rules.
     pub fn preparse(&mut self) {
         if self.envelope.payload_type == PayloadType::Event && self.parsed.is_none() {
-            self.parsed = Some(Box::new(parse_event(&self.envelope.payload)));
+            self.parsed = Some(Box::new(parse_event(&self.envelope.payload).map(Arc::new)));
         }
     }
 
-    fn parsed_event(&self) -> Result<Event, PayloadError> {
+    fn parsed_event(&self) -> Result<Arc<Event>, PayloadError> {
         match &self.parsed {
             Some(verdict) => (**verdict).clone(),
-            None => parse_event(&self.envelope.payload),
+            None => parse_event(&self.envelope.payload).map(Arc::new),
         }
     }
 
@@ -505,8 +508,8 @@ pub enum GovernanceConflictReason {
 pub enum Admission {
     /// A runtime event, continuing its workload.
     Event {
-        /// The event.
-        event: Event,
+        /// The event (shared with the candidate that carried it).
+        event: Arc<Event>,
         /// The other workloads its parents are in, distinct, in parent
         /// order: its workload derives from them.
         derives_from: Vec<WorkloadId>,

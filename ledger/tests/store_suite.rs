@@ -1,6 +1,8 @@
 #![cfg(feature = "rocksdb")]
 //! One store test suite, run on both stores (RocksDB and the in-memory fake).
 
+use std::sync::Arc;
+
 use ed25519_dalek::SigningKey;
 use lineage_ledger::event::{RuntimeId, Target, WorkloadId};
 use lineage_ledger::keys::{EventId, KeyId};
@@ -32,8 +34,8 @@ fn genesis() -> StoredCheckpoint {
 /// A batch of `n` entries appended to `edge`, with simple indexes.
 fn batch(edge: &TreeEdge, n: u64, workload: &str) -> (CommitBatch, TreeEdge) {
     let first = edge.size();
-    let entries: Vec<Vec<u8>> = (first..first + n)
-        .map(|i| format!("entry {i}").into_bytes())
+    let entries: Vec<Arc<Vec<u8>>> = (first..first + n)
+        .map(|i| Arc::new(format!("entry {i}").into_bytes()))
         .collect();
     let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
     let plan = plan_append(edge, &leaves);

@@ -237,8 +237,10 @@ impl<'a> Batch<'a> {
         };
         let index = self.next_index;
         self.next_index += 1;
-        let entry =
-            Arc::new(LogEntry::from_envelope(c.envelope(), ctx.integrated_at_ms()).encode());
+        let entry = Arc::new(LogEntry::encode_envelope(
+            c.envelope(),
+            ctx.integrated_at_ms(),
+        ));
         self.entries.push(entry.clone());
         self.events.push((c.event_id(), index));
         if let Admission::Event { event, .. } = &admission {

@@ -308,27 +308,32 @@ fn commit(
         time_ms: integrated_at_ms,
         note,
     };
-    let mut counts = read(&core.runtime_counts).clone();
-    let mut touched: Vec<String> = Vec::new();
-    for (runtime, added) in batch.state.runtime_events() {
-        *counts.entry(runtime.as_str().to_owned()).or_insert(0) += added;
-        touched.push(runtime.as_str().to_owned());
-    }
+    // The new counts of the runtimes this batch touched (only theirs: the
+    // map holds every runtime the log has seen).
+    let touched: Vec<(String, u64)> = {
+        let counts = read(&core.runtime_counts);
+        batch
+            .state
+            .runtime_events()
+            .iter()
+            .map(|(runtime, added)| {
+                let before = counts.get(runtime.as_str()).copied().unwrap_or(0);
+                (runtime.as_str().to_owned(), before + added)
+            })
+            .collect()
+    };
     let new_keys: Vec<_> = batch.state.keys().values().cloned().collect();
     let governance = lineage_ledger::store::governance_rows(batch.state.governance());
     let new_statements = !batch.state.governance().statements.is_empty();
     let commit = CommitBatch {
         first_index: edge.size(),
-        entries: batch.entries.iter().map(|e| e.as_ref().clone()).collect(),
+        entries: batch.entries,
         tiles: plan.tiles,
         events: batch.events,
         workloads: batch.workloads,
         children: batch.children,
         keys: new_keys.clone(),
-        runtime_counts: touched
-            .iter()
-            .map(|r| (r.clone(), counts.get(r).copied().unwrap_or(0)))
-            .collect(),
+        runtime_counts: touched,
         governance,
         checkpoint: checkpoint.clone(),
     };
@@ -346,7 +351,12 @@ fn commit(
             keys.insert(k.key_id, k);
         }
     }
-    *write(&core.runtime_counts) = counts;
+    {
+        let mut counts = write(&core.runtime_counts);
+        for (runtime, n) in &commit.runtime_counts {
+            counts.insert(runtime.clone(), *n);
+        }
+    }
     if new_statements {
         let mut halts = write(&core.halts);
         halts.absorb(batch.state.governance());

@@ -70,7 +70,8 @@ impl MemStore {
 
 fn apply(s: &mut State, b: &CommitBatch) {
     for (i, e) in b.entries.iter().enumerate() {
-        s.entries.insert(b.first_index + i as u64, e.clone());
+        s.entries
+            .insert(b.first_index + i as u64, e.as_ref().clone());
     }
     for t in &b.tiles {
         s.tiles.insert((t.level, t.index), t.to_bytes());

@@ -30,6 +30,8 @@ pub use mem::MemStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
+use std::sync::Arc;
+
 use crate::event::Target;
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
@@ -40,8 +42,9 @@ use crate::tree::{TileSource, TileWrite};
 pub struct CommitBatch {
     /// Index of the first entry; must equal the store's size.
     pub first_index: u64,
-    /// Encoded log entries, in index order.
-    pub entries: Vec<Vec<u8>>,
+    /// Encoded log entries, in index order (shared with the receipts that
+    /// carry them, so a commit copies none).
+    pub entries: Vec<Arc<Vec<u8>>>,
     /// Hash tiles whose contents changed (from `plan_append`).
     pub tiles: Vec<TileWrite>,
     /// Event ID to index, for every entry.

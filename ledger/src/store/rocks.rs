@@ -503,10 +503,14 @@ impl Store for RocksStore {
                 size,
             });
         }
-        let mut b = WriteBatch::default();
+        let mut b = WriteBatch::with_capacity_bytes(batch_bytes(batch));
         let entries = self.cf(CF_ENTRIES)?;
         for (i, e) in batch.entries.iter().enumerate() {
-            b.put_cf(entries, (batch.first_index + i as u64).to_be_bytes(), e);
+            b.put_cf(
+                entries,
+                (batch.first_index + i as u64).to_be_bytes(),
+                e.as_slice(),
+            );
         }
         let tiles = self.cf(CF_TILES)?;
         for t in &batch.tiles {
@@ -551,6 +555,31 @@ impl Store for RocksStore {
         );
         self.sync_write(b)
     }
+}
+
+/// About what `batch` takes in a `WriteBatch` (each row: its key, its value
+/// and a few bytes of framing), so that the batch is allocated once instead
+/// of growing by copies: entries and tile rows are most of it.
+fn batch_bytes(batch: &CommitBatch) -> usize {
+    const ROW: usize = 16;
+    let entries: usize = batch.entries.iter().map(|e| e.len() + 8 + ROW).sum();
+    let tiles: usize = batch
+        .tiles
+        .iter()
+        .map(|t| t.hashes.len() * crate::HASH_SIZE + 9 + ROW)
+        .sum();
+    let workloads: usize = batch
+        .workloads
+        .iter()
+        .map(|(w, _, _)| w.len() + 17 + ROW)
+        .sum();
+    entries
+        + tiles
+        + workloads
+        + batch.events.len() * (32 + 8 + ROW)
+        + batch.children.len() * (40 + ROW)
+        + batch.governance.len() * 96
+        + 1024
 }
 
 #[cfg(test)]
