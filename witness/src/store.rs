@@ -139,6 +139,11 @@ impl WitnessStore {
         Ok(store)
     }
 
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
     /// Opens the store read-only, as a snapshot: works while a witness serves from it.
     ///
     /// # Errors

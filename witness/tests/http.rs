@@ -99,6 +99,7 @@ struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     witness: std::sync::Weak<Witness>,
+    dir: std::path::PathBuf,
 }
 
 impl Server {
@@ -108,6 +109,7 @@ impl Server {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let dir = witness.store().path().to_path_buf();
         let witness = Arc::new(witness);
         let weak = Arc::downgrade(&witness);
         let router = http::router(witness, std::time::Duration::from_secs(10));
@@ -124,6 +126,7 @@ impl Server {
             stop: Some(stop),
             task,
             witness: weak,
+            dir,
         }
     }
 
@@ -141,6 +144,19 @@ impl Server {
                 std::time::Instant::now() < deadline,
                 "the witness was never dropped"
             );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // The count reaches zero before the witness's drop (which closes
+        // RocksDB and frees the directory lock) has finished, on whichever
+        // thread dropped it last: wait until the store opens for writing.
+        loop {
+            match lineage_witness::WitnessStore::open(&self.dir) {
+                Ok(_) => return,
+                Err(e) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "the store stayed locked: {e}"
+                ),
+            }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
