@@ -225,45 +225,6 @@ impl SignedEnvelope {
             }],
         }
     }
-}
-
-/// [`SignedEnvelope::parse`] for every input: the schema's owned wire form,
-/// whose errors name what is wrong.
-fn parse_in_full(json: &[u8]) -> Result<SignedEnvelope, EnvelopeError> {
-    // Objects only: serde's derive would also take `[type, payload, sigs]`.
-    let MapOnly(wire): MapOnly<Envelope> =
-        serde_json::from_slice(json).map_err(|e| EnvelopeError::Json {
-            message: e.to_string(),
-            line: e.line(),
-            column: e.column(),
-        })?;
-    SignedEnvelope::try_from(&wire)
-}
-
-/// The common envelope, read without copying its strings: it takes only
-/// what the general path's [`Envelope`] takes as far as JSON goes (an
-/// object, the three fields once each, nothing unknown, signatures objects
-/// of `keyid` and `sig`), and strings without escapes (those cannot be
-/// borrowed: [`SignedEnvelope::parse`] then falls back to the general path).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FastEnvelope<'a> {
-    #[serde(rename = "payloadType")]
-    payload_type: &'a str,
-    payload: &'a str,
-    #[serde(borrow)]
-    signatures: Vec<MapOnly<FastSignature<'a>>>,
-}
-
-/// One signature of a [`FastEnvelope`].
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FastSignature<'a> {
-    keyid: &'a str,
-    sig: &'a str,
-}
-
-impl SignedEnvelope {
     /// The event ID: BLAKE3 of the payload bytes.
     pub fn event_id(&self) -> EventId {
         EventId::of_payload(&self.payload)
@@ -311,6 +272,42 @@ impl SignedEnvelope {
 /// (same as [`SignedEnvelope::sign`]).
 pub fn sign(payload_type: PayloadType, payload: Vec<u8>, key: &SigningKey) -> SignedEnvelope {
     SignedEnvelope::sign(payload_type, payload, key)
+}
+
+/// [`SignedEnvelope::parse`] for every input: the schema's owned wire form,
+/// whose errors name what is wrong.
+fn parse_in_full(json: &[u8]) -> Result<SignedEnvelope, EnvelopeError> {
+    // Objects only: serde's derive would also take `[type, payload, sigs]`.
+    let MapOnly(wire): MapOnly<Envelope> =
+        serde_json::from_slice(json).map_err(|e| EnvelopeError::Json {
+            message: e.to_string(),
+            line: e.line(),
+            column: e.column(),
+        })?;
+    SignedEnvelope::try_from(&wire)
+}
+
+/// The common envelope, read without copying its strings: it takes only
+/// what the general path's [`Envelope`] takes as far as JSON goes (an
+/// object, the three fields once each, nothing unknown, signatures objects
+/// of `keyid` and `sig`), and strings without escapes (those cannot be
+/// borrowed: [`SignedEnvelope::parse`] then falls back to the general path).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastEnvelope<'a> {
+    #[serde(rename = "payloadType")]
+    payload_type: &'a str,
+    payload: &'a str,
+    #[serde(borrow)]
+    signatures: Vec<MapOnly<FastSignature<'a>>>,
+}
+
+/// One signature of a [`FastEnvelope`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastSignature<'a> {
+    keyid: &'a str,
+    sig: &'a str,
 }
 
 impl TryFrom<&Envelope> for SignedEnvelope {
