@@ -4,8 +4,14 @@
 //! cargo bench --bench load -- [--events N] [--connections C] [--batch B]
 //!     [--prefill N] [--proofs M] [--restart] [--data-dir DIR]
 //!     [--serve-arg ARG]... [--settle SECS] [--halt] [--gated N] [--json PATH]
-//!     [--server-bin PATH [--server-default-build]]
+//!     [--server-bin PATH [--server-default-build]] [--baseline JSON]
 //! ```
+//!
+//! `--baseline` names the JSON of an earlier run of the same workload on a
+//! smaller log (issue 16: 100k entries): the table then also says whether
+//! ingest stayed within 10% of it and RSS within 1.5x of it. Every run with
+//! `--proofs` or `--restart` says whether proofs reach 20,000/s with p99
+//! under 5 ms and a restart is ready in under 2 s (the targets at 10M).
 //!
 //! `--server-bin` runs another build of `lineage` than the one cargo built
 //! with this bench; `--server-default-build` says that build was made
@@ -77,6 +83,7 @@ struct Args {
     authority_key: Option<PathBuf>,
     server_bin: Option<PathBuf>,
     server_default_build: bool,
+    baseline: Option<PathBuf>,
     json: PathBuf,
 }
 
@@ -100,6 +107,7 @@ fn parse_args() -> Args {
         authority_key: None,
         server_bin: None,
         server_default_build: false,
+        baseline: None,
         json: PathBuf::from("target/lineage-bench.json"),
     };
     let mut it = std::env::args().skip(1);
@@ -125,6 +133,7 @@ fn parse_args() -> Args {
             "--server-bin" => a.server_bin = Some(PathBuf::from(value())),
             "--server-default-build" => a.server_default_build = true,
             "--json" => a.json = PathBuf::from(value()),
+            "--baseline" => a.baseline = Some(PathBuf::from(value())),
             // cargo bench passes --bench; ignore harness flags.
             "--bench" => {}
             other => panic!("unknown flag {other}"),
@@ -1093,6 +1102,13 @@ fn main() {
             "disk_bytes_after_stop": disk_after_stop});
     }
 
+    let baseline = a.baseline.as_ref().map(|p| {
+        let text = std::fs::read_to_string(p)
+            .unwrap_or_else(|e| panic!("reading the baseline {}: {e}", p.display()));
+        serde_json::from_str::<Value>(&text)
+            .unwrap_or_else(|e| panic!("the baseline {} is not JSON: {e}", p.display()))
+    });
+    report["scale_targets"] = scale_targets(&report, baseline.as_ref());
     print_table(&report);
     if let Some(dir) = a.json.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -1118,6 +1134,38 @@ fn cpu_per_event(server_cpu: f64, accepted: usize, this: Verify, default: Verify
     json!({"server_micros": total, "verify_micros": verify, "other_micros": other,
         "verify_share": verify / total,
         "other_to_yardstick_verify": other / default.micros_per_verify()})
+}
+
+/// Issue 16's targets at scale (measured at 10M entries), each with its
+/// figure and whether it holds: inclusion proofs and restart from this run;
+/// ingest and RSS against `baseline`, the same workload's run on a 100k log.
+fn scale_targets(report: &Value, baseline: Option<&Value>) -> Value {
+    let mut t = json!({"tree_size": report["tree_size"]});
+    let p = &report["proofs"];
+    if let (Some(rate), Some(p99)) = (p["per_second"].as_f64(), p["latency_ms"]["p99"].as_f64()) {
+        t["proofs"] = json!({"per_second": rate, "p99_ms": p99, "min_per_second": 20_000,
+            "max_p99_ms": 5.0, "met": rate >= 20_000.0 && p99 < 5.0});
+    }
+    if let Some(ready) = report["restart"]["ready_seconds"].as_f64() {
+        t["restart"] = json!({"ready_seconds": ready, "max": 2.0, "met": ready < 2.0});
+    }
+    let Some(base) = baseline else {
+        return t;
+    };
+    t["baseline_tree_size"] = base["tree_size"].clone();
+    let ingest = |r: &Value| r["ingest"]["events_per_second"].as_f64();
+    if let (Some(now), Some(then)) = (ingest(report), ingest(base)) {
+        let ratio = now / then;
+        t["ingest_to_baseline"] = json!({"figure": ratio, "min": 0.9, "met": ratio >= 0.9});
+    }
+    let rss = |r: &Value| r["server_memory_kib"]["rss"].as_f64();
+    if let (Some(now), Some(then)) = (rss(report), rss(base))
+        && then > 0.0
+    {
+        let ratio = now / then;
+        t["rss_to_baseline"] = json!({"figure": ratio, "max": 1.5, "met": ratio <= 1.5});
+    }
+    t
 }
 
 /// Issue 16's targets for this run's shape (arrays or single events), each
@@ -1314,6 +1362,39 @@ fn print_table(r: &Value) {
             f(&x["stop_seconds"]),
             f(&x["listening_seconds"]),
             f(&x["ready_seconds"])
+        );
+    }
+    let s = &r["scale_targets"];
+    let verdict = |t: &Value| if t["met"] == true { "met" } else { "NOT met" };
+    if let Some(p) = s.get("proofs") {
+        println!(
+            "| target at 10M: proofs >= 20,000/s with p99 < 5 ms (tree size {}) | {:.0}/s, p99 {:.2} ms: {} |",
+            s["tree_size"],
+            f(&p["per_second"]),
+            f(&p["p99_ms"]),
+            verdict(p)
+        );
+    }
+    if let Some(x) = s.get("restart") {
+        println!(
+            "| target at 10M: restart ready < 2 s | {:.2} s: {} |",
+            f(&x["ready_seconds"]),
+            verdict(x)
+        );
+    }
+    if let Some(x) = s.get("ingest_to_baseline") {
+        println!(
+            "| target at 10M: ingest within 10% of the baseline's (tree size {}) | {:.3}: {} |",
+            s["baseline_tree_size"],
+            f(&x["figure"]),
+            verdict(x)
+        );
+    }
+    if let Some(x) = s.get("rss_to_baseline") {
+        println!(
+            "| target at 10M: RSS <= 1.5x the baseline's | {:.2}x: {} |",
+            f(&x["figure"]),
+            verdict(x)
         );
     }
 }
