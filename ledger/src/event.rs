@@ -39,7 +39,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use ed25519_dalek::VerifyingKey;
-use lineage_schemas::{EventPayload, GovernancePayload};
+use lineage_schemas::{EventPayload, GovernancePayload, MapOnly};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use time::OffsetDateTime;
@@ -848,7 +848,7 @@ fn required_str<'a>(field: &str, value: &'a Option<String>) -> Result<&'a str, P
 /// [`PayloadError`] for the first rule the payload breaks (see the module docs).
 pub fn parse_event(payload: &[u8]) -> Result<Event, PayloadError> {
     if payload.len() <= MAX_PAYLOAD_BYTES
-        && let Ok(fast) = serde_json::from_slice::<FastEvent<'_>>(payload)
+        && let Ok(MapOnly(fast)) = serde_json::from_slice::<MapOnly<FastEvent<'_>>>(payload)
     {
         // Every field has its JSON type, none is unknown, repeated or null,
         // and attrs has no duplicate key: the checks left are the same
@@ -1029,7 +1029,9 @@ fn object(field: &str, value: Value) -> Result<Map<String, Value>, PayloadError>
 /// general path would (an unknown, repeated or `null` field, a wrong type, a
 /// string with escapes) fails it, and [`parse_event`] falls back to the
 /// general path, which names the error; so it only ever decides payloads
-/// the general path accepts as far as JSON types go.
+/// the general path accepts as far as JSON types go. It is read through
+/// [`MapOnly`]: serde's derive would also take a JSON array of the fields,
+/// and a payload is an object.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FastEvent<'a> {
@@ -1908,8 +1910,8 @@ mod tests {
 
     /// Event payloads near the valid one: each field right (14 in 16),
     /// absent, or replaced (null, another type, escapes, a duplicate key
-    /// inside); fields repeated, unknown fields added. About a third are
-    /// valid events.
+    /// inside); fields repeated, unknown fields added; one in eight the
+    /// fields' values as a JSON array. About a third are valid events.
     fn near_events() -> impl Strategy<Value = Vec<u8>> {
         let id = format!("\"{A}\"");
         let fields: Vec<(&'static str, String)> = vec![
@@ -1949,8 +1951,21 @@ mod tests {
         (
             proptest::collection::vec((0u8..16, prop::sample::select(others)), n),
             proptest::collection::vec(0..n + 1, 0..3),
+            0u8..8,
         )
-            .prop_map(move |(choices, extra)| {
+            .prop_map(move |(choices, extra, form)| {
+                if form == 0 {
+                    // The array form serde's derive would read as a struct.
+                    let values: Vec<&str> = fields
+                        .iter()
+                        .zip(&choices)
+                        .map(|((_, value), (choice, other))| match choice {
+                            1 => other.as_str(),
+                            _ => value.as_str(),
+                        })
+                        .collect();
+                    return format!("[{}]", values.join(",")).into_bytes();
+                }
                 let mut members: Vec<String> = Vec::new();
                 for ((name, value), (choice, other)) in fields.iter().zip(&choices) {
                     match choice {
@@ -2001,6 +2016,19 @@ mod tests {
         ] {
             assert!(serde_json::from_slice::<FastEvent<'_>>(&odd).is_err());
             assert_eq!(parse_event(&odd), parse_event_in_full(&odd));
+        }
+        // serde's derive also reads a struct from a JSON array of its
+        // fields; a payload is an object, so the array form is refused, as
+        // the general path refuses it.
+        for array in [
+            format!(r#"["node-1.example","run-7",1,"{A}",[],"tool.call","2026-01-01T00:00:00Z"]"#),
+            r#"["node-1.example","run-7",0]"#.to_owned(),
+        ] {
+            assert_eq!(
+                parse_event(array.as_bytes()),
+                parse_event_in_full(array.as_bytes())
+            );
+            assert!(parse_event(array.as_bytes()).is_err(), "{array}");
         }
         // The general path still takes it.
         let escaped = String::from_utf8(valid)
