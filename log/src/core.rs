@@ -363,10 +363,10 @@ impl Core {
                 .iter()
                 .map(|t| {
                     let key = (t.level, t.index);
-                    let bytes = t.to_bytes();
+                    let next = RowNodes::from_hashes(&t.hashes);
                     let mut row = match hot.get(&key) {
-                        Some(old) => old.grown(&bytes),
-                        None => RowNodes::new(&bytes),
+                        Some(old) => old.grown(next),
+                        None => next,
                     };
                     row.fill();
                     (key, Arc::new(row))

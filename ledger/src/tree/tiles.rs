@@ -263,6 +263,15 @@ impl RowNodes {
         }
     }
 
+    /// The nodes of a tile row given as its hashes (at most 256 are used), as a commit's
+    /// [`TileWrite`](super::TileWrite) holds them: no round trip through bytes.
+    pub fn from_hashes(hashes: &[Hash]) -> RowNodes {
+        RowNodes {
+            row: hashes.iter().take(TILE_WIDTH as usize).copied().collect(),
+            interior: Vec::new(),
+        }
+    }
+
     /// Hashes in the row.
     pub fn width(&self) -> usize {
         self.row.len()
@@ -305,11 +314,10 @@ impl RowNodes {
         }
     }
 
-    /// This row grown to the bytes of `tile`: when `tile` begins with this row's hashes (a
-    /// stored tile only ever grows at its end), the interior nodes hashed over them are kept;
-    /// otherwise nothing is.
-    pub fn grown(&self, tile: &[u8]) -> RowNodes {
-        let mut next = RowNodes::new(tile);
+    /// This row grown to `next`, a later version of it: when `next` begins with this row's
+    /// hashes (a stored tile only ever grows at its end), the interior nodes hashed over them
+    /// are kept; otherwise nothing is.
+    pub fn grown(&self, mut next: RowNodes) -> RowNodes {
         if next.row.get(..self.row.len()) == Some(self.row.as_slice()) {
             next.interior.clone_from(&self.interior);
         }
@@ -471,6 +479,8 @@ mod tests {
         check(bytes.len(), 256 * 32);
         let mut nodes = RowNodes::new(&bytes);
         check(nodes.width(), 256);
+        // Built from the hashes themselves, the same row.
+        check(RowNodes::from_hashes(tile).row, nodes.row.clone());
         // Every node of the tile, in an order that asks for parents before children.
         for level in (0..8u8).rev() {
             for index in 0..(256u64 >> level) {
@@ -502,7 +512,7 @@ mod tests {
             half.interior.iter().filter(|n| n.is_some()).count(),
             50 + 25 + 12 + 6 + 3 + 1,
         );
-        let mut full = half.grown(&bytes);
+        let mut full = half.grown(RowNodes::new(&bytes));
         check(full.interior.iter().filter(|n| n.is_some()).count(), 97);
         full.fill();
         check(full.interior.iter().filter(|n| n.is_some()).count(), 254);
@@ -518,7 +528,7 @@ mod tests {
         // Grown to bytes that do not begin with the row, nothing is kept.
         let other: Vec<u8> = bytes.iter().map(|b| b ^ 1).collect();
         check(
-            half.grown(&other)
+            half.grown(RowNodes::new(&other))
                 .interior
                 .iter()
                 .filter(|n| n.is_some())
@@ -551,7 +561,7 @@ mod tests {
             let mut nodes = RowNodes::new(&bytes);
             let mut filled = RowNodes::new(bytes.get(..width / 2 * 32).unwrap_or_default());
             filled.fill();
-            let mut filled = filled.grown(&bytes);
+            let mut filled = filled.grown(RowNodes::new(&bytes));
             filled.fill();
             for (height, pos) in asks {
                 let index = pos >> height;
