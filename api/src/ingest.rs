@@ -13,9 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lineage_ledger::dsse::SignedEnvelope;
-use lineage_ledger::entry::LogEntry;
 use lineage_ledger::event::MAX_PAYLOAD_BYTES;
-use lineage_ledger::keys::EventId;
 use lineage_ledger::rules::{Candidate, Rejection};
 use lineage_ledger::tree::InclusionProver;
 use rayon::prelude::*;
@@ -304,18 +302,16 @@ fn write_receipt(
             writer.write(body, event_id, *index, entry, &path);
             Ok(StatusCode::CREATED)
         }
-        Some(Outcome::Identical { index }) => {
+        Some(Outcome::Identical { index, event_id }) => {
+            // The entry as the log holds it (with its first integration time).
             let entry = core
                 .store
                 .entry(*index)
                 .ok()
                 .flatten()
                 .ok_or(ApiError::Internal)?;
-            let event_id = LogEntry::decode(&entry)
-                .map(|e| EventId::of_payload(&e.payload))
-                .map_err(|_| ApiError::Internal)?;
             let path = proof(*index)?;
-            writer.write(body, &event_id, *index, &entry, &path);
+            writer.write(body, event_id, *index, &entry, &path);
             Ok(StatusCode::OK)
         }
         Some(Outcome::Rejected(r)) => Err(ApiError::Rejected(r.clone())),

@@ -229,7 +229,10 @@ impl<'a> Batch<'a> {
         ctx: &RuleContext<'_>,
     ) -> Result<Outcome, StoreError> {
         if let Some(index) = self.state.find_identical(c)? {
-            return Ok(Outcome::Identical { index });
+            return Ok(Outcome::Identical {
+                index,
+                event_id: c.event_id(),
+            });
         }
         let admission = match self.state.admit(c, ctx)? {
             Ok(a) => a,

@@ -23,6 +23,9 @@ pub enum Outcome {
     Identical {
         /// Its index.
         index: u64,
+        /// Its event ID (the candidate's: an identical envelope has the
+        /// same payload).
+        event_id: EventId,
     },
     /// Refused by a rule.
     Rejected(Rejection),
