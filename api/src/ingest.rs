@@ -322,9 +322,14 @@ fn write_receipt(
 
 pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(body) => json_body(status, body),
         Err(_) => ApiError::Internal.into_response(),
     }
+}
+
+/// A JSON answer whose body is already written.
+pub(crate) fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[cfg(test)]

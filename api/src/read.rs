@@ -17,15 +17,15 @@ use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::store::GovernanceReads as _;
 use lineage_ledger::tile::{TileKind, TilePath, encode_bundle};
 use lineage_schemas::{
-    AuthorityKey, ConsistencyProofResponse, EntryResponse, InclusionProofResponse, LogInfo,
-    RuntimeInfo, RuntimeKey, WorkloadEvent, WorkloadEvents, WorkloadHeadInfo, WorkloadInfo,
-    WorkloadState,
+    AuthorityKey, EntryResponse, LogInfo, RuntimeInfo, RuntimeKey, WorkloadEvent, WorkloadEvents,
+    WorkloadHeadInfo, WorkloadInfo, WorkloadState,
 };
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
-use crate::ingest::json_response;
+use crate::ingest::{json_body, json_response};
 use crate::problem::ApiError;
+use crate::receipt_json::proof_body;
 use lineage_log::{Core, ReadError};
 
 /// Default and largest page of workload events.
@@ -216,18 +216,14 @@ pub(crate) async fn get_inclusion(
     let q = query(q)?;
     let index = required(&q, "index")?;
     let tree_size = required(&q, "tree_size")?;
-    // Computed on the async worker: at most three tile reads (block cache or
-    // OS page cache) and a few hundred hashes, ~50 us. A blocking-pool hop
-    // per request cost more than that in thread switches: at 10M entries
-    // 11.8k proofs/s with it, 15.5k/s without (docs/PERFORMANCE.md).
+    // Computed on the async worker: one tile and one stratum read per tile
+    // level (block cache or OS page cache) and a few dozen hashes. A
+    // blocking-pool hop per request cost more than that in thread
+    // switches (docs/PERFORMANCE.md).
     let proof = app.log.core().inclusion_proof(index, tree_size)?;
-    Ok(json_response(
+    Ok(json_body(
         StatusCode::OK,
-        &InclusionProofResponse {
-            index,
-            tree_size,
-            proof: proof.iter().map(|h| h.to_base64()).collect(),
-        },
+        proof_body(("index", index), ("tree_size", tree_size), &proof),
     ))
 }
 
@@ -239,13 +235,9 @@ pub(crate) async fn get_consistency(
     let first = required(&q, "first")?;
     let second = required(&q, "second")?;
     let proof = blocking(&app, move |core| Ok(core.consistency_proof(first, second)?)).await?;
-    Ok(json_response(
+    Ok(json_body(
         StatusCode::OK,
-        &ConsistencyProofResponse {
-            first,
-            second,
-            proof: proof.iter().map(|h| h.to_base64()).collect(),
-        },
+        proof_body(("first", first), ("second", second), &proof),
     ))
 }
 

@@ -1,4 +1,4 @@
-//! Receipts written straight into a response body.
+//! Receipts and proofs written straight into a response body.
 //!
 //! An array of 500 envelopes is answered with 500 receipts that differ only
 //! in their index, entry and audit path: the checkpoint note is the same in
@@ -8,6 +8,9 @@
 //! none). Here the note is escaped once per answer and the rest is encoded
 //! into the body as it is written. The bytes are exactly serde's for the
 //! same `Receipt` (a test holds them equal), so clients see no difference.
+//! Proof answers ([`proof_body`]) are written the same way: a random
+//! inclusion proof costs little more than its answer, and serde's way
+//! allocated one string per hash.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -59,6 +62,33 @@ impl ReceiptWriter {
         }
         out.extend_from_slice(b"]}");
     }
+}
+
+/// The JSON body of a proof answer, `{"<a>":x,"<b>":y,"proof":[...]}`:
+/// byte for byte what serde writes for [`lineage_schemas::InclusionProofResponse`]
+/// (`index`, `tree_size`) and [`lineage_schemas::ConsistencyProofResponse`]
+/// (`first`, `second`). The names are the schema's (plain ASCII, nothing to
+/// escape).
+pub(crate) fn proof_body(a: (&str, u64), b: (&str, u64), proof: &[Hash]) -> Vec<u8> {
+    // 44 base64 characters and 3 of punctuation per hash.
+    let mut out = Vec::with_capacity(64 + proof.len() * 47);
+    for (i, (name, value)) in [a, b].into_iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(itoa(value, &mut [0; 20]));
+    }
+    out.extend_from_slice(b",\"proof\":[");
+    for (i, hash) in proof.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        push_base64(&mut out, hash.as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// Lowercase hex of `bytes`, appended.
@@ -150,6 +180,42 @@ mod tests {
                     "note {n}, index {index}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn proof_answers_are_written_byte_for_byte_as_serde_writes_them() {
+        use lineage_schemas::{ConsistencyProofResponse, InclusionProofResponse};
+        for (x, y, len) in [
+            (0u64, 1u64, 0usize),
+            (7, 8, 1),
+            (u64::MAX, 10, 24),
+            (5, 10_040_004, 33),
+        ] {
+            let proof: Vec<Hash> = (0..len)
+                .map(|i| lineage_ledger::hash::leaf_hash(&[i as u8, len as u8]))
+                .collect();
+            let strings: Vec<String> = proof.iter().map(Hash::to_base64).collect();
+            let inclusion = serde_json::to_vec(&InclusionProofResponse {
+                index: x,
+                tree_size: y,
+                proof: strings.clone(),
+            })
+            .expect("serialize");
+            assert_eq!(
+                String::from_utf8_lossy(&proof_body(("index", x), ("tree_size", y), &proof)),
+                String::from_utf8_lossy(&inclusion)
+            );
+            let consistency = serde_json::to_vec(&ConsistencyProofResponse {
+                first: x,
+                second: y,
+                proof: strings,
+            })
+            .expect("serialize");
+            assert_eq!(
+                String::from_utf8_lossy(&proof_body(("first", x), ("second", y), &proof)),
+                String::from_utf8_lossy(&consistency)
+            );
         }
     }
 

@@ -20,7 +20,7 @@ use lineage_ledger::rules::{Authorities, KeyRecord};
 use lineage_ledger::store::{
     CommitBatch, MemStore, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow, StoredTally,
 };
-use lineage_ledger::tree::{verify_consistency, verify_inclusion};
+use lineage_ledger::tree::{TileStratum, verify_consistency, verify_inclusion};
 use lineage_log::{Clock, LogConfig, LogService};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -71,6 +71,18 @@ impl Store for Counting {
     }
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.tile(level, index)
+    }
+    fn stratum(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.stratum(level, index)
+    }
+    fn strata(&self, level: u8, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.inner.strata(level, from, limit)
+    }
+    fn strata_covered(&self) -> Result<u64, StoreError> {
+        self.inner.strata_covered()
+    }
+    fn put_strata(&self, strata: &[TileStratum], covered: Option<u64>) -> Result<(), StoreError> {
+        self.inner.put_strata(strata, covered)
     }
     fn event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
         self.inner.event_index(id)

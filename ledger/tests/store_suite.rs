@@ -10,9 +10,9 @@ use lineage_ledger::rules::KeyRecord;
 use lineage_ledger::state::GovernanceDelta;
 use lineage_ledger::store::{
     CommitBatch, FORMAT_VERSION, Fault, GovernanceReads, MemStore, RocksStore, Store, StoreError,
-    StoreMeta, StoreTiles, StoredCheckpoint, StoredTally, governance_rows, open_log,
+    StoreMeta, StoreTiles, StoredCheckpoint, StoredTally, fill_strata, governance_rows, open_log,
 };
-use lineage_ledger::tree::{TileNodes, TreeEdge, plan_append, root};
+use lineage_ledger::tree::{TileNodes, TileStratum, TreeEdge, plan_append, root};
 use lineage_ledger::{Hash, leaf_hash};
 
 fn meta() -> StoreMeta {
@@ -40,10 +40,16 @@ fn batch(edge: &TreeEdge, n: u64, workload: &str) -> (CommitBatch, TreeEdge) {
     let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
     let plan = plan_append(edge, &leaves);
     let id = |i: u64| EventId::of_payload(format!("entry {i}").as_bytes());
+    let strata = plan
+        .tiles
+        .iter()
+        .filter_map(|t| TileStratum::of_row(t.level, t.index, &t.hashes))
+        .collect();
     let b = CommitBatch {
         first_index: first,
         entries,
         tiles: plan.tiles,
+        strata,
         events: (first..first + n).map(|i| (id(i), i)).collect(),
         workloads: (first..first + n)
             .map(|i| (workload.to_owned(), i, i))
@@ -112,6 +118,35 @@ fn suite(store: &dyn Store) {
         )
         .expect("root")
     );
+
+    // Every complete tile has its stratum, derived from the stored tile;
+    // partial tiles have none.
+    let level0: Vec<u64> = (0..size / 256).collect();
+    assert_eq!(store.strata(0, 0, usize::MAX).expect("strata"), level0);
+    assert_eq!(store.strata(1, 0, usize::MAX).expect("strata"), vec![0]);
+    assert_eq!(
+        store.strata(0, 100, 3).expect("strata"),
+        vec![100, 101, 102]
+    );
+    assert!(store.strata(2, 0, 10).expect("strata").is_empty());
+    for (level, index) in [(0u8, 0u64), (0, 272), (1, 0)] {
+        let tile = store.tile(level, index).expect("tile").expect("stored");
+        let derived = TileStratum::of_tile(level, index, &tile).expect("complete");
+        assert_eq!(
+            store.stratum(level, index).expect("stratum"),
+            Some(derived.to_bytes())
+        );
+    }
+    assert_eq!(store.stratum(0, size / 256).expect("stratum"), None);
+    // Strata put beside the log (for stores written before them) read back.
+    let tile = store.tile(0, 3).expect("tile").expect("stored");
+    let mut put = TileStratum::of_tile(0, 3, &tile).expect("complete");
+    put.level = 5;
+    store
+        .put_strata(std::slice::from_ref(&put), None)
+        .expect("put");
+    assert_eq!(store.strata(5, 0, 10).expect("strata"), vec![3]);
+    assert_eq!(store.stratum(5, 3).expect("stratum"), Some(put.to_bytes()));
 
     // A stale batch is refused and changes nothing.
     let (stale, _) = batch(&TreeEdge::empty(), 1, "w1");
@@ -285,6 +320,68 @@ fn suite(store: &dyn Store) {
         [("child".to_owned(), vec![halt])]
     );
     assert!(store.active_halts().expect("halts").is_empty());
+}
+
+/// A store written before strata existed gets them from `fill_strata`.
+fn strata_fill(store: &dyn Store) {
+    open_log(store, &meta(), genesis).expect("init");
+    let mut edge = TreeEdge::empty();
+    let mut commit_without_strata = |n: u64| {
+        let (mut b, next) = batch(&edge, n, "w");
+        b.strata.clear();
+        store.commit(&b).expect("commit");
+        edge = next;
+    };
+    commit_without_strata(300);
+    commit_without_strata(69_700);
+    assert!(store.strata(0, 0, usize::MAX).expect("strata").is_empty());
+    assert_eq!(store.strata_covered().expect("covered"), 0);
+    // Asked to stop at once, it derives and records nothing.
+    assert_eq!(fill_strata(store, 70_000, &|| true).expect("fill"), 0);
+    assert_eq!(store.strata_covered().expect("covered"), 0);
+    // One stratum already there (written by a commit after an upgrade) is
+    // kept; the other 272 of level 0 and the one of level 1 are derived.
+    let derived = |level: u8, index: u64| {
+        let tile = store.tile(level, index).expect("tile").expect("stored");
+        TileStratum::of_tile(level, index, &tile).expect("complete")
+    };
+    store.put_strata(&[derived(0, 7)], None).expect("put");
+    assert_eq!(fill_strata(store, 70_000, &|| false).expect("fill"), 273);
+    assert_eq!(store.strata_covered().expect("covered"), 70_000);
+    let level0: Vec<u64> = (0..273).collect();
+    assert_eq!(store.strata(0, 0, usize::MAX).expect("strata"), level0);
+    assert_eq!(store.strata(1, 0, usize::MAX).expect("strata"), vec![0]);
+    for (level, index) in [(0u8, 0u64), (0, 7), (0, 150), (0, 272), (1, 0)] {
+        assert_eq!(
+            store.stratum(level, index).expect("stratum"),
+            Some(derived(level, index).to_bytes()),
+            "stratum {level}/{index}"
+        );
+    }
+    // Covered: nothing to do.
+    assert_eq!(fill_strata(store, 70_000, &|| false).expect("fill"), 0);
+    // Grown since (by a server that wrote no strata): only the tiles past
+    // the covered size are looked at.
+    commit_without_strata(1_000);
+    assert_eq!(fill_strata(store, 71_000, &|| false).expect("fill"), 4);
+    assert_eq!(store.strata_covered().expect("covered"), 71_000);
+    assert_eq!(
+        store.strata(0, 273, usize::MAX).expect("strata"),
+        vec![273, 274, 275, 276]
+    );
+}
+
+#[test]
+fn both_stores_fill_the_strata_of_an_older_log() {
+    strata_fill(&MemStore::new());
+    let dir = tempfile::tempdir().expect("tempdir");
+    strata_fill(&RocksStore::open(dir.path()).expect("open"));
+    let store = RocksStore::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.strata_covered().expect("covered"),
+        71_000,
+        "the mark survives a reopen"
+    );
 }
 
 fn next_edge(edge: &TreeEdge, n: u64) -> TreeEdge {

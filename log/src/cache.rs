@@ -1,4 +1,4 @@
-//! Bounded caches: the sequencer's workload heads and the shared proof-node memo.
+//! Bounded caches: the sequencer's workload heads.
 
 use std::collections::HashMap;
 
@@ -6,9 +6,6 @@ use lineage_ledger::rules::WorkloadHead;
 
 /// How many committed workload heads the sequencer remembers.
 pub(crate) const HEAD_CACHE_WORKLOADS: usize = 65_536;
-
-/// How many computed proof nodes are shared between requests (~6 MiB).
-pub(crate) const NODE_MEMO_NODES: usize = 131_072;
 
 /// A bounded map: two generations, the older dropped whole when the newer
 /// fills (an approximate LRU without per-hit bookkeeping).

@@ -15,7 +15,8 @@ use lineage_ledger::store::{
     GovernanceReads, Store, StoreError, StoreTiles, StoredCheckpoint, TileReadError,
 };
 use lineage_ledger::tree::{
-    BoundedMemo, ProofError, RowNodes, TileNodesError, TreeEdge, prove_consistency, prove_inclusion,
+    ProofError, RowNodes, TileNodesError, TileStratum, TileWrite, TreeEdge, prove_consistency,
+    prove_inclusion,
 };
 
 use crate::clock::Clock;
@@ -23,7 +24,7 @@ use crate::config::LogConfig;
 use crate::governance::HaltState;
 use crate::health::{Health, Status};
 use crate::metrics::Metrics;
-use crate::nodes::{Memo, NodeError, ProofNodes, SharedTile};
+use crate::nodes::{NodeError, ProofNodes, SharedTile};
 use crate::sync::{read, write};
 
 /// Why the log could not start.
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The sequencer's thread could not be started.
     #[error("cannot start the sequencer thread: {0}")]
     Sequencer(#[source] std::io::Error),
+    /// The thread deriving missing tile strata could not be started.
+    #[error("cannot start the strata thread: {0}")]
+    Strata(#[source] std::io::Error),
 }
 
 /// Read-side state shared by request handlers and the sequencer.
@@ -75,10 +79,6 @@ pub struct Core {
     /// store reads. Tile rows only ever grow, so a newer version serves
     /// proofs against any older checkpoint.
     pub(crate) hot_tiles: RwLock<HashMap<(u8, u64), SharedTile>>,
-    /// Interior nodes computed for proofs, shared by all requests: a node of
-    /// a complete subtree never changes, and consecutive receipts near the
-    /// right edge need almost the same ones.
-    pub(crate) node_memo: BoundedMemo,
     /// False while the sequencer cannot trust its in-memory state.
     pub(crate) healthy: std::sync::atomic::AtomicBool,
     /// Metrics.
@@ -280,7 +280,10 @@ impl Core {
         let counts = self.store.runtime_counts()?;
         let halts = HaltState::load(self.store.as_ref())?;
         write(&self.hot_tiles).clear();
-        self.node_memo.clear();
+        // The right edge's tiles, hot from the start: every proof at the
+        // head needs their nodes, and no commit has published them yet.
+        let (rows, _) = self.hot_rows(&edge.partial_rows());
+        self.publish_rows(rows, head.size);
         *write(&self.keys) = keys.into_iter().map(|k| (k.key_id, k)).collect();
         *write(&self.runtime_counts) = counts.into_iter().collect();
         self.metrics.halts_active.set(halts.active.len() as i64);
@@ -343,42 +346,48 @@ impl Core {
 
     /// A node source for proofs: the hot right-edge tiles, then the store.
     pub fn proof_nodes(&self) -> ProofNodes<'_> {
-        ProofNodes::with(
-            self.store.as_ref(),
-            Some(&self.hot_tiles),
-            Memo::Shared(&self.node_memo),
-        )
+        ProofNodes::with(self.store.as_ref(), Some(&self.hot_tiles))
     }
 
-    /// Publishes the tiles of a durable commit with every interior node of
-    /// their rows hashed (only the new ones: a tile grows at its end, and
-    /// what was hashed over its old width is kept), so the proofs of the
-    /// newest entries, every receipt's, hash nothing inside these tiles.
-    /// Keeps, per level, only the tile at the new right edge and the one
-    /// before it (bounded memory).
-    pub(crate) fn publish_tiles(&self, tiles: &[lineage_ledger::tree::TileWrite], size: u64) {
-        let rows: Vec<((u8, u64), SharedTile)> = {
-            let hot = read(&self.hot_tiles);
-            tiles
-                .iter()
-                .map(|t| {
-                    let key = (t.level, t.index);
-                    let next = RowNodes::from_hashes(&t.hashes);
-                    let mut row = match hot.get(&key) {
-                        Some(old) => old.grown(next),
-                        None => next,
-                    };
-                    row.fill();
-                    (key, Arc::new(row))
-                })
-                .collect()
-        };
+    /// The tiles of a commit as the hot rows they become once it is durable,
+    /// with every interior node of their rows hashed (only the new ones: a
+    /// tile grows at its end, and what was hashed over its old width is
+    /// kept), and the strata of the tiles it completes, taken from those
+    /// nodes (no hash twice). Only the sequencer calls it, before its commit.
+    pub(crate) fn hot_rows(&self, tiles: &[TileWrite]) -> (HotRows, Vec<TileStratum>) {
+        let hot = read(&self.hot_tiles);
+        let mut strata = Vec::new();
+        let rows = tiles
+            .iter()
+            .map(|t| {
+                let key = (t.level, t.index);
+                let next = RowNodes::from_hashes(&t.hashes);
+                let mut row = match hot.get(&key) {
+                    Some(old) => old.grown(next),
+                    None => next,
+                };
+                row.fill();
+                strata.extend(row.stratum(t.level, t.index));
+                (key, Arc::new(row))
+            })
+            .collect();
+        (HotRows(rows), strata)
+    }
+
+    /// Publishes the rows of a durable commit ([`Core::hot_rows`]), so the
+    /// proofs of the newest entries, every receipt's, hash nothing inside
+    /// these tiles. Keeps the rows of this commit and, per level, the tile
+    /// at the new right edge and the one before it (bounded memory: a
+    /// commit of up to 1,000 entries touches at most six tiles per level).
+    pub(crate) fn publish_rows(&self, rows: HotRows, size: u64) {
+        let fresh: Vec<(u8, u64)> = rows.0.iter().map(|(key, _)| *key).collect();
         let mut hot = write(&self.hot_tiles);
-        hot.extend(rows);
-        hot.retain(|(level, index), _| {
-            let shift = 8 * (u32::from(*level) + 1);
+        hot.extend(rows.0);
+        hot.retain(|key, _| {
+            let (level, index) = *key;
+            let shift = 8 * (u32::from(level) + 1);
             let edge = size.checked_shr(shift).unwrap_or(0);
-            *index + 1 >= edge
+            index + 1 >= edge || fresh.contains(key)
         });
     }
 
@@ -406,6 +415,10 @@ impl Core {
         Ok(prove_consistency(first, second, &self.proof_nodes())?)
     }
 }
+
+/// A commit's tiles as hot rows, to publish once it is durable.
+#[derive(Debug)]
+pub(crate) struct HotRows(Vec<((u8, u64), SharedTile)>);
 
 /// Governance entries and the head whose tree holds them
 /// ([`Core::governance_entries`]).

@@ -1,17 +1,17 @@
-//! Proof nodes read from the stored tile rows.
+//! Proof nodes read from the log's tiles.
 //!
 //! No Merkle math here: a node is located in its tile row by the ledger's
-//! [`TileSpan`], hashed by the row's [`RowNodes`], and remembered across
-//! requests by a [`MemoNodes`]. This module only decides where a tile row
-//! comes from (the hot right-edge tiles, this request's reads, the store).
+//! [`TileSpan`] and hashed from the row, from its tile's stored
+//! [`TileStratum`](lineage_ledger::tree::TileStratum), or taken from a hot
+//! right-edge [`RowNodes`]. This module only decides where a row comes from
+//! (the hot right-edge tiles, this request's reads, the store).
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, RwLock};
 
 use lineage_ledger::Hash;
 use lineage_ledger::store::{Store, StoreError};
-use lineage_ledger::tree::{BoundedMemo, MemoNodes, NodeMemo, NodeSource, RowNodes, TileSpan};
+use lineage_ledger::tree::{NodeSource, RowNodes, STRATUM_HEIGHT, TileSpan};
 
 use crate::sync::{lock, read};
 
@@ -19,93 +19,35 @@ use crate::sync::{lock, read};
 /// shared read-only between the requests that read it.
 pub(crate) type SharedTile = Arc<RowNodes>;
 
-/// Interior proof nodes of at least this height within their tile are
-/// remembered across requests; smaller ones cost fewer hashes than the
-/// bookkeeping would, and within a request every node is hashed once anyway.
-const MEMO_MIN_HEIGHT: u8 = 4;
+/// A stored row a request read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Row {
+    /// Hash tile (level, index).
+    Tile(u8, u64),
+    /// The stratum of tile (level, index).
+    Stratum(u8, u64),
+}
 
-/// Nodes a per-source memo holds.
-const LOCAL_MEMO_NODES: usize = 1 << 14;
-
-/// The tile rows one request reads: the hot right-edge tiles answer with
-/// the nodes hashed when they were published; any other tile is read from
-/// the store once, and each interior node of its row hashed at most once
-/// however many proofs of the request need it (the receipts of an array of
-/// consecutive entries share most of theirs).
-pub(crate) struct StoredTiles<'a> {
+/// A [`NodeSource`] over the log's tiles for one request (one proof, or the
+/// receipts of one answer). A node comes from, in order:
+/// - the hot right-edge tiles, whose nodes were all hashed when they were
+///   published (the newest entries' proofs, every receipt's, hash nothing
+///   inside them);
+/// - the stored stratum of its tile, for a node four to seven levels above
+///   its row (at most 7 hashes);
+/// - the stored tile row (at most 7 hashes for a node less than four levels
+///   above it; up to 127 for a higher one whose tile has no stratum yet, in
+///   a store written before strata existed).
+///
+/// Each row is read from the store at most once per request. A random proof
+/// in a large log reads one tile and one stratum per tile level and hashes
+/// a few dozen nodes.
+pub struct ProofNodes<'a> {
     store: &'a dyn Store,
     hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
-    rows: Mutex<HashMap<(u8, u64), RowNodes>>,
+    /// The rows this request read, as stored (`None`: not stored).
+    read: Mutex<HashMap<Row, Option<Vec<u8>>>>,
 }
-
-impl NodeSource for StoredTiles<'_> {
-    type Error = NodeError;
-
-    fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
-        let span = TileSpan::of_node(level, index).ok_or(NodeError::OutOfRange { level, index })?;
-        let key = (span.level(), span.index());
-        // A right-edge tile has all its nodes hashed already.
-        if let Some(hash) = self
-            .hot
-            .and_then(|h| read(h).get(&key).and_then(|row| row.get(&span)))
-        {
-            return Ok(hash);
-        }
-        let missing = NodeError::Missing {
-            tile_level: span.level(),
-            tile_index: span.index(),
-            offset: u64::from(span.offset()),
-        };
-        if let Some(row) = lock(&self.rows).get_mut(&key) {
-            return row.root(&span).ok_or(missing);
-        }
-        // Read without holding the lock; a concurrent reader of the same
-        // row keeps whichever copy was inserted first.
-        let bytes = self
-            .store
-            .tile(span.level(), span.index())?
-            .unwrap_or_default();
-        let fresh = RowNodes::new(&bytes);
-        let mut rows = lock(&self.rows);
-        let row = match rows.entry(key) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(fresh),
-        };
-        row.root(&span).ok_or(missing)
-    }
-}
-
-/// Where computed nodes are remembered across the proofs of one source.
-pub(crate) enum Memo<'a> {
-    /// For this node source only.
-    Local(BoundedMemo),
-    /// Shared by every request (bounded).
-    Shared(&'a BoundedMemo),
-}
-
-impl NodeMemo for Memo<'_> {
-    fn get(&self, level: u8, index: u64) -> Option<Hash> {
-        match self {
-            Memo::Local(m) => m.get(level, index),
-            Memo::Shared(m) => m.get(level, index),
-        }
-    }
-
-    fn insert(&self, level: u8, index: u64, hash: Hash) {
-        match self {
-            Memo::Local(m) => m.insert(level, index, hash),
-            Memo::Shared(m) => m.insert(level, index, hash),
-        }
-    }
-}
-
-/// A [`NodeSource`] over the stored tiles for one request. A node inside a
-/// tile is hashed from the tile's row, each interior node once per request;
-/// subtrees of 16 or more rows are also remembered (per source, or across
-/// requests for [`Core::proof_nodes`](crate::Core::proof_nodes)), so
-/// requests for neighbouring entries, whose audit paths share their larger
-/// siblings, do not hash those again.
-pub struct ProofNodes<'a>(MemoNodes<StoredTiles<'a>, Memo<'a>>);
 
 impl std::fmt::Debug for ProofNodes<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,23 +56,42 @@ impl std::fmt::Debug for ProofNodes<'_> {
 }
 
 impl<'a> ProofNodes<'a> {
-    /// Nodes of `store`'s tiles, remembered for this source only.
+    /// Nodes of `store`'s tiles.
     pub fn new(store: &'a dyn Store) -> ProofNodes<'a> {
-        ProofNodes::with(store, None, Memo::Local(BoundedMemo::new(LOCAL_MEMO_NODES)))
+        ProofNodes::with(store, None)
     }
 
-    /// Nodes of the hot tiles, then `store`'s, remembered in `memo`.
+    /// Nodes of the hot tiles, then `store`'s.
     pub(crate) fn with(
         store: &'a dyn Store,
         hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
-        memo: Memo<'a>,
     ) -> ProofNodes<'a> {
-        let tiles = StoredTiles {
+        ProofNodes {
             store,
             hot,
-            rows: Mutex::new(HashMap::new()),
+            read: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `hash` applied to the stored bytes of `row` (read once per request),
+    /// or `None` when the row is not stored or `hash` gives nothing.
+    fn hash_row(
+        &self,
+        row: Row,
+        hash: impl Fn(&[u8]) -> Option<Hash>,
+    ) -> Result<Option<Hash>, NodeError> {
+        if let Some(bytes) = lock(&self.read).get(&row) {
+            return Ok(bytes.as_deref().and_then(&hash));
+        }
+        // Read without holding the lock (a concurrent reader of the same row
+        // reads it too; either copy serves).
+        let bytes = match row {
+            Row::Tile(level, index) => self.store.tile(level, index)?,
+            Row::Stratum(level, index) => self.store.stratum(level, index)?,
         };
-        ProofNodes(MemoNodes::new(tiles, memo).min_tile_height(MEMO_MIN_HEIGHT))
+        let found = bytes.as_deref().and_then(&hash);
+        lock(&self.read).insert(row, bytes);
+        Ok(found)
     }
 }
 
@@ -138,7 +99,27 @@ impl NodeSource for ProofNodes<'_> {
     type Error = NodeError;
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
-        self.0.node(level, index)
+        let span = TileSpan::of_node(level, index).ok_or(NodeError::OutOfRange { level, index })?;
+        let (tile_level, tile_index) = (span.level(), span.index());
+        if let Some(hash) = self.hot.and_then(|h| {
+            read(h)
+                .get(&(tile_level, tile_index))
+                .and_then(|row| row.get(&span))
+        }) {
+            return Ok(hash);
+        }
+        if span.count() >= 1 << STRATUM_HEIGHT {
+            let stratum = Row::Stratum(tile_level, tile_index);
+            if let Some(hash) = self.hash_row(stratum, |s| span.stratum_root(s))? {
+                return Ok(hash);
+            }
+        }
+        self.hash_row(Row::Tile(tile_level, tile_index), |t| span.root(t))?
+            .ok_or(NodeError::Missing {
+                tile_level,
+                tile_index,
+                offset: u64::from(span.offset()),
+            })
     }
 }
 
@@ -166,4 +147,88 @@ pub enum NodeError {
         /// Index in the level.
         index: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lineage_ledger::store::{CommitBatch, MemStore, StoredCheckpoint};
+    use lineage_ledger::tree::{
+        MemNodes, TileStratum, TreeEdge, plan_append, prove_consistency, prove_inclusion,
+    };
+
+    use super::*;
+
+    /// A store holding `n` leaves, committed in uneven batches, with or
+    /// without the strata of the tiles they complete.
+    fn store(leaves: &[Hash], strata: bool) -> MemStore {
+        let store = MemStore::new();
+        let mut edge = TreeEdge::empty();
+        let mut at = 0;
+        for chunk in leaves.chunks(4_999) {
+            let plan = plan_append(&edge, chunk);
+            let batch = CommitBatch {
+                first_index: at,
+                entries: chunk
+                    .iter()
+                    .map(|h| Arc::new(h.to_bytes().to_vec()))
+                    .collect(),
+                strata: if strata {
+                    plan.tiles
+                        .iter()
+                        .filter_map(|t| TileStratum::of_row(t.level, t.index, &t.hashes))
+                        .collect()
+                } else {
+                    vec![]
+                },
+                tiles: plan.tiles,
+                checkpoint: StoredCheckpoint {
+                    size: plan.edge.size(),
+                    ..StoredCheckpoint::default()
+                },
+                ..CommitBatch::default()
+            };
+            store.commit(&batch).expect("commit");
+            at = plan.edge.size();
+            edge = plan.edge;
+        }
+        store
+    }
+
+    #[test]
+    fn proofs_from_strata_and_from_tiles_alone_match_the_tree() {
+        let leaves: Vec<Hash> = (0..70_001u64)
+            .map(|i| lineage_ledger::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let tree = MemNodes::new(leaves.clone());
+        let with = store(&leaves, true);
+        let without = store(&leaves, false);
+        assert!(!with.strata(0, 0, 1).expect("strata").is_empty());
+        assert!(without.strata(0, 0, 1).expect("strata").is_empty());
+        let sizes = [1u64, 255, 256, 257, 4_096, 65_535, 65_536, 65_537, 70_001];
+        for nodes in [ProofNodes::new(&with), ProofNodes::new(&without)] {
+            for &size in &sizes {
+                for index in [0, size / 3, size / 2, size - 1] {
+                    assert_eq!(
+                        prove_inclusion(index, size, &nodes).expect("proof"),
+                        prove_inclusion(index, size, &tree).expect("proof"),
+                        "inclusion of {index} in {size}"
+                    );
+                }
+                for &first in sizes.iter().filter(|&&f| f <= size) {
+                    assert_eq!(
+                        prove_consistency(first, size, &nodes).expect("proof"),
+                        prove_consistency(first, size, &tree).expect("proof"),
+                        "consistency {first} -> {size}"
+                    );
+                }
+            }
+        }
+        // Past the stored tree, a node is missing, not made up.
+        assert!(matches!(
+            ProofNodes::new(&with).node(0, 70_001),
+            Err(NodeError::Missing { .. })
+        ));
+    }
 }

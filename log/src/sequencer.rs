@@ -325,10 +325,12 @@ fn commit(
     let new_keys: Vec<_> = batch.state.keys().values().cloned().collect();
     let governance = lineage_ledger::store::governance_rows(batch.state.governance());
     let new_statements = !batch.state.governance().statements.is_empty();
+    let (rows, strata) = core.hot_rows(&plan.tiles);
     let commit = CommitBatch {
         first_index: edge.size(),
         entries: batch.entries,
         tiles: plan.tiles,
+        strata,
         events: batch.events,
         workloads: batch.workloads,
         children: batch.children,
@@ -343,7 +345,7 @@ fn commit(
         .store_write_seconds
         .observe(write_started.elapsed().as_secs_f64());
     // Durable: publish the new state.
-    core.publish_tiles(&commit.tiles, commit.checkpoint.size);
+    core.publish_rows(rows, commit.checkpoint.size);
     *edge = plan.edge;
     {
         let mut keys = write(&core.keys);

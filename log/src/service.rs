@@ -7,16 +7,17 @@
 //! reloadable from the store, and is reloaded after any failed commit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::{Authorities, Candidate};
-use lineage_ledger::store::{FORMAT_VERSION, Store, StoreMeta, StoredCheckpoint, open_log};
-use lineage_ledger::tree::BoundedMemo;
+use lineage_ledger::store::{
+    FORMAT_VERSION, Store, StoreMeta, StoredCheckpoint, fill_strata, open_log,
+};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::NODE_MEMO_NODES;
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
 use crate::core::{Core, StartError};
@@ -34,6 +35,8 @@ pub struct LogService {
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
     /// Witnessing, when a witness policy is configured (set once at start).
     witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
+    /// The thread deriving the strata an older store lacks, and its stop flag.
+    strata: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
 }
 
 impl std::ops::Deref for LogService {
@@ -96,7 +99,6 @@ impl LogService {
             governance_tx: tokio::sync::watch::channel(0).0,
             head: RwLock::new(Arc::new(StoredCheckpoint::default())),
             hot_tiles: RwLock::new(HashMap::new()),
-            node_memo: BoundedMemo::new(NODE_MEMO_NODES),
             healthy: std::sync::atomic::AtomicBool::new(true),
             metrics: Metrics::new(),
             health: Health::new(now_ms),
@@ -104,13 +106,16 @@ impl LogService {
             clock,
         });
         let edge = core.reload()?;
+        let size = edge.size();
         let (tx, rx) = mpsc::channel(core.config.queue_depth.max(1));
         let stopped = spawn_sequencer(core.clone(), edge, rx).map_err(StartError::Sequencer)?;
+        let strata = spawn_strata_fill(core.store.clone(), size).map_err(StartError::Strata)?;
         Ok(LogService {
             core,
             tx: Mutex::new(Some(tx)),
             stopped: Mutex::new(Some(stopped)),
             witnessing: std::sync::OnceLock::new(),
+            strata: Mutex::new(Some(strata)),
         })
     }
 
@@ -228,8 +233,15 @@ impl LogService {
     }
 
     /// Stops accepting work, lets the sequencer finish what is queued, and
-    /// waits for it (so the store can be reopened in the same process).
+    /// waits for it and for the strata thread (so the store can be
+    /// reopened in the same process).
     pub async fn shutdown(&self) {
+        let strata = self.strata.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((stop, thread)) = strata {
+            stop.store(true, Ordering::Relaxed);
+            // It stops within one write of 256 strata.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
         let stopped = self
             .stopped
@@ -240,4 +252,35 @@ impl LogService {
             let _ = stopped.await;
         }
     }
+}
+
+/// Starts the thread that gives every complete tile of the tree of `size`
+/// its stratum ([`fill_strata`]): a store written before strata existed
+/// lacks them, and its proofs hash more until they are there. Commits write
+/// the strata of the tiles they complete, so only tiles below `size` can
+/// lack one. A failure is logged and leaves proofs as they were: correct,
+/// and hashing more.
+fn spawn_strata_fill(
+    store: Arc<dyn Store>,
+    size: u64,
+) -> std::io::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("lineage-strata".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            match fill_strata(store.as_ref(), size, &|| flag.load(Ordering::Relaxed)) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    strata = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "derived the tile strata this store lacked"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "deriving tile strata failed; proofs hash more")
+                }
+            }
+        })?;
+    Ok((stop, thread))
 }

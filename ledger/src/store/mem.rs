@@ -9,6 +9,7 @@ use super::{
 };
 use crate::keys::{EventId, KeyId};
 use crate::rules::KeyRecord;
+use crate::tree::TileStratum;
 
 #[derive(Default)]
 struct State {
@@ -16,6 +17,8 @@ struct State {
     size: u64,
     entries: BTreeMap<u64, Vec<u8>>,
     tiles: HashMap<(u8, u64), Vec<u8>>,
+    strata: BTreeMap<(u8, u64), Vec<u8>>,
+    strata_covered: u64,
     events: HashMap<EventId, u64>,
     workloads: BTreeMap<Vec<u8>, u64>,
     children: BTreeMap<[u8; 40], ()>,
@@ -75,6 +78,9 @@ fn apply(s: &mut State, b: &CommitBatch) {
     }
     for t in &b.tiles {
         s.tiles.insert((t.level, t.index), t.to_bytes());
+    }
+    for t in &b.strata {
+        s.strata.insert((t.level, t.index), t.to_bytes());
     }
     for (id, index) in &b.events {
         s.events.insert(*id, *index);
@@ -144,6 +150,35 @@ impl Store for MemStore {
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().tiles.get(&(level, index)).cloned())
+    }
+
+    fn stratum(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().strata.get(&(level, index)).cloned())
+    }
+
+    fn strata(&self, level: u8, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .lock()
+            .strata
+            .range((level, from)..=(level, u64::MAX))
+            .take(limit)
+            .map(|((_, index), _)| *index)
+            .collect())
+    }
+
+    fn strata_covered(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().strata_covered)
+    }
+
+    fn put_strata(&self, strata: &[TileStratum], covered: Option<u64>) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for t in strata {
+            s.strata.insert((t.level, t.index), t.to_bytes());
+        }
+        if let Some(size) = covered {
+            s.strata_covered = size;
+        }
+        Ok(())
     }
 
     fn event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError> {

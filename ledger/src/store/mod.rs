@@ -35,7 +35,7 @@ use std::sync::Arc;
 use crate::event::Target;
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
-use crate::tree::{TileSource, TileWrite};
+use crate::tree::{TileSource, TileStratum, TileWrite};
 
 /// Everything one sequencer batch writes, applied atomically.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +47,9 @@ pub struct CommitBatch {
     pub entries: Vec<Arc<Vec<u8>>>,
     /// Hash tiles whose contents changed (from `plan_append`).
     pub tiles: Vec<TileWrite>,
+    /// The strata of the tiles this batch completes (a cache of them, see
+    /// [`TileStratum`]; a batch without them is still a whole log).
+    pub strata: Vec<TileStratum>,
     /// Event ID to index, for every entry.
     pub events: Vec<(EventId, u64)>,
     /// (workload, seq, index) for every runtime event.
@@ -102,6 +105,39 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Storage failures.
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The stored bytes of the [`TileStratum`] of complete tile `(level,
+    /// index)`, if one was stored (a store written before strata existed
+    /// lacks them until [`Store::put_strata`] fills them in).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn stratum(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` indices of the tiles of `level` that have a stored
+    /// stratum, from `from` on, ascending: one range read, to find the
+    /// complete tiles that lack one.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn strata(&self, level: u8, from: u64, limit: usize) -> Result<Vec<u64>, StoreError>;
+
+    /// The tree size up to which every complete tile is known to have its
+    /// stratum (recorded by [`Store::put_strata`]; 0 when never recorded).
+    ///
+    /// # Errors
+    /// Storage failures; `Corrupt` when the recorded value does not decode.
+    fn strata_covered(&self) -> Result<u64, StoreError>;
+
+    /// Stores strata derived from complete tiles already in the log and,
+    /// with `covered`, records that every complete tile of a tree of that
+    /// size now has its stratum (in the same write, after the strata). Not
+    /// synced and independent of [`Store::commit`]: a stratum is a cache of
+    /// its tile, so a crash that loses one costs only its derivation again.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn put_strata(&self, strata: &[TileStratum], covered: Option<u64>) -> Result<(), StoreError>;
 
     /// The index of an event ID.
     ///
@@ -343,6 +379,63 @@ impl<S: Store + ?Sized> TileSource for StoreTiles<'_, S> {
             .tile(level, index)?
             .ok_or(TileReadError::Missing { level, index })
     }
+}
+
+/// Tiles whose strata [`fill_strata`] derives per write.
+const STRATA_CHUNK: u64 = 256;
+
+/// Gives every complete tile of the tree of `size` its stratum: derives
+/// the ones missing (a store written before strata existed) from the stored
+/// tiles, from [`Store::strata_covered`] on, in writes of 256, and then
+/// records `size` as covered. Asks `stop` between writes, and returns early
+/// (recording nothing) when it says so. Returns how many it derived.
+///
+/// Runs beside the sequencer: commits write the strata of the tiles they
+/// complete, and a stratum written twice is written with the same bytes.
+///
+/// # Errors
+/// Storage failures; `Corrupt` when a complete tile of the tree is missing
+/// or not 256 hashes.
+pub fn fill_strata<S: Store + ?Sized>(
+    store: &S,
+    size: u64,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, StoreError> {
+    let covered = store.strata_covered()?;
+    if covered >= size {
+        return Ok(0);
+    }
+    let mut derived = 0;
+    for level in 0..=(u64::BITS as u8 / crate::TILE_HEIGHT) {
+        // Complete tiles of `level`: each holds 2^(8 (level + 1)) leaves.
+        let shift = u32::from(crate::TILE_HEIGHT) * (u32::from(level) + 1);
+        let complete = size.checked_shr(shift).unwrap_or(0);
+        if complete == 0 {
+            break;
+        }
+        let mut next = covered.checked_shr(shift).unwrap_or(0);
+        while next < complete {
+            if stop() {
+                return Ok(derived);
+            }
+            let end = complete.min(next.saturating_add(STRATA_CHUNK));
+            let stored = store.strata(level, next, usize::try_from(end - next).unwrap_or(0))?;
+            let mut strata = Vec::new();
+            for index in (next..end).filter(|i| stored.binary_search(i).is_err()) {
+                let corrupt = || StoreError::Corrupt {
+                    what: "tile",
+                    key: format!("{level}/{index}"),
+                };
+                let tile = store.tile(level, index)?.ok_or_else(corrupt)?;
+                strata.push(TileStratum::of_tile(level, index, &tile).ok_or_else(corrupt)?);
+            }
+            store.put_strata(&strata, None)?;
+            derived += strata.len() as u64;
+            next = end;
+        }
+    }
+    store.put_strata(&[], Some(size))?;
+    Ok(derived)
 }
 
 /// Opens a store for a log: initialises a new one, or checks that an

@@ -3,9 +3,10 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `meta` | `format`, `size`, `tally` | [`StoreMeta`], tree size u64 BE, [`StoredTally`] |
+//! | `meta` | `format`, `size`, `tally`, `strata` | [`StoreMeta`], tree size u64 BE, [`StoredTally`], size covered by `strata` u64 BE |
 //! | `entries` | index u64 BE | encoded log entry |
 //! | `tiles` | level u8, index u64 BE | concatenated 32-byte hashes (1..=256) |
+//! | `strata` | level u8, index u64 BE | the tile's 16 height-4 nodes ([`TileStratum`]) |
 //! | `events` | event ID (32 bytes) | index u64 BE |
 //! | `workloads` | workload, 0x00, seq u64 BE | index u64 BE |
 //! | `children` | parent ID (32), child index u64 BE | empty |
@@ -19,7 +20,11 @@
 //! `witnessed`, by [`Store::put_witnessed`]), synced. `tally` is a reader's
 //! cache ([`Store::put_tally`], not synced); it was added without a format
 //! change: a store without it opens as before, and its reader counts from
-//! the first entry once.
+//! the first entry once. `strata` is a cache of the complete tiles, written
+//! by the commit that completes each tile and, for stores written before it
+//! existed, by [`Store::put_strata`] (not synced); it too came without a
+//! format change: RocksDB creates the column family when an older store is
+//! opened, and a missing stratum only makes its nodes cost more hashes.
 
 use std::path::Path;
 
@@ -36,10 +41,13 @@ use super::codec::{
 use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow, StoredTally};
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
+use crate::tree::TileStratum;
 
 const CF_META: &str = "meta";
 const CF_ENTRIES: &str = "entries";
 const CF_TILES: &str = "tiles";
+/// Tile strata, keyed as their tiles (a cache of them: see `TileStratum`).
+const CF_STRATA: &str = "strata";
 const CF_EVENTS: &str = "events";
 const CF_WORKLOADS: &str = "workloads";
 const CF_CHILDREN: &str = "children";
@@ -50,10 +58,11 @@ const CF_GOVERNANCE: &str = "governance";
 /// Witnessed checkpoints by size (added without a format change: RocksDB
 /// creates the family when a store of an earlier build is opened).
 const CF_WITNESSED: &str = "witnessed";
-const ALL_CFS: [&str; 11] = [
+const ALL_CFS: [&str; 12] = [
     CF_META,
     CF_ENTRIES,
     CF_TILES,
+    CF_STRATA,
     CF_EVENTS,
     CF_WORKLOADS,
     CF_CHILDREN,
@@ -71,6 +80,8 @@ const META_TALLY: &[u8] = b"tally";
 /// A raw key and value read from RocksDB.
 type KeyValue = (Box<[u8]>, Box<[u8]>);
 const META_SIZE: &[u8] = b"size";
+/// Tree size up to which every complete tile has its stratum (u64 BE).
+const META_STRATA: &[u8] = b"strata";
 
 /// Block cache shared by every column family: data blocks, and also index
 /// and filter blocks, so the server's memory stays flat as the log grows.
@@ -94,9 +105,12 @@ impl Tuning {
         }
     }
 
-    fn descriptors(&self) -> Vec<ColumnFamilyDescriptor> {
+    /// The column families to open: all of them, or (`existing`, for a
+    /// read-only open, which cannot create one) those the store has.
+    fn descriptors(&self, existing: Option<&[String]>) -> Vec<ColumnFamilyDescriptor> {
         ALL_CFS
             .iter()
+            .filter(|name| existing.is_none_or(|e| e.iter().any(|x| x == *name)))
             .map(|name| ColumnFamilyDescriptor::new(*name, self.cf_options(name)))
             .collect()
     }
@@ -108,15 +122,28 @@ impl Tuning {
         // blocks: a whole-file filter (1 MiB or more at a million keys) was
         // larger than a cache shard, so it was read from disk and checksummed
         // again on every lookup.
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
-        table.set_partition_filters(true);
-        table.set_metadata_block_size(4096);
-        table.set_pin_top_level_index_and_filter(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let hashes = name == CF_TILES || name == CF_STRATA;
+        if hashes {
+            // Except for tiles and strata: their values are large (8 KiB,
+            // 512 B), so their whole index is small (about 25 bytes per
+            // 8 KiB tile: 1 MiB at 10M entries) and is kept in memory with
+            // each table file, outside the cache. A random proof's tile read
+            // then searches no index block through the cache: at 10M
+            // entries those searches were a third of a tile read.
+            table.set_cache_index_and_filter_blocks(false);
+            table.set_index_type(BlockBasedIndexType::BinarySearch);
+        } else {
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(true);
+            table.set_metadata_block_size(4096);
+            table.set_pin_top_level_index_and_filter(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        }
         let mut o = Options::default();
-        // Tile rows are hashes: they do not compress, and are read whole.
-        o.set_compression_type(if name == CF_TILES {
+        // Tile rows and strata are hashes: they do not compress, and are
+        // read whole.
+        o.set_compression_type(if hashes {
             DBCompressionType::None
         } else {
             DBCompressionType::Lz4
@@ -163,7 +190,7 @@ impl RocksStore {
         opts.set_keep_log_file_num(4);
         let tuning = Tuning::new();
         opts.set_write_buffer_manager(&tuning.write_buffers);
-        let db = DB::open_cf_descriptors(&opts, path, tuning.descriptors())?;
+        let db = DB::open_cf_descriptors(&opts, path, tuning.descriptors(None))?;
         Ok(RocksStore {
             db,
             commit_lock: std::sync::Mutex::new(()),
@@ -171,14 +198,22 @@ impl RocksStore {
     }
 
     /// Opens the store in `path` read-only, as a snapshot: it sees what was
-    /// durable at open time and can be opened while a server runs on it.
+    /// durable at open time and can be opened while a server runs on it. A
+    /// store written before a column family was added lacks it until a
+    /// read-write open creates it; read-only, its rows read as absent.
     ///
     /// # Errors
     /// RocksDB errors (no store there, among others).
     pub fn open_read_only(path: &Path) -> Result<RocksStore, StoreError> {
         let opts = Options::default();
         let tuning = Tuning::new();
-        let db = DB::open_cf_descriptors_read_only(&opts, path, tuning.descriptors(), false)?;
+        let existing = DB::list_cf(&opts, path)?;
+        let db = DB::open_cf_descriptors_read_only(
+            &opts,
+            path,
+            tuning.descriptors(Some(&existing)),
+            false,
+        )?;
         Ok(RocksStore {
             db,
             commit_lock: std::sync::Mutex::new(()),
@@ -194,6 +229,13 @@ impl RocksStore {
 
     fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(cf)?, key)?)
+    }
+
+    /// A column family added after the first format (`witnessed`,
+    /// `strata`): a store opened read-only before any read-write open
+    /// since lacks it, and its rows are then absent, not corrupt.
+    fn added_cf(&self, name: &'static str) -> Option<&ColumnFamily> {
+        self.db.cf_handle(name)
     }
 
     fn get_u64(&self, cf: &'static str, key: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -319,6 +361,43 @@ impl Store for RocksStore {
         self.get(CF_TILES, &tile_key(level, index))
     }
 
+    fn stratum(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.added_cf(CF_STRATA) {
+            Some(cf) => Ok(self.db.get_cf(cf, tile_key(level, index))?),
+            None => Ok(None),
+        }
+    }
+
+    fn strata(&self, level: u8, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        if self.added_cf(CF_STRATA).is_none() {
+            return Ok(Vec::new());
+        }
+        self.scan(CF_STRATA, &tile_key(level, from), &[level], limit)?
+            .iter()
+            .map(|(k, _)| suffix_u64(CF_STRATA, k))
+            .collect()
+    }
+
+    fn strata_covered(&self) -> Result<u64, StoreError> {
+        Ok(self.get_u64(CF_META, META_STRATA)?.unwrap_or(0))
+    }
+
+    fn put_strata(&self, strata: &[TileStratum], covered: Option<u64>) -> Result<(), StoreError> {
+        // Not synced: a lost stratum is derived again from its tile, and
+        // the WAL keeps writes in order, so a surviving `covered` mark
+        // implies the strata written before it survived too.
+        let cf = self.cf(CF_STRATA)?;
+        let mut b = WriteBatch::default();
+        for t in strata {
+            b.put_cf(cf, tile_key(t.level, t.index), t.to_bytes());
+        }
+        if let Some(size) = covered {
+            b.put_cf(self.cf(CF_META)?, META_STRATA, size.to_be_bytes());
+        }
+        self.db.write(b)?;
+        Ok(())
+    }
+
     fn event_index(&self, id: &EventId) -> Result<Option<u64>, StoreError> {
         self.get_u64(CF_EVENTS, id.as_bytes())
     }
@@ -412,17 +491,20 @@ impl Store for RocksStore {
     }
 
     fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.get(CF_WITNESSED, &size.to_be_bytes())?
+        let Some(cf) = self.added_cf(CF_WITNESSED) else {
+            return Ok(None);
+        };
+        self.db
+            .get_cf(cf, size.to_be_bytes())?
             .map(|v| StoredCheckpoint::from_value(size, &v))
             .transpose()
     }
 
     fn witnessed_head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        match self
-            .db
-            .iterator_cf(self.cf(CF_WITNESSED)?, IteratorMode::End)
-            .next()
-        {
+        let Some(cf) = self.added_cf(CF_WITNESSED) else {
+            return Ok(None);
+        };
+        match self.db.iterator_cf(cf, IteratorMode::End).next() {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item?;
@@ -516,6 +598,10 @@ impl Store for RocksStore {
         for t in &batch.tiles {
             b.put_cf(tiles, tile_key(t.level, t.index), t.to_bytes());
         }
+        let strata = self.cf(CF_STRATA)?;
+        for t in &batch.strata {
+            b.put_cf(strata, tile_key(t.level, t.index), t.to_bytes());
+        }
         let events = self.cf(CF_EVENTS)?;
         for (id, index) in &batch.events {
             b.put_cf(events, *id.as_bytes(), index.to_be_bytes());
@@ -568,6 +654,7 @@ fn batch_bytes(batch: &CommitBatch) -> usize {
         .iter()
         .map(|t| t.hashes.len() * crate::HASH_SIZE + 9 + ROW)
         .sum();
+    let strata = batch.strata.len() * (crate::tree::STRATUM_WIDTH * crate::HASH_SIZE + 9 + ROW);
     let workloads: usize = batch
         .workloads
         .iter()
@@ -575,6 +662,7 @@ fn batch_bytes(batch: &CommitBatch) -> usize {
         .sum();
     entries
         + tiles
+        + strata
         + workloads
         + batch.events.len() * (32 + 8 + ROW)
         + batch.children.len() * (40 + ROW)
@@ -585,6 +673,26 @@ fn batch_bytes(batch: &CommitBatch) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_older_than_its_newer_column_families_opens_read_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut store = RocksStore::open(dir.path()).expect("open");
+            for cf in [CF_STRATA, CF_WITNESSED] {
+                store.db.drop_cf(cf).expect("drop");
+            }
+        }
+        let store = RocksStore::open_read_only(dir.path()).expect("read-only open");
+        assert_eq!(store.stratum(0, 0).expect("stratum"), None);
+        assert!(store.strata(0, 0, 10).expect("strata").is_empty());
+        assert_eq!(store.witnessed(1).expect("witnessed"), None);
+        assert_eq!(store.witnessed_head().expect("witnessed head"), None);
+        drop(store);
+        // A read-write open creates them.
+        let store = RocksStore::open(dir.path()).expect("open");
+        assert!(store.cf(CF_STRATA).is_ok() && store.cf(CF_WITNESSED).is_ok());
+    }
 
     #[test]
     fn a_damaged_tally_row_is_corrupt_and_the_next_save_replaces_it() {

@@ -69,6 +69,22 @@ impl TreeEdge {
             .collect()
     }
 
+    /// The partial tiles of [`TreeEdge::partial_tiles`] with their contents, lowest level
+    /// first: what a reader of the right edge needs, without reading the tiles again.
+    pub fn partial_rows(&self) -> Vec<TileWrite> {
+        TreeEdge::partial_tiles(self.size)
+            .into_iter()
+            .filter_map(|(level, index, _)| {
+                let hashes = self.rows.get(usize::from(level))?.clone();
+                Some(TileWrite {
+                    level,
+                    index,
+                    hashes,
+                })
+            })
+            .collect()
+    }
+
     /// Rebuilds the edge of a stored tree of `size` from its tiles, without replaying leaves:
     /// reads each partial tile of [`TreeEdge::partial_tiles`] once and derives the frontier
     /// from those rows.
@@ -376,7 +392,7 @@ mod tests {
                     check(l.partial_path.as_deref(), None);
                 }
             }
-            check(TreeEdge::partial_tiles(layout.size), want_partials);
+            check(TreeEdge::partial_tiles(layout.size), want_partials.clone());
             // The vectors' largest tree (16M leaves) is too slow to build here; its layout
             // is checked through `partial_tiles` and the tile counts above.
             if layout.size > 70_000 {
@@ -390,6 +406,17 @@ mod tests {
             tiles.apply(&plan);
             edge = plan.edge;
             check((layout.size, tile_set(&tiles)), (layout.size, want_tiles));
+            // The edge's partial rows are the partial tiles as stored.
+            let rows = edge.partial_rows();
+            check(
+                rows.iter()
+                    .map(|r| (r.level, r.index, r.width()))
+                    .collect::<Vec<_>>(),
+                want_partials,
+            );
+            for r in &rows {
+                check(Some(r.hashes.as_slice()), tiles.get(r.level, r.index));
+            }
             appended_layouts += 1;
         }
         check(appended_layouts, 8);

@@ -20,6 +20,8 @@
 //!   [`TreeEdge`] (the right edge of the tree, O(log n) memory) and a batch of leaf hashes
 //!   into the new edge plus the full contents of every tile that changed, for the store to
 //!   write in one batch. [`TreeEdge::load`] rebuilds the edge from the partial tiles alone.
+//!   A [`TileStratum`] (the 16 nodes four levels above a complete row) is a cache a store
+//!   keeps beside each complete tile; [`TileSpan::stratum_root`] reads a node from it.
 //! - [`MemoNodes`] remembers the nodes any source computes in a [`NodeMemo`] that callers
 //!   may share; [`BoundedMemo`] is a bounded one threads can share.
 //!
@@ -36,7 +38,8 @@
 // - `verify.rs`: checking proofs, as step iterators.
 // - `mem.rs`: `MemNodes` and `MemTiles`, in memory.
 // - `memo.rs`: `NodeMemo`, `BoundedMemo`, `MemoNodes`.
-// - `tiles.rs`: nodes from stored tile rows: `TileSource`, `row_root`, `TileSpan`, `TileNodes`.
+// - `tiles.rs`: nodes from stored tile rows: `TileSource`, `row_root`, `TileSpan`, `TileNodes`,
+//   `RowNodes`, `TileStratum`.
 // - `append.rs`: `TreeEdge` and `plan_append`.
 // - `fixture.rs` (tests only): the vectors' tree, built once, and the helpers all tests share.
 
@@ -56,7 +59,8 @@ pub use proof::{
     InclusionProver, NodeSource, ProofError, prove_consistency, prove_inclusion, root,
 };
 pub use tiles::{
-    MAX_TREE_SIZE, RowNodes, TileNodes, TileNodesError, TileSource, TileSpan, row_root,
+    MAX_TREE_SIZE, RowNodes, STRATUM_HEIGHT, STRATUM_WIDTH, TileNodes, TileNodesError, TileSource,
+    TileSpan, TileStratum, row_root,
 };
 pub use verify::{
     ConsistencyStep, ConsistencySteps, InclusionStep, InclusionSteps, Side, VerifyError,

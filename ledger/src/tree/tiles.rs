@@ -217,6 +217,84 @@ impl TileSpan {
             run.chunks_exact(HASH_SIZE).filter_map(Hash::from_slice),
         ))
     }
+
+    /// The node's hash from the stored bytes of its tile's [`TileStratum`]: the [`row_root`]
+    /// of the stratum nodes under it (at most 7 hashes, where the row would take up to 127).
+    /// `None` for a node less than [`STRATUM_HEIGHT`] levels above its row, or when `stratum`
+    /// is not exactly [`STRATUM_WIDTH`] hashes.
+    pub fn stratum_root(&self, stratum: &[u8]) -> Option<Hash> {
+        let per_node = 1u16 << STRATUM_HEIGHT;
+        if self.count < per_node || stratum.len() != STRATUM_WIDTH * HASH_SIZE {
+            return None;
+        }
+        let first = usize::from(self.offset / per_node) * HASH_SIZE;
+        let len = usize::from(self.count / per_node) * HASH_SIZE;
+        let run = stratum.get(first..first + len)?;
+        Some(fold_row(
+            run.chunks_exact(HASH_SIZE).filter_map(Hash::from_slice),
+        ))
+    }
+}
+
+/// Height above its tile row of the nodes a [`TileStratum`] keeps.
+pub const STRATUM_HEIGHT: u8 = 4;
+
+/// Nodes in a [`TileStratum`]: one per `2^STRATUM_HEIGHT` row hashes.
+pub const STRATUM_WIDTH: usize = (TILE_WIDTH >> STRATUM_HEIGHT) as usize;
+
+/// The 16 nodes [`STRATUM_HEIGHT`] levels above a complete tile row: node `i` is the root of
+/// row hashes `16 i .. 16 i + 16`.
+///
+/// A store keeps one beside each complete tile, so that a node 4 to 7 levels above its row
+/// costs at most 7 hashes of the stratum instead of up to 127 of the row: a random
+/// inclusion proof in a large log then hashes a few dozen nodes, not hundreds. A complete
+/// row never changes, so neither does its stratum. It is not part of C2SP tlog-tiles: it
+/// is a cache of the tiles, derivable from them at any time ([`TileStratum::of_tile`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TileStratum {
+    /// Tile level.
+    pub level: u8,
+    /// Tile index.
+    pub index: u64,
+    /// The nodes, left to right.
+    pub nodes: [Hash; STRATUM_WIDTH],
+}
+
+impl TileStratum {
+    /// The stratum of tile (level, index) from its row's hashes; `None` unless the row is
+    /// complete (256 hashes).
+    pub fn of_row(level: u8, index: u64, row: &[Hash]) -> Option<TileStratum> {
+        if row.len() as u64 != TILE_WIDTH {
+            return None;
+        }
+        let mut nodes = [Hash::default(); STRATUM_WIDTH];
+        for (node, run) in nodes.iter_mut().zip(row.chunks_exact(1 << STRATUM_HEIGHT)) {
+            *node = row_root(run);
+        }
+        Some(TileStratum {
+            level,
+            index,
+            nodes,
+        })
+    }
+
+    /// The stratum of tile (level, index) from the tile's stored bytes; `None` unless they
+    /// are exactly a complete row (256 hashes).
+    pub fn of_tile(level: u8, index: u64, tile: &[u8]) -> Option<TileStratum> {
+        if tile.len() as u64 != TILE_WIDTH * HASH_SIZE as u64 {
+            return None;
+        }
+        let row: Vec<Hash> = tile
+            .chunks_exact(HASH_SIZE)
+            .filter_map(Hash::from_slice)
+            .collect();
+        TileStratum::of_row(level, index, &row)
+    }
+
+    /// The nodes as stored: 16 hashes, concatenated (512 bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.nodes.iter().flat_map(|h| *h.as_bytes()).collect()
+    }
 }
 
 /// Slots of the interior nodes of one tile row: heights 1 to 7, `256 >> h` nodes each.
@@ -312,6 +390,23 @@ impl RowNodes {
                 self.node(height, pos);
             }
         }
+    }
+
+    /// The stratum of tile (level, index) when this row is complete, from the nodes hashed
+    /// already (every one, after [`fill`](Self::fill)); `None` for a partial row.
+    pub fn stratum(&mut self, level: u8, index: u64) -> Option<TileStratum> {
+        if self.row.len() as u64 != TILE_WIDTH {
+            return None;
+        }
+        let mut nodes = [Hash::default(); STRATUM_WIDTH];
+        for (pos, node) in nodes.iter_mut().enumerate() {
+            *node = self.node(STRATUM_HEIGHT, pos);
+        }
+        Some(TileStratum {
+            level,
+            index,
+            nodes,
+        })
     }
 
     /// This row grown to `next`, a later version of it: when `next` begins with this row's
@@ -542,6 +637,76 @@ mod tests {
             f.mem.node(0, 3).ok(),
         );
         check(fresh.get(&TileSpan::of_node(1, 3).expect("in range")), None);
+    }
+
+    #[test]
+    fn strata_give_every_node_four_to_seven_levels_above_a_complete_row() {
+        let f = fixture();
+        // Complete tiles of levels 0 and 1 (65,537 leaves: 256 at level 0, 1 at level 1).
+        for (level, index) in [(0u8, 0u64), (0, 1), (0, 255), (1, 0)] {
+            let row = f.tiles.get(level, index).unwrap_or_default();
+            check(row.len(), 256);
+            let bytes: Vec<u8> = row.iter().flat_map(|h| h.to_bytes()).collect();
+            let stratum = TileStratum::of_row(level, index, row).expect("complete row");
+            // Three ways to it agree: from hashes, from stored bytes, from a row's nodes.
+            check(
+                TileStratum::of_tile(level, index, &bytes).as_ref(),
+                Some(&stratum),
+            );
+            let mut nodes = RowNodes::new(&bytes);
+            check(nodes.stratum(level, index).as_ref(), Some(&stratum));
+            let stored = stratum.to_bytes();
+            check(stored.len(), STRATUM_WIDTH * HASH_SIZE);
+            for height in 0..8u8 {
+                let tree_level = 8 * level + height;
+                let per_tile = 256u64 >> height;
+                for index_in_tile in 0..per_tile {
+                    let node = index * per_tile + index_in_tile;
+                    let span = TileSpan::of_node(tree_level, node).expect("in range");
+                    let want = if height < STRATUM_HEIGHT {
+                        None
+                    } else {
+                        f.mem.node(tree_level, node).ok()
+                    };
+                    check(
+                        (tree_level, node, span.stratum_root(&stored)),
+                        (tree_level, node, want),
+                    );
+                }
+            }
+            // Not a whole stratum: no answer, never a wrong one.
+            let span = TileSpan::of_node(8 * level + 7, index).expect("in range");
+            check(
+                span.stratum_root(stored.get(..stored.len() - 1).unwrap_or_default()),
+                None,
+            );
+            check(
+                span.stratum_root(&[stored.clone(), stored.clone()].concat()),
+                None,
+            );
+        }
+        // Partial rows and stored bytes that are not a complete row have none.
+        let last = f.tiles.get(0, 256).unwrap_or_default();
+        check(last.len(), 1);
+        check(TileStratum::of_row(0, 256, last), None);
+        let row = f.tiles.get(0, 0).unwrap_or_default();
+        check(
+            TileStratum::of_row(0, 0, row.get(..255).unwrap_or_default()),
+            None,
+        );
+        let bytes: Vec<u8> = row.iter().flat_map(|h| h.to_bytes()).collect();
+        check(
+            TileStratum::of_tile(0, 0, bytes.get(..bytes.len() - 32).unwrap_or_default()),
+            None,
+        );
+        check(
+            TileStratum::of_tile(0, 0, &[bytes.clone(), vec![0; 32]].concat()),
+            None,
+        );
+        check(
+            RowNodes::new(bytes.get(..32 * 200).unwrap_or_default()).stratum(0, 0),
+            None,
+        );
     }
 
     proptest! {
