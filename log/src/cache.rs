@@ -1,4 +1,4 @@
-//! Bounded caches: the sequencer's workload heads.
+//! Bounded caches: the sequencer's workload heads and the proofs' upper tiles.
 
 use std::collections::HashMap;
 
@@ -6,6 +6,11 @@ use lineage_ledger::rules::WorkloadHead;
 
 /// How many committed workload heads the sequencer remembers.
 pub(crate) const HEAD_CACHE_WORKLOADS: usize = 65_536;
+
+/// How many complete tiles of level 1 and up proofs keep with every node
+/// hashed (~16.6 KiB each, ~4 MiB in all): every level-1 tile of a log of
+/// up to 16.7M entries (there are 153 at 10M).
+pub(crate) const UPPER_TILES: usize = 256;
 
 /// A bounded map: two generations, the older dropped whole when the newer
 /// fills (an approximate LRU without per-hit bookkeeping).
@@ -53,6 +58,12 @@ impl<K: std::hash::Hash + Eq, V> Generations<K, V> {
         self.old.clear();
     }
 }
+
+/// Complete tiles of level 1 and up, every interior node hashed, shared by
+/// all proofs: a random proof needs a node of one of them at each level
+/// above the leaves', and there are 256 times fewer of them than of level-0
+/// tiles, so a small bound holds the ones a proof meets.
+pub(crate) type UpperTiles = Generations<(u8, u64), crate::nodes::SharedTile>;
 
 /// Committed workload heads the sequencer remembers (a cache of the store;
 /// only the sequencer touches it, and a miss falls back to the store).

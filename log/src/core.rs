@@ -19,6 +19,7 @@ use lineage_ledger::tree::{
     prove_inclusion,
 };
 
+use crate::cache::UpperTiles;
 use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::governance::HaltState;
@@ -79,6 +80,8 @@ pub struct Core {
     /// store reads. Tile rows only ever grow, so a newer version serves
     /// proofs against any older checkpoint.
     pub(crate) hot_tiles: RwLock<HashMap<(u8, u64), SharedTile>>,
+    /// Complete tiles of level 1 and up as proofs read them (bounded).
+    pub(crate) upper_tiles: RwLock<UpperTiles>,
     /// False while the sequencer cannot trust its in-memory state.
     pub(crate) healthy: std::sync::atomic::AtomicBool,
     /// Metrics.
@@ -346,7 +349,11 @@ impl Core {
 
     /// A node source for proofs: the hot right-edge tiles, then the store.
     pub fn proof_nodes(&self) -> ProofNodes<'_> {
-        ProofNodes::with(self.store.as_ref(), Some(&self.hot_tiles))
+        ProofNodes::with(
+            self.store.as_ref(),
+            Some(&self.hot_tiles),
+            Some(&self.upper_tiles),
+        )
     }
 
     /// The tiles of a commit as the hot rows they become once it is durable,

@@ -9,11 +9,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use lineage_ledger::Hash;
 use lineage_ledger::store::{Store, StoreError};
 use lineage_ledger::tree::{NodeSource, RowNodes, STRATUM_HEIGHT, TileSpan};
+use lineage_ledger::{HASH_SIZE, Hash, TILE_WIDTH};
 
-use crate::sync::{lock, read};
+use crate::cache::UpperTiles;
+use crate::sync::{lock, read, write};
 
 /// A tile row at the right edge of the tree, every interior node hashed,
 /// shared read-only between the requests that read it.
@@ -33,6 +34,9 @@ enum Row {
 /// - the hot right-edge tiles, whose nodes were all hashed when they were
 ///   published (the newest entries' proofs, every receipt's, hash nothing
 ///   inside them);
+/// - for a node of tile level 1 or more, the shared upper tiles (complete
+///   rows with every node hashed, bounded: [`UpperTiles`]), which the first
+///   proof to need one reads and hashes whole;
 /// - the stored stratum of its tile, for a node four to seven levels above
 ///   its row (at most 7 hashes);
 /// - the stored tile row (at most 7 hashes for a node less than four levels
@@ -45,6 +49,7 @@ enum Row {
 pub struct ProofNodes<'a> {
     store: &'a dyn Store,
     hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
+    upper: Option<&'a RwLock<UpperTiles>>,
     /// The rows this request read, as stored (`None`: not stored).
     read: Mutex<HashMap<Row, Option<Vec<u8>>>>,
 }
@@ -58,19 +63,46 @@ impl std::fmt::Debug for ProofNodes<'_> {
 impl<'a> ProofNodes<'a> {
     /// Nodes of `store`'s tiles.
     pub fn new(store: &'a dyn Store) -> ProofNodes<'a> {
-        ProofNodes::with(store, None)
+        ProofNodes::with(store, None, None)
     }
 
-    /// Nodes of the hot tiles, then `store`'s.
+    /// Nodes of the hot tiles, then the upper tiles, then `store`'s.
     pub(crate) fn with(
         store: &'a dyn Store,
         hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
+        upper: Option<&'a RwLock<UpperTiles>>,
     ) -> ProofNodes<'a> {
         ProofNodes {
             store,
             hot,
+            upper,
             read: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The node from a complete upper tile (level 1 or more), read and
+    /// hashed whole into `upper` on first use; `None` when the tile is not
+    /// complete (or not stored).
+    fn upper_node(
+        &self,
+        upper: &RwLock<UpperTiles>,
+        span: &TileSpan,
+    ) -> Result<Option<Hash>, NodeError> {
+        let key = (span.level(), span.index());
+        if let Some(row) = read(upper).get(&key) {
+            return Ok(row.get(span));
+        }
+        let Some(bytes) = self.store.tile(span.level(), span.index())? else {
+            return Ok(None);
+        };
+        if bytes.len() != TILE_WIDTH as usize * HASH_SIZE {
+            return Ok(None);
+        }
+        let mut row = RowNodes::new(&bytes);
+        row.fill();
+        let hash = row.get(span);
+        write(upper).insert(key, Arc::new(row));
+        Ok(hash)
     }
 
     /// `hash` applied to the stored bytes of `row` (read once per request),
@@ -106,6 +138,11 @@ impl NodeSource for ProofNodes<'_> {
                 .get(&(tile_level, tile_index))
                 .and_then(|row| row.get(&span))
         }) {
+            return Ok(hash);
+        }
+        if let Some(upper) = self.upper.filter(|_| tile_level > 0)
+            && let Some(hash) = self.upper_node(upper, &span)?
+        {
             return Ok(hash);
         }
         if span.count() >= 1 << STRATUM_HEIGHT {
@@ -207,7 +244,15 @@ mod tests {
         assert!(!with.strata(0, 0, 1).expect("strata").is_empty());
         assert!(without.strata(0, 0, 1).expect("strata").is_empty());
         let sizes = [1u64, 255, 256, 257, 4_096, 65_535, 65_536, 65_537, 70_001];
-        for nodes in [ProofNodes::new(&with), ProofNodes::new(&without)] {
+        // Upper tiles bounded to two, so that they are dropped and read again.
+        let upper = RwLock::new(UpperTiles::new(2));
+        let sources = [
+            ProofNodes::new(&with),
+            ProofNodes::new(&without),
+            ProofNodes::with(&with, None, Some(&upper)),
+            ProofNodes::with(&without, None, Some(&upper)),
+        ];
+        for nodes in sources {
             for &size in &sizes {
                 for index in [0, size / 3, size / 2, size - 1] {
                     assert_eq!(
@@ -225,6 +270,12 @@ mod tests {
                 }
             }
         }
+        // The one complete level-1 tile was read whole, every node hashed.
+        assert!(
+            read(&upper)
+                .get(&(1, 0))
+                .is_some_and(|row| row.width() == 256)
+        );
         // Past the stored tree, a node is missing, not made up.
         assert!(matches!(
             ProofNodes::new(&with).node(0, 70_001),

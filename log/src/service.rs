@@ -18,6 +18,7 @@ use lineage_ledger::store::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cache::{UPPER_TILES, UpperTiles};
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
 use crate::core::{Core, StartError};
@@ -99,6 +100,7 @@ impl LogService {
             governance_tx: tokio::sync::watch::channel(0).0,
             head: RwLock::new(Arc::new(StoredCheckpoint::default())),
             hot_tiles: RwLock::new(HashMap::new()),
+            upper_tiles: RwLock::new(UpperTiles::new(UPPER_TILES)),
             healthy: std::sync::atomic::AtomicBool::new(true),
             metrics: Metrics::new(),
             health: Health::new(now_ms),
