@@ -6,7 +6,7 @@ use std::process::Command;
 
 mod common;
 
-use common::binary::{BIN, run, serve};
+use common::binary::{BIN, Killed, get, run, serve};
 
 #[test]
 fn readme_walkthrough_works_against_the_real_binary() {
@@ -121,6 +121,47 @@ fn readme_walkthrough_works_against_the_real_binary() {
         .expect("text");
     let log: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(log["tree_size"], 2);
+}
+
+/// `serve` caps glibc's malloc arenas (it runs itself again with
+/// `MALLOC_ARENA_MAX`), and leaves an operator's own setting alone.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn serve_caps_malloc_arenas_unless_the_operator_did() {
+    let environ = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .expect("environ")
+            .split(|b| *b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok().map(str::to_owned))
+            .find_map(|v| v.strip_prefix("MALLOC_ARENA_MAX=").map(str::to_owned))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(&dir.path().join("data"), &[]);
+    let cap: usize = environ(server.pid())
+        .expect("MALLOC_ARENA_MAX set")
+        .parse()
+        .expect("a number");
+    assert!(cap >= 2, "{cap}");
+    let (status, _) = get(&format!("{}/readyz", server.url));
+    assert_eq!(status, 200, "the server started again serves");
+    drop(server);
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("MALLOC_ARENA_MAX", "7")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    // Listening: past the point where it would have run itself again.
+    let stdout = child.0.stdout.take().expect("stdout");
+    let listening = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("lineage: listening on "));
+    assert!(listening);
+    assert_eq!(environ(child.0.id()).as_deref(), Some("7"));
 }
 
 #[test]

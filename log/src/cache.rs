@@ -1,4 +1,5 @@
-//! Bounded caches: the sequencer's workload heads and the proofs' upper tiles.
+//! Bounded caches: the sequencer's workload heads, and the bound of the
+//! proofs' upper tiles (`nodes::UpperTiles`).
 
 use std::collections::HashMap;
 
@@ -58,12 +59,6 @@ impl<K: std::hash::Hash + Eq, V> Generations<K, V> {
         self.old.clear();
     }
 }
-
-/// Complete tiles of level 1 and up, every interior node hashed, shared by
-/// all proofs: a random proof needs a node of one of them at each level
-/// above the leaves', and there are 256 times fewer of them than of level-0
-/// tiles, so a small bound holds the ones a proof meets.
-pub(crate) type UpperTiles = Generations<(u8, u64), crate::nodes::SharedTile>;
 
 /// Committed workload heads the sequencer remembers (a cache of the store;
 /// only the sequencer touches it, and a miss falls back to the store).

@@ -19,13 +19,12 @@ use lineage_ledger::tree::{
     prove_inclusion,
 };
 
-use crate::cache::UpperTiles;
 use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::governance::HaltState;
 use crate::health::{Health, Status};
 use crate::metrics::Metrics;
-use crate::nodes::{NodeError, ProofNodes, SharedTile};
+use crate::nodes::{NodeError, ProofNodes, SharedTile, UpperTiles};
 use crate::sync::{read, write};
 
 /// Why the log could not start.

@@ -13,12 +13,19 @@ use lineage_ledger::store::{Store, StoreError};
 use lineage_ledger::tree::{NodeSource, RowNodes, STRATUM_HEIGHT, TileSpan};
 use lineage_ledger::{HASH_SIZE, Hash, TILE_WIDTH};
 
-use crate::cache::UpperTiles;
+use crate::cache::Generations;
 use crate::sync::{lock, read, write};
 
 /// A tile row at the right edge of the tree, every interior node hashed,
 /// shared read-only between the requests that read it.
 pub(crate) type SharedTile = Arc<RowNodes>;
+
+/// Complete tiles of level 1 and up, every interior node hashed, shared by
+/// all proofs (bounded by [`UPPER_TILES`](crate::cache::UPPER_TILES)): a
+/// random proof needs a node of one of them at each level above the
+/// leaves', and there are 256 times fewer of them than of level-0 tiles, so
+/// a small bound holds the ones proofs meet.
+pub(crate) type UpperTiles = Generations<(u8, u64), SharedTile>;
 
 /// A stored row a request read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -18,13 +18,14 @@ use lineage_ledger::store::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{UPPER_TILES, UpperTiles};
+use crate::cache::UPPER_TILES;
 use crate::clock::{Clock, unix_ms};
 use crate::config::LogConfig;
 use crate::core::{Core, StartError};
 use crate::health::{Health, Sample, World, directory_bytes, resident_memory_bytes};
 use crate::job::{Job, JobReply};
 use crate::metrics::Metrics;
+use crate::nodes::UpperTiles;
 use crate::sequencer::spawn_sequencer;
 
 /// A handle on the running log.
