@@ -51,8 +51,8 @@ enum Row {
 ///   a store written before strata existed).
 ///
 /// Each row is read from the store at most once per request. A random proof
-/// in a large log reads one tile and one stratum per tile level and hashes
-/// a few dozen nodes.
+/// in a large log reads one level-0 tile and its stratum from the store and
+/// hashes a few dozen nodes.
 pub struct ProofNodes<'a> {
     store: &'a dyn Store,
     hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
