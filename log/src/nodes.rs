@@ -57,6 +57,11 @@ pub struct ProofNodes<'a> {
     store: &'a dyn Store,
     hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
     upper: Option<&'a RwLock<UpperTiles>>,
+    /// The hot tiles this request looked up (`None`: not hot then): the
+    /// shared map's lock is taken once per tile, not once per node (an
+    /// answer of 500 receipts asks for about 12,000 nodes, and the lock's
+    /// counter is shared with every other request).
+    seen: Mutex<HashMap<(u8, u64), Option<SharedTile>>>,
     /// The rows this request read, as stored (`None`: not stored).
     read: Mutex<HashMap<Row, Option<Vec<u8>>>>,
 }
@@ -83,8 +88,18 @@ impl<'a> ProofNodes<'a> {
             store,
             hot,
             upper,
+            seen: Mutex::new(HashMap::new()),
             read: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The hot tile (level, index), as this request first saw it.
+    fn hot_tile(&self, key: (u8, u64)) -> Option<SharedTile> {
+        let hot = self.hot?;
+        lock(&self.seen)
+            .entry(key)
+            .or_insert_with(|| read(hot).get(&key).cloned())
+            .clone()
     }
 
     /// The node from a complete upper tile (level 1 or more), read and
@@ -140,11 +155,10 @@ impl NodeSource for ProofNodes<'_> {
     fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
         let span = TileSpan::of_node(level, index).ok_or(NodeError::OutOfRange { level, index })?;
         let (tile_level, tile_index) = (span.level(), span.index());
-        if let Some(hash) = self.hot.and_then(|h| {
-            read(h)
-                .get(&(tile_level, tile_index))
-                .and_then(|row| row.get(&span))
-        }) {
+        if let Some(hash) = self
+            .hot_tile((tile_level, tile_index))
+            .and_then(|row| row.get(&span))
+        {
             return Ok(hash);
         }
         if let Some(upper) = self.upper.filter(|_| tile_level > 0)
