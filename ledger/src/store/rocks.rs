@@ -243,6 +243,15 @@ impl RocksStore {
         self.db.cf_handle(name)
     }
 
+    /// [`RocksStore::get`] in an [added](Self::added_cf) column family:
+    /// `None` when the store lacks the family.
+    fn get_added(&self, name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.added_cf(name) {
+            Some(cf) => Ok(self.db.get_cf(cf, key)?),
+            None => Ok(None),
+        }
+    }
+
     fn get_u64(&self, cf: &'static str, key: &[u8]) -> Result<Option<u64>, StoreError> {
         match self.get(cf, key)? {
             None => Ok(None),
@@ -367,10 +376,7 @@ impl Store for RocksStore {
     }
 
     fn stratum(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.added_cf(CF_STRATA) {
-            Some(cf) => Ok(self.db.get_cf(cf, tile_key(level, index))?),
-            None => Ok(None),
-        }
+        self.get_added(CF_STRATA, &tile_key(level, index))
     }
 
     fn strata(&self, level: u8, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
@@ -496,11 +502,7 @@ impl Store for RocksStore {
     }
 
     fn witnessed(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let Some(cf) = self.added_cf(CF_WITNESSED) else {
-            return Ok(None);
-        };
-        self.db
-            .get_cf(cf, size.to_be_bytes())?
+        self.get_added(CF_WITNESSED, &size.to_be_bytes())?
             .map(|v| StoredCheckpoint::from_value(size, &v))
             .transpose()
     }

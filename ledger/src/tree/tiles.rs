@@ -213,9 +213,7 @@ impl TileSpan {
     pub fn root(&self, tile: &[u8]) -> Option<Hash> {
         let start = usize::from(self.offset) * HASH_SIZE;
         let run = tile.get(start..start + usize::from(self.count) * HASH_SIZE)?;
-        Some(fold_row(
-            run.chunks_exact(HASH_SIZE).filter_map(Hash::from_slice),
-        ))
+        Some(stored_run_root(run))
     }
 
     /// The node's hash from the stored bytes of its tile's [`TileStratum`]: the [`row_root`]
@@ -230,10 +228,13 @@ impl TileSpan {
         let first = usize::from(self.offset / per_node) * HASH_SIZE;
         let len = usize::from(self.count / per_node) * HASH_SIZE;
         let run = stratum.get(first..first + len)?;
-        Some(fold_row(
-            run.chunks_exact(HASH_SIZE).filter_map(Hash::from_slice),
-        ))
+        Some(stored_run_root(run))
     }
+}
+
+/// [`row_root`] of a run of hashes as stored (32-byte hashes, concatenated).
+fn stored_run_root(run: &[u8]) -> Hash {
+    fold_row(run.chunks_exact(HASH_SIZE).filter_map(Hash::from_slice))
 }
 
 /// Height above its tile row of the nodes a [`TileStratum`] keeps.
