@@ -32,14 +32,17 @@ use crate::keys::{EventId, KeyId, decode_base64, encode_base64, truncate};
 /// The DSSE v1 pre-authentication encoding of (`payload_type`, `payload`): the
 /// bytes that are signed.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let header = format!(
-        "DSSEv1 {} {} {} ",
-        payload_type.len(),
-        payload_type,
-        payload.len()
-    );
-    let mut out = Vec::with_capacity(header.len() + payload.len());
-    out.extend_from_slice(header.as_bytes());
+    // Written piece by piece: this runs once per verified envelope, and
+    // `format!` was most of its cost.
+    let mut digits = itoa::Buffer::new();
+    let mut out = Vec::with_capacity(50 + payload_type.len() + payload.len());
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(digits.format(payload_type.len()).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(digits.format(payload.len()).as_bytes());
+    out.push(b' ');
     out.extend_from_slice(payload);
     out
 }

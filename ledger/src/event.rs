@@ -639,9 +639,10 @@ pub struct HaltStatement {
     pub at: OffsetDateTime,
 }
 
-fn event_id(field: String, text: &str) -> Result<EventId, PayloadError> {
+/// Parses an event ID; `field` names it in the error (built only then).
+fn event_id(field: impl FnOnce() -> String, text: &str) -> Result<EventId, PayloadError> {
     text.parse()
-        .map_err(|_| PayloadError::field_error(field, FieldReason::NotEventId))
+        .map_err(|_| PayloadError::field_error(field(), FieldReason::NotEventId))
 }
 
 impl TryFrom<&EventPayload> for Event {
@@ -691,7 +692,7 @@ fn validate_event<P: AsRef<str>>(wire: EventFields<'_, P>) -> Result<Event, Payl
             ));
         }
         (_, None) => return Err(PayloadError::field_error("prev", FieldReason::PrevRequired)),
-        (_, Some(text)) => Some(event_id("prev".into(), text)?),
+        (_, Some(text)) => Some(event_id(|| "prev".into(), text)?),
     };
     if wire.parents.len() > MAX_PARENTS {
         return Err(PayloadError::field_error(
@@ -704,7 +705,7 @@ fn validate_event<P: AsRef<str>>(wire: EventFields<'_, P>) -> Result<Event, Payl
     }
     let mut parents = Vec::with_capacity(wire.parents.len());
     for (i, text) in wire.parents.iter().enumerate() {
-        let id = event_id(format!("parents[{i}]"), text.as_ref())?;
+        let id = event_id(|| format!("parents[{i}]"), text.as_ref())?;
         if let Some(first) = parents.iter().position(|p| *p == id) {
             return Err(PayloadError::field_error(
                 format!("parents[{i}]"),
@@ -1072,11 +1073,7 @@ struct StrictObject(Map<String, Value>);
 impl<'de> serde::Deserialize<'de> for StrictObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StrictObject, D::Error> {
         let duplicate = RefCell::new(None);
-        let value = StrictValue {
-            path: "attrs".to_owned(),
-            duplicate: &duplicate,
-        }
-        .deserialize(d)?;
+        let value = StrictValue::root("attrs", &duplicate).deserialize(d)?;
         match value {
             Value::Object(map) => Ok(StrictObject(map)),
             _ => Err(de::Error::custom("attrs is not an object")),
@@ -1100,12 +1097,9 @@ impl Fields {
         }
         let duplicate = RefCell::new(None);
         let mut de = serde_json::Deserializer::from_slice(payload);
-        let parsed = StrictValue {
-            path: String::new(),
-            duplicate: &duplicate,
-        }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v));
+        let parsed = StrictValue::root("", &duplicate)
+            .deserialize(&mut de)
+            .and_then(|v| de.end().map(|()| v));
         let value = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -1143,12 +1137,46 @@ impl Fields {
 /// the key's path in `duplicate` and fails. Depth is bounded by serde_json's
 /// recursion limit (128).
 struct StrictValue<'a> {
-    path: String,
+    path: Path<'a>,
     duplicate: &'a RefCell<Option<String>>,
 }
 
-impl StrictValue<'_> {
-    fn child(&self, path: String) -> StrictValue<'_> {
+/// Where a value sits in the payload, as a chain of borrowed steps: the
+/// text (`attrs.a[2].b`) is built only for a duplicate key's error, not for
+/// every value read.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    /// The value the parse started at, named by its field (`""` for the
+    /// whole payload).
+    Root(&'static str),
+    /// A member of the object at the parent path.
+    Key(&'a Path<'a>, &'a str),
+    /// An element of the array at the parent path.
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root(name) => (*name).to_owned(),
+            Path::Key(parent, key) => match parent.render() {
+                p if p.is_empty() => (*key).to_owned(),
+                p => format!("{p}.{key}"),
+            },
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
+impl<'a> StrictValue<'a> {
+    fn root(name: &'static str, duplicate: &'a RefCell<Option<String>>) -> StrictValue<'a> {
+        StrictValue {
+            path: Path::Root(name),
+            duplicate,
+        }
+    }
+
+    fn child<'b>(&'b self, path: Path<'b>) -> StrictValue<'b> {
         StrictValue {
             path,
             duplicate: self.duplicate,
@@ -1208,7 +1236,7 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         while let Some(item) =
-            seq.next_element_seed(self.child(format!("{}[{}]", self.path, items.len())))?
+            seq.next_element_seed(self.child(Path::Index(&self.path, items.len())))?
         {
             items.push(item);
         }
@@ -1218,16 +1246,11 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
-            };
             if map.contains_key(&key) {
-                *self.duplicate.borrow_mut() = Some(path);
+                *self.duplicate.borrow_mut() = Some(Path::Key(&self.path, &key).render());
                 return Err(de::Error::custom("duplicate key"));
             }
-            let value = access.next_value_seed(self.child(path))?;
+            let value = access.next_value_seed(self.child(Path::Key(&self.path, &key)))?;
             map.insert(key, value);
         }
         Ok(Value::Object(map))
