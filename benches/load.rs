@@ -641,6 +641,26 @@ impl Sequencer {
     }
 }
 
+/// The server's `lineage_store_memory_bytes` gauges in KiB, by kind (the
+/// health sampler sets them once a second).
+async fn store_memory(client: &reqwest::Client, base: &str) -> Value {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let mut out = json!({});
+    for kind in ["block_cache", "memtables", "table_readers"] {
+        let name = format!("lineage_store_memory_bytes{{kind=\"{kind}\"}} ");
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&name)?.trim().parse::<f64>().ok())
+        {
+            out[kind] = json!(v / 1024.0);
+        }
+    }
+    out
+}
+
 async fn tree_size(client: &reqwest::Client, base: &str) -> u64 {
     let note = client
         .get(format!("{base}/checkpoint"))
@@ -1050,8 +1070,8 @@ fn main() {
     }
 
     if let Some(p) = pid() {
-        report["server_memory_kib"] =
-            json!({"rss": status_kib(p, "VmRSS"), "peak": status_kib(p, "VmHWM")});
+        report["server_memory_kib"] = json!({"rss": status_kib(p, "VmRSS"), "peak": status_kib(p, "VmHWM"),
+                "store": rt.block_on(store_memory(&client, &server.url))});
     }
     if let Some(dir) = &server.dir {
         let disk = dir_bytes(dir);
@@ -1347,6 +1367,15 @@ fn print_table(r: &Value) {
             f(&m["rss"]) / 1024.0,
             f(&m["peak"]) / 1024.0
         );
+        let store = &m["store"];
+        if store.get("block_cache").is_some() {
+            println!(
+                "| of which the store: block cache / memtables / table readers (MiB) | {:.1} / {:.1} / {:.1} |",
+                f(&store["block_cache"]) / 1024.0,
+                f(&store["memtables"]) / 1024.0,
+                f(&store["table_readers"]) / 1024.0
+            );
+        }
     }
     if let Some(d) = r.get("disk") {
         println!(

@@ -127,10 +127,24 @@ async fn tiles_checkpoint_and_proofs_agree() {
     assert_eq!((s, v["code"].as_str()), (404, Some("not_found")));
     let (s, v) = l.get_json("/nope").await;
     assert_eq!((s, v["code"].as_str()), (404, Some("not_found")));
+    // The health sampler (which `lineage serve` runs once a second) sets
+    // the store's memory gauges: 300 entries are in the memtables.
+    l.log.sample_health(None);
     let (s, body) = l.get("/metrics").await;
     assert_eq!(s, 200);
     let text = String::from_utf8(body).expect("utf8");
     assert!(text.contains("lineage_tree_size 300"), "{text}");
+    let memtables = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lineage_store_memory_bytes{kind=\"memtables\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(memtables.is_some_and(|b| b > 300 * 100), "{text}");
+    for kind in ["block_cache", "table_readers"] {
+        assert!(
+            text.contains(&format!("lineage_store_memory_bytes{{kind=\"{kind}\"}}")),
+            "{text}"
+        );
+    }
     assert!(text.contains("lineage_commit_seconds"), "{text}");
     l.stop().await;
 }

@@ -2,6 +2,7 @@
 //! the official client, no global registry, typed label sets.
 
 use lineage_ledger::rules::{Candidate, Rejection};
+use lineage_ledger::store::StoreMemory;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -95,6 +96,14 @@ pub struct WitnessLabel {
     pub witness: String,
 }
 
+/// Label of the store's memory gauge: `block_cache`, `memtables` or
+/// `table_readers`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemoryLabel {
+    /// What holds the memory.
+    pub kind: &'static str,
+}
+
 /// The ledger's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -141,6 +150,8 @@ pub struct Metrics {
     pub resident_memory_bytes: Gauge,
     /// Bytes under the data directory (set by the health sampler, rarely).
     pub data_dir_bytes: Gauge,
+    /// The store's memory by kind (set by the health sampler).
+    store_memory_bytes: Family<MemoryLabel, Gauge>,
     /// Seconds since the latest checkpoint was signed (set by the health sampler).
     pub checkpoint_age_seconds: Gauge,
     /// Seconds since the log service started (set by the health sampler).
@@ -188,6 +199,7 @@ impl Metrics {
         let queue_depth = Gauge::default();
         let resident_memory_bytes = Gauge::default();
         let data_dir_bytes = Gauge::default();
+        let store_memory_bytes = Family::<MemoryLabel, Gauge>::default();
         let checkpoint_age_seconds = Gauge::default();
         let uptime_seconds = Gauge::default();
         registry.register(
@@ -209,6 +221,11 @@ impl Metrics {
             "resident_memory_bytes",
             "Resident memory of the process",
             resident_memory_bytes.clone(),
+        );
+        registry.register(
+            "store_memory_bytes",
+            "Memory the store holds: block cache, memtables, table readers",
+            store_memory_bytes.clone(),
         );
         registry.register(
             "data_dir_bytes",
@@ -324,6 +341,7 @@ impl Metrics {
             queue_depth,
             resident_memory_bytes,
             data_dir_bytes,
+            store_memory_bytes,
             checkpoint_age_seconds,
             uptime_seconds,
             witnessed_tree_size,
@@ -334,6 +352,20 @@ impl Metrics {
             last_commit_failure_ms: AtomicU64::new(0),
             recent_rejections: RecentRejections::default(),
             rejection_totals: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Records what the store holds in memory.
+    pub fn store_memory(&self, m: &StoreMemory) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (kind, bytes) in [
+            ("block_cache", m.block_cache),
+            ("memtables", m.memtables),
+            ("table_readers", m.table_readers),
+        ] {
+            self.store_memory_bytes
+                .get_or_create(&MemoryLabel { kind })
+                .set(gauge(bytes));
         }
     }
 

@@ -197,6 +197,9 @@ impl LogService {
         if let Some(d) = disk_bytes {
             m.data_dir_bytes.set(gauge(d));
         }
+        if let Some(mem) = self.core.store.memory() {
+            m.store_memory(&mem);
+        }
         m.checkpoint_age_seconds
             .set(gauge(now_ms.saturating_sub(head.time_ms) / 1000));
         m.uptime_seconds.set(gauge(

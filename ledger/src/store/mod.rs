@@ -258,6 +258,27 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`] when `first_index` is not the current size;
     /// storage failures, after which the batch may or may not be applied.
     fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
+
+    /// What the store holds in memory now, when it can tell; `None` for a
+    /// store that does not keep caches of its own (the in-memory fake).
+    fn memory(&self) -> Option<StoreMemory> {
+        None
+    }
+}
+
+/// The memory a store holds, by kind, in bytes (approximate, as the
+/// storage engine accounts it): what the process's resident memory is
+/// made of besides the log's own caches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// The block cache: data blocks, and index and filter blocks of the
+    /// column families that keep them there.
+    pub block_cache: u64,
+    /// Memtables, flushed or not yet released.
+    pub memtables: u64,
+    /// Table readers: the index and filter blocks held outside the cache
+    /// (tiles and strata) and each open table file's own state.
+    pub table_readers: u64,
 }
 
 /// The second IDs of the first `limit` pair rows under `prefix`.

@@ -38,7 +38,10 @@ use super::codec::{
     child_key, key_record_bytes, key_record_from_bytes, tile_key, u64_be, workload_key,
     workload_prefix,
 };
-use super::{CommitBatch, Store, StoreError, StoreMeta, StoredCheckpoint, StoredRow, StoredTally};
+use super::{
+    CommitBatch, Store, StoreError, StoreMemory, StoreMeta, StoredCheckpoint, StoredRow,
+    StoredTally,
+};
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
 use crate::tree::TileStratum;
@@ -169,6 +172,8 @@ impl Tuning {
 /// The RocksDB store.
 pub struct RocksStore {
     db: DB,
+    /// The block cache the column families share (kept to report its use).
+    cache: Cache,
     // Commits are serialised by the single sequencer; this guard makes the
     // size check in `commit` sound even if two callers raced.
     commit_lock: std::sync::Mutex<()>,
@@ -198,6 +203,7 @@ impl RocksStore {
         let db = DB::open_cf_descriptors(&opts, path, tuning.descriptors(None))?;
         Ok(RocksStore {
             db,
+            cache: tuning.cache,
             commit_lock: std::sync::Mutex::new(()),
         })
     }
@@ -221,6 +227,7 @@ impl RocksStore {
         )?;
         Ok(RocksStore {
             db,
+            cache: tuning.cache,
             commit_lock: std::sync::Mutex::new(()),
         })
     }
@@ -648,6 +655,15 @@ impl Store for RocksStore {
         );
         self.sync_write(b)
     }
+
+    fn memory(&self) -> Option<StoreMemory> {
+        let stats = rocksdb::perf::get_memory_usage_stats(Some(&[&self.db]), Some(&[&self.cache]));
+        stats.ok().map(|m| StoreMemory {
+            block_cache: m.cache_total,
+            memtables: m.mem_table_total,
+            table_readers: m.mem_table_readers_total,
+        })
+    }
 }
 
 /// About what `batch` takes in a `WriteBatch` (each row: its key, its value
@@ -725,5 +741,39 @@ mod tests {
         };
         store.put_tally(&t).expect("put");
         assert_eq!(store.tally().expect("tally"), Some(t));
+    }
+
+    #[test]
+    fn memory_counts_memtables_and_the_block_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RocksStore::open(dir.path()).expect("open");
+        let before = store.memory().expect("a RocksDB store reports memory");
+        let tiles = store.cf(CF_TILES).expect("tiles");
+        for i in 0u64..64 {
+            store
+                .db
+                .put_cf(tiles, tile_key(0, i), [7u8; 8192])
+                .expect("put");
+        }
+        let written = store.memory().expect("memory");
+        assert!(
+            written.memtables >= before.memtables + 64 * 8192,
+            "{before:?} -> {written:?}"
+        );
+        store.db.flush_cf(tiles).expect("flush");
+        for i in 0u64..64 {
+            assert!(
+                store
+                    .db
+                    .get_cf(tiles, tile_key(0, i))
+                    .expect("get")
+                    .is_some()
+            );
+        }
+        let read = store.memory().expect("memory");
+        assert!(
+            read.block_cache >= 64 * 8192 && read.table_readers > 0,
+            "{written:?} -> {read:?}"
+        );
     }
 }
