@@ -314,7 +314,7 @@ pub(crate) async fn page(
                 },
             });
             if let Some(a) = &e.attrs {
-                attrs = serde_json::to_string_pretty(a).ok();
+                attrs = serde_json::to_string_pretty(&a.to_map()).ok();
             }
             let integrated = time::OffsetDateTime::from_unix_timestamp_nanos(
                 i128::from(d.entry.integrated_at_ms) * 1_000_000,

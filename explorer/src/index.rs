@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
-use lineage_ledger::entry::{EntryType, LogEntry};
+use lineage_ledger::entry::{EntryRef, EntryType};
 use lineage_ledger::store::{StoreError, StoredTally};
 use lineage_ledger::{Hash, leaf_hash};
 use lineage_log::Core;
@@ -247,14 +247,14 @@ fn restorable(t: StoredTally, head: u64, last_entry: Option<&[u8]>) -> Option<(S
 
 impl Snapshot {
     fn count(&mut self, bytes: &[u8]) {
-        let Ok(entry) = LogEntry::decode(bytes) else {
+        let Ok(entry) = EntryRef::decode(bytes) else {
             return;
         };
         match entry.entry_type {
             EntryType::Governance => self.governance += 1,
             EntryType::Event => {
                 self.events += 1;
-                if let Ok(light) = serde_json::from_slice::<Light<'_>>(&entry.payload) {
+                if let Ok(light) = serde_json::from_slice::<Light<'_>>(entry.payload) {
                     if light.seq == 0 {
                         self.workloads += 1;
                     }

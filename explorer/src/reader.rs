@@ -91,11 +91,10 @@ impl Decoded {
         if let Some(d) = &e.domain {
             return Some(d.as_str().to_owned());
         }
-        e.attrs
-            .as_ref()?
-            .get("trust_domain")?
-            .as_str()
-            .map(str::to_owned)
+        match e.attrs.as_ref()?.get("trust_domain")? {
+            serde_json::Value::String(d) => Some(d),
+            _ => None,
+        }
     }
 }
 

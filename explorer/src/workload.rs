@@ -173,7 +173,11 @@ pub(crate) async fn page(
                 .iter()
                 .map(|p| Digest::event(&p.to_string()))
                 .collect(),
-            attrs: e.attrs.as_ref().map(summarize).unwrap_or_default(),
+            attrs: e
+                .attrs
+                .as_ref()
+                .map(|a| summarize(&a.to_map()))
+                .unwrap_or_default(),
         });
         prev_at = Some(e.at);
         prev_domain = domain.or(prev_domain);

@@ -192,6 +192,33 @@ impl LogEntry {
     /// # Errors
     /// [`EntryError`] when the bytes are not exactly one valid encoding.
     pub fn decode(bytes: &[u8]) -> Result<LogEntry, EntryError> {
+        EntryRef::decode(bytes).map(|e| e.to_entry())
+    }
+}
+
+/// A decoded entry whose payload is borrowed from its encoding: for readers
+/// that look at an entry and drop it (the explorer's tally reads every
+/// entry once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// Event or governance.
+    pub entry_type: EntryType,
+    /// When the log integrated the entry, Unix time in milliseconds.
+    pub integrated_at_ms: u64,
+    /// The signer's key ID.
+    pub key_id: KeyId,
+    /// The Ed25519 signature over the DSSE PAE.
+    pub signature: [u8; 64],
+    /// The payload, exactly as submitted.
+    pub payload: &'a [u8],
+}
+
+impl<'a> EntryRef<'a> {
+    /// Decodes a version-1 entry (the rules of [`LogEntry::decode`]).
+    ///
+    /// # Errors
+    /// [`EntryError`] when the bytes are not exactly one valid encoding.
+    pub fn decode(bytes: &'a [u8]) -> Result<EntryRef<'a>, EntryError> {
         let header: &[u8; ENTRY_HEADER_BYTES] = bytes
             .get(..ENTRY_HEADER_BYTES)
             .and_then(|h| h.try_into().ok())
@@ -224,13 +251,24 @@ impl LogEntry {
                 actual: payload.len(),
             });
         }
-        Ok(LogEntry {
+        Ok(EntryRef {
             entry_type,
             integrated_at_ms: u64::from_be_bytes(integrated_at_ms),
             key_id: KeyId::from_bytes(key_id),
             signature,
-            payload: payload.to_vec(),
+            payload,
         })
+    }
+
+    /// The owned entry.
+    pub fn to_entry(&self) -> LogEntry {
+        LogEntry {
+            entry_type: self.entry_type,
+            integrated_at_ms: self.integrated_at_ms,
+            key_id: self.key_id,
+            signature: self.signature,
+            payload: self.payload.to_vec(),
+        }
     }
 }
 

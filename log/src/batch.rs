@@ -56,10 +56,13 @@ impl<'a> Committed<'a> {
     }
 
     fn stored_entry(&self, index: u64) -> Result<LogEntry, StoreError> {
-        let bytes = self.store.entry(index)?.ok_or(StoreError::Corrupt {
-            what: "entry (indexed but missing)",
-            key: index.to_string(),
-        })?;
+        let bytes = self
+            .store
+            .entry(index)?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "entry (indexed but missing)",
+                key: index.to_string(),
+            })?;
         LogEntry::decode(&bytes).map_err(|_| StoreError::Corrupt {
             what: "entry",
             key: index.to_string(),

@@ -272,7 +272,7 @@ fn decoded_text(d: &Decoded, id: Option<&EventId>, ms: Option<u64>) -> String {
                 },
             ));
             if let Some(attrs) = &e.attrs {
-                rows.push(("attrs", Value::Object(attrs.clone()).to_string()));
+                rows.push(("attrs", Value::Object(attrs.to_map()).to_string()));
             }
         }
         Decoded::Governance(GovernanceStatement::Key(k)) => {

@@ -129,7 +129,7 @@ impl Store for MemStore {
         s.checkpoints
             .get(&s.size)
             .cloned()
-            .ok_or(StoreError::Corrupt {
+            .ok_or_else(|| StoreError::Corrupt {
                 what: "head",
                 key: s.size.to_string(),
             })

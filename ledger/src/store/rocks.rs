@@ -30,8 +30,8 @@ use std::path::Path;
 
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
-    DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager,
-    WriteOptions,
+    DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteBufferManager, WriteOptions,
 };
 
 use super::codec::{
@@ -174,6 +174,10 @@ pub struct RocksStore {
     db: DB,
     /// The block cache the column families share (kept to report its use).
     cache: Cache,
+    /// The options of every point read, made once: `DB::get_cf` makes and
+    /// frees a C++ `ReadOptions` per call, and the sequencer reads a few
+    /// rows per event, a proof a tile and a stratum.
+    point_reads: ReadOptions,
     // Commits are serialised by the single sequencer; this guard makes the
     // size check in `commit` sound even if two callers raced.
     commit_lock: std::sync::Mutex<()>,
@@ -204,6 +208,7 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             cache: tuning.cache,
+            point_reads: ReadOptions::default(),
             commit_lock: std::sync::Mutex::new(()),
         })
     }
@@ -228,19 +233,20 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             cache: tuning.cache,
+            point_reads: ReadOptions::default(),
             commit_lock: std::sync::Mutex::new(()),
         })
     }
 
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
-        self.db.cf_handle(name).ok_or(StoreError::Corrupt {
+        self.db.cf_handle(name).ok_or_else(|| StoreError::Corrupt {
             what: "column family",
             key: name.to_owned(),
         })
     }
 
     fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+        Ok(self.db.get_cf_opt(self.cf(cf)?, key, &self.point_reads)?)
     }
 
     /// A column family added after the first format (`witnessed`,
@@ -254,15 +260,19 @@ impl RocksStore {
     /// `None` when the store lacks the family.
     fn get_added(&self, name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.added_cf(name) {
-            Some(cf) => Ok(self.db.get_cf(cf, key)?),
+            Some(cf) => Ok(self.db.get_cf_opt(cf, key, &self.point_reads)?),
             None => Ok(None),
         }
     }
 
+    /// A `u64` row, read without copying it out of RocksDB.
     fn get_u64(&self, cf: &'static str, key: &[u8]) -> Result<Option<u64>, StoreError> {
-        match self.get(cf, key)? {
+        match self
+            .db
+            .get_pinned_cf_opt(self.cf(cf)?, key, &self.point_reads)?
+        {
             None => Ok(None),
-            Some(v) => u64_be(&v).map(Some).ok_or(StoreError::Corrupt {
+            Some(v) => u64_be(&v).map(Some).ok_or_else(|| StoreError::Corrupt {
                 what: cf,
                 key: hex::encode(key),
             }),
@@ -307,14 +317,14 @@ fn suffix_u64(cf: &'static str, k: &[u8]) -> Result<u64, StoreError> {
     k.len()
         .checked_sub(8)
         .and_then(|at| u64_be(&k[at..]))
-        .ok_or(StoreError::Corrupt {
+        .ok_or_else(|| StoreError::Corrupt {
             what: cf,
             key: hex::encode(k),
         })
 }
 
 fn value_u64(cf: &'static str, k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
-    u64_be(v).ok_or(StoreError::Corrupt {
+    u64_be(v).ok_or_else(|| StoreError::Corrupt {
         what: cf,
         key: hex::encode(k),
     })
@@ -345,7 +355,7 @@ impl Store for RocksStore {
 
     fn head(&self) -> Result<StoredCheckpoint, StoreError> {
         let size = self.size()?;
-        self.checkpoint(size)?.ok_or(StoreError::Corrupt {
+        self.checkpoint(size)?.ok_or_else(|| StoreError::Corrupt {
             what: "head checkpoint",
             key: size.to_string(),
         })
@@ -357,13 +367,13 @@ impl Store for RocksStore {
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
-        let from = start.to_be_bytes();
-        for item in self.db.iterator_cf(
-            self.cf(CF_ENTRIES)?,
-            IteratorMode::From(&from, Direction::Forward),
-        ) {
-            let (k, v) = item?;
-            let index = suffix_u64(CF_ENTRIES, &k)?;
+        // A raw iterator lends each key and value: the boxed iterator
+        // allocated both for every entry (the explorer's follower reads
+        // every entry once).
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_ENTRIES)?);
+        it.seek(start.to_be_bytes());
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let index = suffix_u64(CF_ENTRIES, k)?;
             if index >= end {
                 break;
             }
@@ -373,8 +383,10 @@ impl Store for RocksStore {
                     key: index.to_string(),
                 });
             }
-            out.push(v.into_vec());
+            out.push(v.to_vec());
+            it.next();
         }
+        it.status()?;
         Ok(out)
     }
 
