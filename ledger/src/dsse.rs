@@ -27,15 +27,22 @@ use lineage_schemas::{
     EVENT_PAYLOAD_TYPE, Envelope, EnvelopeSignature, GOVERNANCE_PAYLOAD_TYPE, MapOnly,
 };
 
-use crate::keys::{EventId, KeyId, decode_base64, encode_base64, truncate};
+use crate::keys::{EventId, KeyId, decode_base64, decode_base64_array, encode_base64, truncate};
 
 /// The DSSE v1 pre-authentication encoding of (`payload_type`, `payload`): the
 /// bytes that are signed.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    // Written piece by piece: this runs once per verified envelope, and
-    // `format!` was most of its cost.
+    let mut out = Vec::new();
+    write_pae(&mut out, payload_type, payload);
+    out
+}
+
+/// [`pae`] into `out` (cleared first), so that a verifier can reuse one
+/// buffer. Written piece by piece: `format!` was most of its cost.
+fn write_pae(out: &mut Vec<u8>, payload_type: &str, payload: &[u8]) {
     let mut digits = itoa::Buffer::new();
-    let mut out = Vec::with_capacity(50 + payload_type.len() + payload.len());
+    out.clear();
+    out.reserve(50 + payload_type.len() + payload.len());
     out.extend_from_slice(b"DSSEv1 ");
     out.extend_from_slice(digits.format(payload_type.len()).as_bytes());
     out.push(b' ');
@@ -44,7 +51,6 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(digits.format(payload.len()).as_bytes());
     out.push(b' ');
     out.extend_from_slice(payload);
-    out
 }
 
 /// The payload types the log accepts.
@@ -210,8 +216,8 @@ impl SignedEnvelope {
             return checked(
                 fast.payload_type,
                 fast.payload,
-                &fast.signatures,
-                |s: &MapOnly<FastSignature<'_>>| (s.0.keyid, s.0.sig),
+                std::slice::from_ref(&fast.signatures.0),
+                |s: &FastSignature<'_>| (s.keyid, s.sig),
             );
         }
         parse_in_full(json)
@@ -266,7 +272,15 @@ impl SignedEnvelope {
         // The key is already decompressed: verifying through the raw-bytes
         // path would decompress it again (a field square root, about a
         // quarter of the cost of a verification) for the same point.
-        key.verify_strict(&self.signed_bytes(), &self.signature)
+        thread_local! {
+            /// The PAE of the envelope being verified, reused per thread.
+            static SIGNED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SIGNED
+            .with_borrow_mut(|signed| {
+                write_pae(signed, self.payload_type.as_str(), &self.payload);
+                key.verify_strict(signed, &self.signature)
+            })
             .map_err(|_| SignatureError::Invalid)
     }
 }
@@ -302,7 +316,38 @@ struct FastEnvelope<'a> {
     payload_type: &'a str,
     payload: &'a str,
     #[serde(borrow)]
-    signatures: Vec<MapOnly<FastSignature<'a>>>,
+    signatures: OneSignature<'a>,
+}
+
+/// The `signatures` of a [`FastEnvelope`], read without a `Vec`: exactly one
+/// signature object. None or more sends the envelope to the general path,
+/// whose checks name the count.
+struct OneSignature<'a>(FastSignature<'a>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for OneSignature<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OneSignature<'a>, D::Error> {
+        struct One<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for One<'a> {
+            type Value = OneSignature<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of one signature")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneSignature<'a>, A::Error> {
+                use serde::de::Error as _;
+                let Some(MapOnly(first)) = seq.next_element::<MapOnly<FastSignature<'a>>>()? else {
+                    return Err(A::Error::custom("no signature"));
+                };
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::custom("more than one signature"));
+                }
+                Ok(OneSignature(first))
+            }
+        }
+        d.deserialize_seq(One(std::marker::PhantomData))
+    }
 }
 
 /// One signature of a [`FastEnvelope`].
@@ -365,14 +410,21 @@ fn checked<'s, S>(
             },
         )
     })?;
-    let sig =
-        decode_base64(sig).ok_or_else(|| bad("signatures[0].sig", EnvelopeReason::NotBase64))?;
-    let sig: [u8; 64] = sig.as_slice().try_into().map_err(|_| {
-        bad(
-            "signatures[0].sig",
-            EnvelopeReason::SignatureLength { len: sig.len() },
-        )
-    })?;
+    // A well-formed signature decodes without allocating; anything else
+    // takes the general path to its precise error.
+    let sig: [u8; 64] = match decode_base64_array(sig) {
+        Some(sig) => sig,
+        None => {
+            let sig = decode_base64(sig)
+                .ok_or_else(|| bad("signatures[0].sig", EnvelopeReason::NotBase64))?;
+            sig.as_slice().try_into().map_err(|_| {
+                bad(
+                    "signatures[0].sig",
+                    EnvelopeReason::SignatureLength { len: sig.len() },
+                )
+            })?
+        }
+    };
     Ok(SignedEnvelope {
         payload_type,
         payload,

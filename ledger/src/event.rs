@@ -1200,19 +1200,29 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
-        let mut keys: Vec<Key<'de>> = Vec::new();
+        // The first keys on the stack, compared one by one; a long object's
+        // keys in a Vec, sorted at the end.
+        let mut first: [Option<Key<'de>>; LINEAR_KEYS] = Default::default();
+        let mut rest: Vec<Key<'de>> = Vec::new();
+        let mut n = 0;
         while let Some(key) = access.next_key::<Key<'de>>()? {
-            if keys.len() < LINEAR_KEYS && keys.contains(&key) {
-                return Err(de::Error::custom("duplicate key"));
+            if n < LINEAR_KEYS {
+                if first[..n].iter().flatten().any(|k| *k == key) {
+                    return Err(de::Error::custom("duplicate key"));
+                }
+                first[n] = Some(key);
+            } else {
+                if rest.is_empty() {
+                    rest.extend(first.iter_mut().filter_map(Option::take));
+                }
+                rest.push(key);
             }
+            n += 1;
             access.next_value_seed(NoDuplicateKeys)?;
-            keys.push(key);
         }
-        if keys.len() > LINEAR_KEYS {
-            keys.sort_unstable();
-            if keys.windows(2).any(|w| w[0] == w[1]) {
-                return Err(de::Error::custom("duplicate key"));
-            }
+        rest.sort_unstable();
+        if rest.windows(2).any(|w| w[0] == w[1]) {
+            return Err(de::Error::custom("duplicate key"));
         }
         Ok(())
     }

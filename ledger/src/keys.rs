@@ -40,6 +40,21 @@ pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
     CANONICAL.decode(text).ok()
 }
 
+/// [`decode_base64`] of a text that must decode to exactly `N` bytes,
+/// without allocating: `None` for any other text.
+pub(crate) fn decode_base64_array<const N: usize>(text: &str) -> Option<[u8; N]> {
+    // The canonical text of N bytes is exactly this long; any other
+    // length cannot decode to N bytes.
+    if text.len() != N.div_ceil(3) * 4 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    match CANONICAL.decode_slice(text, &mut out) {
+        Ok(n) if n == N => Some(out),
+        _ => None,
+    }
+}
+
 /// Standard base64 with padding.
 pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
@@ -388,6 +403,24 @@ mod tests {
             text.truncate(text.len().saturating_sub(cut));
             let text = String::from_utf8(text).expect("ASCII");
             prop_assert_eq!(decode_base64(&text), decode_base64_by_reencoding(&text), "{:?}", text);
+        }
+
+        #[test]
+        fn fixed_length_base64_decodes_as_the_general_reader(
+            bytes in proptest::collection::vec(any::<u8>(), 62..67),
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), prop::sample::select(b"AB+/=_ Q".to_vec())),
+                0..2,
+            ),
+        ) {
+            let mut text = encode_base64(&bytes).into_bytes();
+            for (at, c) in edits {
+                let i = at.index(text.len());
+                text[i] = c;
+            }
+            let text = String::from_utf8(text).expect("ASCII");
+            let want = decode_base64(&text).and_then(|b| <[u8; 64]>::try_from(b).ok());
+            prop_assert_eq!(decode_base64_array::<64>(&text), want, "{:?}", text);
         }
 
         #[test]

@@ -163,7 +163,9 @@ pub struct Candidate {
     /// use this verdict instead of parsing again. `parse_event` is a pure
     /// function of the payload, so the verdict cannot differ.
     /// Shared with the admission, so the sequencer never copies an event.
-    parsed: Option<Box<Result<Arc<Event>, PayloadError>>>,
+    /// The error is boxed, not the verdict: a valid event costs no
+    /// allocation besides its own.
+    parsed: Option<Result<Arc<Event>, Box<PayloadError>>>,
 }
 
 impl Candidate {
@@ -193,13 +195,17 @@ impl Candidate {
     /// Governance payloads are rare and are parsed by the rules.
     pub fn preparse(&mut self) {
         if self.envelope.payload_type == PayloadType::Event && self.parsed.is_none() {
-            self.parsed = Some(Box::new(parse_event(&self.envelope.payload).map(Arc::new)));
+            self.parsed = Some(
+                parse_event(&self.envelope.payload)
+                    .map(Arc::new)
+                    .map_err(Box::new),
+            );
         }
     }
 
     fn parsed_event(&self) -> Result<Arc<Event>, PayloadError> {
         match &self.parsed {
-            Some(verdict) => (**verdict).clone(),
+            Some(verdict) => verdict.clone().map_err(|e| *e),
             None => parse_event(&self.envelope.payload).map(Arc::new),
         }
     }

@@ -155,7 +155,9 @@ impl<'a, S: NodeSource + ?Sized> InclusionProver<'a, S> {
         }
         // Walk down from the root; only the first right sibling can be an incomplete subtree.
         let (mut lo, mut hi) = (0, size);
-        let mut path = Vec::with_capacity(64);
+        // Exactly the longest path of this tree (ceil(log2(size)) hashes):
+        // 64 of them were 2 KiB, past the allocator's per-thread cache.
+        let mut path = Vec::with_capacity((u64::BITS - (size - 1).leading_zeros()) as usize);
         while hi - lo > 1 {
             let k = split_point(hi - lo);
             if index < lo + k {
