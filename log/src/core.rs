@@ -382,9 +382,12 @@ impl Core {
 
     /// Publishes the rows of a durable commit ([`Core::hot_rows`]), so the
     /// proofs of the newest entries, every receipt's, hash nothing inside
-    /// these tiles. Keeps the rows of this commit and, per level, the tile
-    /// at the new right edge and the one before it (bounded memory: a
-    /// commit of up to 1,000 entries touches at most six tiles per level).
+    /// these tiles. Keeps the rows of this commit, the newest
+    /// [`RECENT_TILES`] level-0 tiles, and at each higher level the tile at
+    /// the new right edge and the one before it (complete upper tiles are
+    /// kept by [`UpperTiles`](crate::nodes::UpperTiles)). Bounded memory:
+    /// about 16 KiB per hashed tile, a commit of up to 1,000 entries
+    /// touches at most six tiles per level.
     pub(crate) fn publish_rows(&self, rows: HotRows, size: u64) {
         let fresh: Vec<(u8, u64)> = rows.0.iter().map(|(key, _)| *key).collect();
         let mut hot = write(&self.hot_tiles);
@@ -393,7 +396,8 @@ impl Core {
             let (level, index) = *key;
             let shift = 8 * (u32::from(level) + 1);
             let edge = size.checked_shr(shift).unwrap_or(0);
-            index + 1 >= edge || fresh.contains(key)
+            let keep = if level == 0 { RECENT_TILES } else { 1 };
+            index + keep >= edge || fresh.contains(key)
         });
     }
 
@@ -421,6 +425,13 @@ impl Core {
         Ok(prove_consistency(first, second, &self.proof_nodes())?)
     }
 }
+
+/// Level-0 tiles kept hashed behind the right edge: the last 4,096 entries.
+/// Receipts are written after their commit, and under load the sequencer
+/// has committed a batch or two more by then (8 connections of 500 entries
+/// each: about 900 entries per batch): with only the edge and the tile
+/// before it kept, a receipt re-read and re-hashed its tile from the store.
+pub(crate) const RECENT_TILES: u64 = 16;
 
 /// A commit's tiles as hot rows, to publish once it is durable.
 #[derive(Debug)]
