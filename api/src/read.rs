@@ -73,7 +73,12 @@ fn path_error(e: PathRejection) -> ApiError {
 }
 
 pub(crate) fn query_u64(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
-    q.get(name)
+    param_u64(name, q.get(name).map(String::as_str))
+}
+
+/// The query parameter `name`'s `value`, if given, as an unsigned integer.
+fn param_u64(name: &str, value: Option<&str>) -> Result<Option<u64>, ApiError> {
+    value
         .map(|v| {
             v.parse::<u64>().map_err(|_| {
                 ApiError::bad_request(format!("{name} must be an unsigned integer"), name)
@@ -82,8 +87,13 @@ pub(crate) fn query_u64(q: &HashMap<String, String>, name: &str) -> Result<Optio
         .transpose()
 }
 
+/// A parameter that must be given.
+fn must_be_given(name: &str, value: Option<u64>) -> Result<u64, ApiError> {
+    value.ok_or_else(|| ApiError::bad_request(format!("{name} is required"), name))
+}
+
 fn required(q: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
-    query_u64(q, name)?.ok_or_else(|| ApiError::bad_request(format!("{name} is required"), name))
+    must_be_given(name, query_u64(q, name)?)
 }
 
 /// [`required`] over a raw query string.
@@ -91,11 +101,8 @@ fn required_raw(q: Option<&str>, name: &str) -> Result<u64, ApiError> {
     let value = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == name)
         .last()
-        .map(|(_, v)| v)
-        .ok_or_else(|| ApiError::bad_request(format!("{name} is required"), name))?;
-    value
-        .parse::<u64>()
-        .map_err(|_| ApiError::bad_request(format!("{name} must be an unsigned integer"), name))
+        .map(|(_, v)| v);
+    must_be_given(name, param_u64(name, value.as_deref())?)
 }
 
 pub(crate) fn query(

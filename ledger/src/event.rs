@@ -1267,7 +1267,7 @@ impl Fields {
         }
         let duplicate = RefCell::new(None);
         let mut de = serde_json::Deserializer::from_slice(payload);
-        let parsed = StrictValue::root("", &duplicate)
+        let parsed = StrictValue::root(&duplicate)
             .deserialize(&mut de)
             .and_then(|v| de.end().map(|()| v));
         let value = match parsed {
@@ -1316,9 +1316,8 @@ struct StrictValue<'a> {
 /// every value read.
 #[derive(Clone, Copy)]
 enum Path<'a> {
-    /// The value the parse started at, named by its field (`""` for the
-    /// whole payload).
-    Root(&'static str),
+    /// The whole payload.
+    Root,
     /// A member of the object at the parent path.
     Key(&'a Path<'a>, &'a str),
     /// An element of the array at the parent path.
@@ -1328,7 +1327,7 @@ enum Path<'a> {
 impl Path<'_> {
     fn render(&self) -> String {
         match self {
-            Path::Root(name) => (*name).to_owned(),
+            Path::Root => String::new(),
             Path::Key(parent, key) => match parent.render() {
                 p if p.is_empty() => (*key).to_owned(),
                 p => format!("{p}.{key}"),
@@ -1339,9 +1338,9 @@ impl Path<'_> {
 }
 
 impl<'a> StrictValue<'a> {
-    fn root(name: &'static str, duplicate: &'a RefCell<Option<String>>) -> StrictValue<'a> {
+    fn root(duplicate: &'a RefCell<Option<String>>) -> StrictValue<'a> {
         StrictValue {
-            path: Path::Root(name),
+            path: Path::Root,
             duplicate,
         }
     }

@@ -383,6 +383,17 @@ mod tests {
         (text.len() == 64 && lower && hex::decode_to_slice(text, &mut out).is_ok()).then_some(out)
     }
 
+    /// `text` with each `(at, byte)` of `edits` written over it.
+    fn edited(mut text: Vec<u8>, edits: Vec<(prop::sample::Index, u8)>) -> Vec<u8> {
+        for (at, c) in edits {
+            if !text.is_empty() {
+                let i = at.index(text.len());
+                text[i] = c;
+            }
+        }
+        text
+    }
+
     proptest! {
         #[test]
         fn decode_base64_takes_exactly_the_canonical_texts(
@@ -393,13 +404,7 @@ mod tests {
             ),
             cut in 0usize..3,
         ) {
-            let mut text = encode_base64(&bytes).into_bytes();
-            for (at, c) in edits {
-                if !text.is_empty() {
-                    let i = at.index(text.len());
-                    text[i] = c;
-                }
-            }
+            let mut text = edited(encode_base64(&bytes).into_bytes(), edits);
             text.truncate(text.len().saturating_sub(cut));
             let text = String::from_utf8(text).expect("ASCII");
             prop_assert_eq!(decode_base64(&text), decode_base64_by_reencoding(&text), "{:?}", text);
@@ -413,12 +418,7 @@ mod tests {
                 0..2,
             ),
         ) {
-            let mut text = encode_base64(&bytes).into_bytes();
-            for (at, c) in edits {
-                let i = at.index(text.len());
-                text[i] = c;
-            }
-            let text = String::from_utf8(text).expect("ASCII");
+            let text = String::from_utf8(edited(encode_base64(&bytes).into_bytes(), edits)).expect("ASCII");
             let want = decode_base64(&text).and_then(|b| <[u8; 64]>::try_from(b).ok());
             prop_assert_eq!(decode_base64_array::<64>(&text), want, "{:?}", text);
         }
@@ -432,11 +432,7 @@ mod tests {
             ),
             cut in 0usize..2,
         ) {
-            let mut text = hex::encode(bytes).into_bytes();
-            for (at, c) in edits {
-                let i = at.index(text.len());
-                text[i] = c;
-            }
+            let mut text = edited(hex::encode(bytes).into_bytes(), edits);
             text.truncate(text.len() - cut);
             let text = String::from_utf8_lossy(&text).into_owned();
             let got = parse_hex_id(&text, "key ID").ok();
