@@ -1132,7 +1132,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for StrictObject<'a> {
             return Err(de::Error::custom("attrs is not an object"));
         }
         let mut inner = serde_json::Deserializer::from_str(raw.get());
-        NoDuplicateKeys
+        NoDuplicateKeys::default()
             .deserialize(&mut inner)
             .map_err(de::Error::custom)?;
         Ok(StrictObject(raw))
@@ -1141,8 +1141,32 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for StrictObject<'a> {
 
 /// Reads any JSON value and fails on a duplicate object key at any depth
 /// or a non-finite number, keeping nothing: the checks of [`StrictValue`]
-/// without its tree.
-struct NoDuplicateKeys;
+/// without its tree. It also fails past [`FAST_DEPTH`] levels of nesting:
+/// it reads `attrs` again on its own, so serde_json's recursion limit
+/// (which the general path counts from the payload's root) would start
+/// afresh here; a deep `attrs` goes to the general path, which decides it.
+#[derive(Clone, Copy, Default)]
+struct NoDuplicateKeys {
+    /// Arrays and objects around the value read.
+    depth: usize,
+}
+
+/// Nesting past which [`NoDuplicateKeys`] leaves `attrs` to the general
+/// path: well inside serde_json's limit of 128, counted from the root.
+const FAST_DEPTH: usize = 64;
+
+impl NoDuplicateKeys {
+    /// The reader of a member or element of a value at this depth, or an
+    /// error past [`FAST_DEPTH`].
+    fn inner<E: de::Error>(&self) -> Result<NoDuplicateKeys, E> {
+        if self.depth >= FAST_DEPTH {
+            return Err(E::custom("attrs nested too deep for the one-pass read"));
+        }
+        Ok(NoDuplicateKeys {
+            depth: self.depth + 1,
+        })
+    }
+}
 
 /// Past this many keys an object's keys are checked by sorting them.
 const LINEAR_KEYS: usize = 16;
@@ -1195,11 +1219,13 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
+        let inner = self.inner()?;
+        while seq.next_element_seed(inner)?.is_some() {}
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
         // The first keys on the stack, compared one by one; a long object's
         // keys in a Vec, sorted at the end.
         let mut first: [Option<Key<'de>>; LINEAR_KEYS] = Default::default();
@@ -1218,7 +1244,7 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
                 rest.push(key);
             }
             n += 1;
-            access.next_value_seed(NoDuplicateKeys)?;
+            access.next_value_seed(inner)?;
         }
         rest.sort_unstable();
         if rest.windows(2).any(|w| w[0] == w[1]) {
@@ -2115,7 +2141,7 @@ mod tests {
     #[test]
     fn attrs_are_checked_without_a_tree() {
         let check = |text: &str| {
-            NoDuplicateKeys
+            NoDuplicateKeys::default()
                 .deserialize(&mut serde_json::Deserializer::from_str(text))
                 .is_ok()
         };
@@ -2133,6 +2159,26 @@ mod tests {
         assert_eq!(attrs.as_json(), r#"{ "b" : [1, 2] , "a":"x" }"#);
         assert_eq!(attrs.get("a"), Some(json!("x")));
         assert_eq!(Some(event), parse_event_in_full(spaced).ok());
+        // Nesting is bounded from the payload's root on both paths: attrs
+        // read again on its own must not start a fresh recursion limit.
+        for depth in [60, 70, 120, 125, 126, 127, 130] {
+            let deep = format!(
+                r#"{{"runtime":"r","workload":"w","seq":0,"kind":"k","at":"2025-01-01T00:00:00Z","attrs":{{"a":{}1{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            assert_eq!(
+                parse_event(deep.as_bytes()),
+                parse_event_in_full(deep.as_bytes()),
+                "attrs nested {depth} deep"
+            );
+        }
+        let too_deep = format!(
+            r#"{{"runtime":"r","workload":"w","seq":0,"kind":"k","at":"2025-01-01T00:00:00Z","attrs":{{"a":{}1{}}}}}"#,
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        assert!(parse_event(too_deep.as_bytes()).is_err());
     }
 
     /// Event payloads near the valid one: each field right (14 in 16),
