@@ -297,7 +297,8 @@ async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (activity, mut load) = Activity::new();
+    let activity = Activity::new();
+    let watchdog = activity.clone();
     let stopping = Stopping(stop.clone());
     // Bytes still going out keep the connection from counting as idle:
     // hyper drops a response body once it has taken its last frame, which
@@ -344,7 +345,7 @@ async fn serve_http<S>(
             log_end(done);
             return;
         }
-        () = idle_for(&mut load, options.idle_timeout) => "idle",
+        () = idle_for(&watchdog, options.idle_timeout) => "idle",
         _ = stop.wait_for(|stopping| *stopping) => "server stopping",
     };
     tracing::debug!(why, "closing connection gracefully");
@@ -386,22 +387,29 @@ struct Load {
     idle_since: Instant,
 }
 
-/// The service's handle on a connection's [`Load`].
+/// The service's handle on a connection's [`Load`]. Changes wake nobody:
+/// the idle watchdog ([`idle_for`]) reads the load when its timer fires.
+/// (A watch channel here woke the connection's task twice per request and
+/// again at every write after it, each wake a poll of hyper's dispatcher.)
 #[derive(Clone, Debug)]
-struct Activity(Arc<watch::Sender<Load>>);
+struct Activity(Arc<std::sync::Mutex<Load>>);
 
 impl Activity {
-    fn new() -> (Activity, watch::Receiver<Load>) {
-        let (tx, rx) = watch::channel(Load {
+    fn new() -> Activity {
+        Activity(Arc::new(std::sync::Mutex::new(Load {
             in_flight: 0,
             idle_since: Instant::now(),
-        });
-        (Activity(Arc::new(tx)), rx)
+        })))
+    }
+
+    fn update<T>(&self, f: impl FnOnce(&mut Load) -> T) -> T {
+        // The lock guards two plain fields: a panic cannot leave them torn.
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Counts a request in flight until the returned guard drops.
     fn begin(&self) -> InFlight {
-        self.0.send_modify(|load| load.in_flight += 1);
+        self.update(|load| load.in_flight += 1);
         InFlight(self.clone())
     }
 }
@@ -420,12 +428,9 @@ impl<S> Progress<S> {
         if n == 0 {
             return;
         }
-        self.activity.0.send_if_modified(|load| {
+        self.activity.update(|load| {
             if load.in_flight == 0 {
                 load.idle_since = Instant::now();
-                true
-            } else {
-                false
             }
         });
     }
@@ -487,7 +492,7 @@ struct InFlight(Activity);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.0.send_modify(|load| {
+        self.0.update(|load| {
             load.in_flight -= 1;
             if load.in_flight == 0 {
                 load.idle_since = Instant::now();
@@ -497,17 +502,22 @@ impl Drop for InFlight {
 }
 
 /// Resolves once the connection has had no request in flight for `limit`.
-async fn idle_for(load: &mut watch::Receiver<Load>, limit: Duration) {
+/// It sleeps until the earliest moment that could be so and looks again:
+/// while a request is in flight, one `limit` from now; once none is, `limit`
+/// after the last one ended (or the last byte went out).
+async fn idle_for(activity: &Activity, limit: Duration) {
     loop {
-        let now = *load.borrow_and_update();
-        if now.in_flight == 0 {
-            tokio::select! {
-                () = tokio::time::sleep_until(now.idle_since + limit) => return,
-                changed = load.changed() => if changed.is_err() { return },
-            }
-        } else if load.changed().await.is_err() {
+        let load = activity.update(|load| *load);
+        let now = Instant::now();
+        let until = if load.in_flight == 0 {
+            load.idle_since + limit
+        } else {
+            now + limit
+        };
+        if load.in_flight == 0 && until <= now {
             return;
         }
+        tokio::time::sleep_until(until).await;
     }
 }
 
