@@ -64,21 +64,24 @@ fn subtree_hash<S: NodeSource + ?Sized>(
     hi: u64,
     src: &S,
 ) -> Result<Hash, ProofError<S::Error>> {
-    let n = hi.saturating_sub(lo);
+    // The set bits of `n`, lowest first: a range of a proof is most often
+    // one perfect subtree, so this reads one node without testing 64 bits.
+    let mut bits = hi.saturating_sub(lo);
     let mut end = hi;
     let mut acc: Option<Hash> = None;
-    for level in 0..64u8 {
-        if (n >> level) & 1 == 1 {
-            let start = end - (1u64 << level);
-            let h = src
-                .node(level, start >> level)
-                .map_err(ProofError::Source)?;
-            acc = Some(match acc {
-                None => h,
-                Some(right) => node_hash(&h, &right),
-            });
-            end = start;
-        }
+    while bits != 0 {
+        let level = bits.trailing_zeros();
+        bits &= bits - 1;
+        let start = end - (1u64 << level);
+        // `level` < 64, so it fits a u8.
+        let h = src
+            .node(level as u8, start >> level)
+            .map_err(ProofError::Source)?;
+        acc = Some(match acc {
+            None => h,
+            Some(right) => node_hash(&h, &right),
+        });
+        end = start;
     }
     Ok(acc.unwrap_or(EMPTY_ROOT))
 }
