@@ -93,8 +93,14 @@ pub trait LedgerView: GovernanceView {
     fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Self::Error>;
     /// The index of an event (or governance statement) by ID.
     fn event_index(&self, id: &EventId) -> Result<Option<u64>, Self::Error>;
-    /// The envelope stored at the index of an event ID, to tell an identical resubmission.
-    fn event_envelope(&self, id: &EventId) -> Result<Option<(u64, SignedEnvelope)>, Self::Error>;
+    /// The index of the entry of event ID `id` when that entry is
+    /// `envelope` exactly (payload type, payload, key ID and signature): an
+    /// identical resubmission.
+    fn identical_entry(
+        &self,
+        id: &EventId,
+        envelope: &SignedEnvelope,
+    ) -> Result<Option<u64>, Self::Error>;
     /// The ID of a workload's event at `seq`.
     fn workload_event(
         &self,
@@ -624,10 +630,7 @@ pub fn find_identical<V: LedgerView>(
     {
         return Ok(None);
     }
-    Ok(match view.event_envelope(&candidate.event_id)? {
-        Some((index, stored)) if stored == candidate.envelope => Some(index),
-        _ => None,
-    })
+    view.identical_entry(&candidate.event_id, &candidate.envelope)
 }
 
 /// Whether no event of the log holds `event`'s position (workload, seq),
@@ -999,12 +1002,16 @@ mod tests {
             self.lookups.set(self.lookups.get() + 1);
             Ok(self.events.get(id).map(|(i, _)| *i))
         }
-        fn event_envelope(
+        fn identical_entry(
             &self,
             id: &EventId,
-        ) -> Result<Option<(u64, SignedEnvelope)>, Self::Error> {
+            envelope: &SignedEnvelope,
+        ) -> Result<Option<u64>, Self::Error> {
             self.lookups.set(self.lookups.get() + 1);
-            Ok(self.events.get(id).cloned())
+            Ok(match self.events.get(id) {
+                Some((index, stored)) if stored == envelope => Some(*index),
+                _ => None,
+            })
         }
         fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, Self::Error> {
             self.lookups.set(self.lookups.get() + 1);

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use crate::FastMap;
 use crate::dsse::SignedEnvelope;
 use crate::event::{RuntimeId, Target, WorkloadId};
 use crate::governance::{GovernanceView, with_halt, without_halt};
@@ -59,7 +60,7 @@ impl LedgerView for Genesis {
     fn event_index(&self, _: &EventId) -> Result<Option<u64>, Self::Error> {
         Ok(None)
     }
-    fn event_envelope(&self, _: &EventId) -> Result<Option<(u64, SignedEnvelope)>, Self::Error> {
+    fn identical_entry(&self, _: &EventId, _: &SignedEnvelope) -> Result<Option<u64>, Self::Error> {
         Err(EnvelopesNotKept)
     }
     fn workload_event(&self, _: &WorkloadId, _: u64) -> Result<Option<EventId>, Self::Error> {
@@ -95,16 +96,38 @@ impl Chain {
     }
 }
 
+/// What a batch keeps of an admitted envelope to tell an identical
+/// resubmission: all of it but the payload, which the event ID it is kept
+/// under already names (the ID is the BLAKE3 hash of the payload, and an
+/// identical envelope has the same ID). Keeping the payload cost a copy of
+/// every admitted event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Signed {
+    payload_type: crate::dsse::PayloadType,
+    key_id: KeyId,
+    signature: ed25519_dalek::Signature,
+}
+
+impl Signed {
+    fn of(envelope: &SignedEnvelope) -> Signed {
+        Signed {
+            payload_type: envelope.payload_type,
+            key_id: envelope.key_id,
+            signature: envelope.signature,
+        }
+    }
+}
+
 /// A base view plus the entries admitted on top of it.
 #[derive(Debug)]
 pub struct BatchState<V> {
     base: V,
     keep_envelopes: bool,
-    keys: HashMap<KeyId, KeyRecord>,
-    events: HashMap<EventId, u64>,
-    envelopes: HashMap<EventId, SignedEnvelope>,
-    chains: HashMap<WorkloadId, Chain>,
-    runtime_events: HashMap<RuntimeId, u64>,
+    keys: FastMap<KeyId, KeyRecord>,
+    events: FastMap<EventId, u64>,
+    envelopes: FastMap<EventId, Signed>,
+    chains: FastMap<WorkloadId, Chain>,
+    runtime_events: FastMap<RuntimeId, u64>,
     governance: GovernanceDelta,
 }
 
@@ -112,7 +135,7 @@ pub struct BatchState<V> {
 #[derive(Debug, Default)]
 pub struct GovernanceDelta {
     /// The workload of each event admitted here.
-    pub event_owners: HashMap<EventId, WorkloadId>,
+    pub event_owners: FastMap<EventId, WorkloadId>,
     /// New derivations: parent workload -> workloads now deriving from it.
     pub derived: HashMap<WorkloadId, Vec<WorkloadId>>,
     /// The same derivations, child -> parents, in admission order.
@@ -132,15 +155,31 @@ impl<V: LedgerView> BatchState<V> {
     /// admitted envelope is kept so that an identical resubmission of it is
     /// found ([`BatchState::find_identical`]); an audit replay does not need it.
     pub fn new(base: V, keep_envelopes: bool) -> BatchState<V> {
+        BatchState::with_capacity(base, keep_envelopes, 0)
+    }
+
+    /// [`BatchState::new`], with room for `entries` entries made at once:
+    /// a batch of known size then never rehashes its maps as it grows.
+    pub fn with_capacity(base: V, keep_envelopes: bool, entries: usize) -> BatchState<V> {
+        fn sized<K, V>(n: usize) -> FastMap<K, V> {
+            FastMap::with_capacity_and_hasher(n, Default::default())
+        }
         BatchState {
             base,
             keep_envelopes,
-            keys: HashMap::new(),
-            events: HashMap::new(),
-            envelopes: HashMap::new(),
-            chains: HashMap::new(),
-            runtime_events: HashMap::new(),
-            governance: GovernanceDelta::default(),
+            keys: FastMap::default(),
+            events: sized(entries),
+            envelopes: if keep_envelopes {
+                sized(entries)
+            } else {
+                FastMap::default()
+            },
+            chains: sized(entries),
+            runtime_events: FastMap::default(),
+            governance: GovernanceDelta {
+                event_owners: sized(entries),
+                ..GovernanceDelta::default()
+            },
         }
     }
 
@@ -176,7 +215,7 @@ impl<V: LedgerView> BatchState<V> {
         self.events.insert(candidate.event_id(), index);
         if self.keep_envelopes {
             self.envelopes
-                .insert(candidate.event_id(), candidate.envelope().clone());
+                .insert(candidate.event_id(), Signed::of(candidate.envelope()));
         }
         let g = &mut self.governance;
         match admission {
@@ -184,21 +223,28 @@ impl<V: LedgerView> BatchState<V> {
                 event,
                 derives_from,
             } => {
-                let chain = self
-                    .chains
-                    .entry(event.workload.clone())
-                    .or_insert_with(|| Chain {
-                        runtime: event.runtime.clone(),
-                        first_seq: event.seq,
-                        ids: Vec::new(),
-                        closed: false,
-                    });
-                chain.ids.push(candidate.event_id());
-                chain.closed = event.closes_workload();
-                *self
-                    .runtime_events
-                    .entry(event.runtime.clone())
-                    .or_insert(0) += 1;
+                // Looked up before inserting: most events extend a chain and
+                // a runtime already here, and `entry` would clone their names.
+                if let Some(chain) = self.chains.get_mut(&event.workload) {
+                    chain.ids.push(candidate.event_id());
+                    chain.closed = event.closes_workload();
+                } else {
+                    self.chains.insert(
+                        event.workload.clone(),
+                        Chain {
+                            runtime: event.runtime.clone(),
+                            first_seq: event.seq,
+                            ids: vec![candidate.event_id()],
+                            closed: event.closes_workload(),
+                        },
+                    );
+                }
+                match self.runtime_events.get_mut(&event.runtime) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.runtime_events.insert(event.runtime.clone(), 1);
+                    }
+                }
                 g.event_owners
                     .insert(candidate.event_id(), event.workload.clone());
                 if event.seq == 0 {
@@ -254,17 +300,17 @@ impl<V: LedgerView> BatchState<V> {
     }
 
     /// Keys granted or revoked here, by key ID.
-    pub fn keys(&self) -> &HashMap<KeyId, KeyRecord> {
+    pub fn keys(&self) -> &FastMap<KeyId, KeyRecord> {
         &self.keys
     }
 
     /// Workload chains extended here.
-    pub fn chains(&self) -> &HashMap<WorkloadId, Chain> {
+    pub fn chains(&self) -> &FastMap<WorkloadId, Chain> {
         &self.chains
     }
 
     /// Events admitted here, per runtime.
-    pub fn runtime_events(&self) -> &HashMap<RuntimeId, u64> {
+    pub fn runtime_events(&self) -> &FastMap<RuntimeId, u64> {
         &self.runtime_events
     }
 
@@ -345,11 +391,15 @@ impl<V: LedgerView> LedgerView for BatchState<V> {
         }
     }
 
-    fn event_envelope(&self, id: &EventId) -> Result<Option<(u64, SignedEnvelope)>, V::Error> {
-        if let (Some(i), Some(e)) = (self.events.get(id), self.envelopes.get(id)) {
-            return Ok(Some((*i, e.clone())));
+    fn identical_entry(
+        &self,
+        id: &EventId,
+        envelope: &SignedEnvelope,
+    ) -> Result<Option<u64>, V::Error> {
+        if let (Some(i), Some(kept)) = (self.events.get(id), self.envelopes.get(id)) {
+            return Ok((*kept == Signed::of(envelope)).then_some(*i));
         }
-        self.base.event_envelope(id)
+        self.base.identical_entry(id, envelope)
     }
 
     fn workload_event(&self, w: &WorkloadId, seq: u64) -> Result<Option<EventId>, V::Error> {

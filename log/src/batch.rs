@@ -7,9 +7,9 @@
 //! replays the log through the very same code.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use lineage_ledger::FastMap;
 use lineage_ledger::dsse::PayloadType;
 use lineage_ledger::dsse::SignedEnvelope;
 use lineage_ledger::entry::LogEntry;
@@ -30,7 +30,7 @@ use crate::sync::read;
 /// the active halts in memory, and the sequencer's cache of workload heads.
 pub(crate) struct Committed<'a> {
     store: &'a dyn Store,
-    keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+    keys: &'a RwLock<FastMap<KeyId, KeyRecord>>,
     halts: &'a RwLock<HaltState>,
     /// Committed workload heads recently seen (a cache of the store).
     heads: &'a HeadCache,
@@ -42,7 +42,7 @@ pub(crate) struct Committed<'a> {
 impl<'a> Committed<'a> {
     pub(crate) fn new(
         store: &'a dyn Store,
-        keys: &'a RwLock<HashMap<KeyId, KeyRecord>>,
+        keys: &'a RwLock<FastMap<KeyId, KeyRecord>>,
         halts: &'a RwLock<HaltState>,
         heads: &'a HeadCache,
     ) -> Committed<'a> {
@@ -145,10 +145,14 @@ impl LedgerView for Committed<'_> {
         self.stored_event_index(id)
     }
 
-    fn event_envelope(&self, id: &EventId) -> Result<Option<(u64, SignedEnvelope)>, StoreError> {
+    fn identical_entry(
+        &self,
+        id: &EventId,
+        envelope: &SignedEnvelope,
+    ) -> Result<Option<u64>, StoreError> {
         match self.stored_event_index(id)? {
             None => Ok(None),
-            Some(i) => Ok(Some((i, self.stored_entry(i)?.to_envelope()))),
+            Some(i) => Ok((self.stored_entry(i)?.to_envelope() == *envelope).then_some(i)),
         }
     }
 
@@ -208,15 +212,16 @@ pub(crate) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    /// An empty batch appending after `size` entries.
-    pub(crate) fn new(committed: Committed<'a>, size: u64) -> Batch<'a> {
+    /// An empty batch appending after `size` entries, with room for
+    /// `capacity` of them.
+    pub(crate) fn new(committed: Committed<'a>, size: u64, capacity: usize) -> Batch<'a> {
         Batch {
-            state: BatchState::new(committed, true),
+            state: BatchState::with_capacity(committed, true, capacity),
             next_index: size,
-            entries: Vec::new(),
-            events: Vec::new(),
-            workloads: Vec::new(),
-            children: Vec::new(),
+            entries: Vec::with_capacity(capacity),
+            events: Vec::with_capacity(capacity),
+            workloads: Vec::with_capacity(capacity),
+            children: Vec::with_capacity(capacity),
         }
     }
 

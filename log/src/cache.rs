@@ -1,8 +1,7 @@
 //! Bounded caches: the sequencer's workload heads, and the bound of the
 //! proofs' upper tiles (`nodes::UpperTiles`).
 
-use std::collections::HashMap;
-
+use lineage_ledger::FastMap;
 use lineage_ledger::rules::WorkloadHead;
 
 /// How many committed workload heads the sequencer remembers.
@@ -17,8 +16,8 @@ pub(crate) const UPPER_TILES: usize = 256;
 /// fills (an approximate LRU without per-hit bookkeeping).
 #[derive(Debug)]
 pub(crate) struct Generations<K, V> {
-    young: HashMap<K, V>,
-    old: HashMap<K, V>,
+    young: FastMap<K, V>,
+    old: FastMap<K, V>,
     generation: usize,
 }
 
@@ -32,8 +31,8 @@ impl<K: std::hash::Hash + Eq, V> Generations<K, V> {
     /// Holds at most `capacity` entries (at least 2).
     pub(crate) fn new(capacity: usize) -> Self {
         Generations {
-            young: HashMap::new(),
-            old: HashMap::new(),
+            young: FastMap::default(),
+            old: FastMap::default(),
             generation: (capacity / 2).max(1),
         }
     }
@@ -75,6 +74,8 @@ impl HeadCache {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use lineage_ledger::event::RuntimeId;
     use lineage_ledger::keys::EventId;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use lineage_ledger::FastMap;
 use lineage_ledger::Hash;
 use lineage_ledger::checkpoint::CheckpointError;
 use lineage_ledger::dsse::PayloadType;
@@ -64,7 +65,7 @@ pub struct Core {
     /// The trust root.
     pub authorities: Authorities,
     /// Every runtime key, committed state.
-    pub(crate) keys: RwLock<HashMap<KeyId, KeyRecord>>,
+    pub(crate) keys: RwLock<FastMap<KeyId, KeyRecord>>,
     /// Events per runtime, committed state.
     pub(crate) runtime_counts: RwLock<HashMap<String, u64>>,
     /// Active halts and the workloads they stop, committed state.
@@ -78,7 +79,7 @@ pub struct Core {
     /// committed: receipts for fresh entries are built from these without
     /// store reads. Tile rows only ever grow, so a newer version serves
     /// proofs against any older checkpoint.
-    pub(crate) hot_tiles: RwLock<HashMap<(u8, u64), SharedTile>>,
+    pub(crate) hot_tiles: RwLock<FastMap<(u8, u64), SharedTile>>,
     /// Complete tiles of level 1 and up as proofs read them (bounded).
     pub(crate) upper_tiles: RwLock<UpperTiles>,
     /// False while the sequencer cannot trust its in-memory state.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use lineage_ledger::FastMap;
 use lineage_ledger::store::{Store, StoreError};
 use lineage_ledger::tree::{NodeSource, RowNodes, STRATUM_HEIGHT, TileSpan};
 use lineage_ledger::{HASH_SIZE, Hash, TILE_WIDTH};
@@ -55,7 +56,7 @@ enum Row {
 /// hashes a few dozen nodes.
 pub struct ProofNodes<'a> {
     store: &'a dyn Store,
-    hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
+    hot: Option<&'a RwLock<FastMap<(u8, u64), SharedTile>>>,
     upper: Option<&'a RwLock<UpperTiles>>,
     /// The hot tiles this request looked up (`None`: not hot then): the
     /// shared map's lock is taken once per tile, not once per node (an
@@ -81,7 +82,7 @@ impl<'a> ProofNodes<'a> {
     /// Nodes of the hot tiles, then the upper tiles, then `store`'s.
     pub(crate) fn with(
         store: &'a dyn Store,
-        hot: Option<&'a RwLock<HashMap<(u8, u64), SharedTile>>>,
+        hot: Option<&'a RwLock<FastMap<(u8, u64), SharedTile>>>,
         upper: Option<&'a RwLock<UpperTiles>>,
     ) -> ProofNodes<'a> {
         ProofNodes {

@@ -227,6 +227,7 @@ fn process(
     let mut batch = Batch::new(
         Committed::new(core.store.as_ref(), &core.keys, &core.halts, heads),
         edge.size(),
+        jobs.iter().map(|j| j.items.len()).sum(),
     );
     let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(jobs.len());
     for job in jobs.iter() {

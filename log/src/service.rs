@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use lineage_ledger::FastMap;
 use lineage_ledger::checkpoint::{Checkpoint, sign_checkpoint};
 use lineage_ledger::note::NoteSigner;
 use lineage_ledger::rules::{Authorities, Candidate};
@@ -95,12 +96,12 @@ impl LogService {
             signer,
             vkey,
             authorities,
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(FastMap::default()),
             runtime_counts: RwLock::new(HashMap::new()),
             halts: RwLock::new(crate::governance::HaltState::default()),
             governance_tx: tokio::sync::watch::channel(0).0,
             head: RwLock::new(Arc::new(StoredCheckpoint::default())),
-            hot_tiles: RwLock::new(HashMap::new()),
+            hot_tiles: RwLock::new(FastMap::default()),
             upper_tiles: RwLock::new(UpperTiles::new(UPPER_TILES)),
             healthy: std::sync::atomic::AtomicBool::new(true),
             metrics: Metrics::new(),
