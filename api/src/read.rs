@@ -12,9 +12,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use lineage_ledger::TILE_WIDTH;
 use lineage_ledger::entry::{EntryType, LogEntry};
-use lineage_ledger::event::{Scope, WorkloadId};
+use lineage_ledger::event::{Scope, WorkloadId, parse_event};
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::store::GovernanceReads as _;
+use lineage_ledger::store::children_of;
 use lineage_ledger::tile::{TileKind, TilePath, encode_bundle};
 use lineage_schemas::{
     AuthorityKey, EntryResponse, LogInfo, RuntimeInfo, RuntimeKey, WorkloadEvent, WorkloadEvents,
@@ -138,10 +139,14 @@ fn entry_response(core: &Core, index: u64) -> Result<EntryResponse, ApiError> {
         .map_err(|_| ApiError::Internal)?;
     let entry = decode_entry(index, &bytes)?;
     let event_id = entry.event_id();
+    // An event's position, for the workload's next event (its `prev` child).
+    let event = match entry.entry_type {
+        EntryType::Event => parse_event(&entry.payload).ok(),
+        EntryType::Governance => None,
+    };
+    let position = event.as_ref().map(|e| (e.workload.as_str(), e.seq));
     let mut children = Vec::new();
-    for child in core
-        .store
-        .children(&event_id, CHILDREN_MAX)
+    for child in children_of(core.store.as_ref(), &event_id, position, CHILDREN_MAX)
         .map_err(ReadError::from)?
     {
         let e = core
@@ -295,8 +300,7 @@ pub(crate) async fn get_workload_events(
                 .map_err(ReadError::from)?
                 .ok_or(ApiError::Internal)?;
             let entry = decode_entry(index, &bytes)?;
-            let event = lineage_ledger::event::parse_event(&entry.payload)
-                .map_err(|_| ApiError::Internal)?;
+            let event = parse_event(&entry.payload).map_err(|_| ApiError::Internal)?;
             out.push(WorkloadEvent {
                 seq,
                 event_id: entry.event_id().to_string(),
@@ -348,7 +352,7 @@ pub(crate) async fn get_workload(
         let Some((seq, index, entry)) = core.workload_head(w.as_str())? else {
             return Ok(None);
         };
-        let event = lineage_ledger::event::parse_event(&entry.payload).map_err(|e| {
+        let event = parse_event(&entry.payload).map_err(|e| {
             tracing::error!(error = %e, index, "stored event does not parse");
             ApiError::Internal
         })?;

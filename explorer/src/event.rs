@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use lineage_ledger::event::{GovernanceAction, GovernanceStatement, KeyStatement};
 use lineage_ledger::keys::{EventId, public_key_base64};
 use lineage_ledger::leaf_hash;
+use lineage_ledger::store::children_of;
 use lineage_log::Core;
 
 use crate::entries::Row;
@@ -147,7 +148,11 @@ fn load(core: &Core, id: &EventId, depth: u32) -> Result<Loaded, PageError> {
         }
         _ => (None, None, Vec::new()),
     };
-    let child_ix = core.store.children(id, CHILDREN + 1)?;
+    let position = match &d.body {
+        Body::Event(e) => Some((e.workload.as_str(), e.seq)),
+        _ => None,
+    };
+    let child_ix = children_of(core.store.as_ref(), id, position, CHILDREN + 1)?;
     let children_more = child_ix.len() > CHILDREN;
     let mut children = Vec::new();
     for i in child_ix.into_iter().take(CHILDREN) {

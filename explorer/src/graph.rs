@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
 use lineage_ledger::keys::EventId;
+use lineage_ledger::store::children_of;
 use lineage_log::Core;
 
 use crate::page::PageError;
@@ -333,7 +334,7 @@ pub struct Collected {
 }
 
 /// The ancestry (through `prev` and `parents`) and the descendants (through
-/// the children index) of `focus`, each up to `depth` edges away, at most
+/// the children index and each workload's next event) of `focus`, each up to `depth` edges away, at most
 /// [`MAX_NODES`] nodes.
 ///
 /// # Errors
@@ -345,7 +346,9 @@ pub(crate) fn ancestry(core: &Core, focus: &Decoded, depth: u32) -> Result<Colle
     };
     let mut seen: HashSet<String> = HashSet::from([first.id.clone()]);
     let mut up: VecDeque<(Node, u32)> = VecDeque::from([(first.clone(), 0)]);
-    let mut down: VecDeque<(EventId, u32)> = VecDeque::from([(focus.id, 0)]);
+    // Each with its position: its workload's next event is a child too.
+    let mut down: VecDeque<(EventId, String, u64, u32)> =
+        VecDeque::from([(focus.id, first.workload.clone(), first.seq, 0)]);
     out.nodes.push(first);
     while let Some((n, d)) = up.pop_front() {
         if d >= depth {
@@ -372,11 +375,12 @@ pub(crate) fn ancestry(core: &Core, focus: &Decoded, depth: u32) -> Result<Colle
             }
         }
     }
-    while let Some((id, d)) = down.pop_front() {
+    while let Some((id, workload, seq, d)) = down.pop_front() {
         if d >= depth {
             continue;
         }
-        for child in core.store.children(&id, CHILDREN_PER_NODE)? {
+        let position = Some((workload.as_str(), seq));
+        for child in children_of(core.store.as_ref(), &id, position, CHILDREN_PER_NODE)? {
             if out.nodes.len() >= MAX_NODES {
                 out.truncated = true;
                 break;
@@ -386,8 +390,9 @@ pub(crate) fn ancestry(core: &Core, focus: &Decoded, depth: u32) -> Result<Colle
                 continue;
             };
             if seen.insert(node.id.clone()) {
+                let (workload, seq) = (node.workload.clone(), node.seq);
                 out.nodes.push(node);
-                down.push_back((c.id, d + 1));
+                down.push_back((c.id, workload, seq, d + 1));
             }
         }
     }
@@ -425,6 +430,7 @@ pub(crate) fn workload_context(core: &Core, events: &[Decoded]) -> Result<Collec
             }
         }
         let id: EventId = n.id.parse().map_err(|_| PageError::Internal)?;
+        // Children in other workloads only: no `prev` link leaves one.
         for child in core.store.children(&id, CHILDREN_PER_NODE)? {
             if seen.len() + outside.len() >= MAX_NODES {
                 out.truncated = true;

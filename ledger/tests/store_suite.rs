@@ -10,7 +10,8 @@ use lineage_ledger::rules::KeyRecord;
 use lineage_ledger::state::GovernanceDelta;
 use lineage_ledger::store::{
     CommitBatch, FORMAT_VERSION, Fault, GovernanceReads, MemStore, RocksStore, Store, StoreError,
-    StoreMeta, StoreTiles, StoredCheckpoint, StoredTally, fill_strata, governance_rows, open_log,
+    StoreMeta, StoreTiles, StoredCheckpoint, StoredTally, children_of, fill_strata,
+    governance_rows, open_log,
 };
 use lineage_ledger::tree::{TileNodes, TileStratum, TreeEdge, plan_append, root};
 use lineage_ledger::{Hash, leaf_hash};
@@ -196,6 +197,20 @@ fn suite(store: &dyn Store) {
             .expect("children"),
         vec![1, 2, 3]
     );
+    // With the `prev` link: the workload's next event, merged in order
+    // with the rows (here also a row, as in a store written before prev
+    // rows were dropped), within the limit.
+    let id = |i: u64| EventId::of_payload(format!("entry {i}").as_bytes());
+    let children = |i: u64, at: Option<(&str, u64)>, limit: usize| {
+        children_of(store, &id(i), at, limit).expect("children")
+    };
+    assert_eq!(children(0, Some(("w1", 0)), 3), vec![1, 2, 3]);
+    assert_eq!(children(0, Some(("w1", 9)), 3), vec![1, 2, 3]);
+    assert_eq!(children(0, Some(("w1", 0)), 0), Vec::<u64>::new());
+    assert_eq!(children(5, Some(("w1", 5)), 3), vec![6]);
+    assert_eq!(children(5, None, 3), Vec::<u64>::new());
+    assert_eq!(children(255, Some(("w1", 255)), 3), Vec::<u64>::new());
+    assert_eq!(children(5, Some(("w1", u64::MAX)), 3), Vec::<u64>::new());
     assert_eq!(
         store.checkpoint(257).expect("cp").map(|c| c.note),
         Some("checkpoint 257".into())

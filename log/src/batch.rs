@@ -207,7 +207,7 @@ pub(crate) struct Batch<'a> {
     pub(crate) events: Vec<(EventId, u64)>,
     /// (workload, seq) -> index rows.
     pub(crate) workloads: Vec<(String, u64, u64)>,
-    /// Parent (or prev) -> child index rows.
+    /// Parent -> child index rows (`parents` links only).
     pub(crate) children: Vec<(EventId, u64)>,
 }
 
@@ -257,7 +257,8 @@ impl<'a> Batch<'a> {
         if let Admission::Event { event, .. } = &admission {
             self.workloads
                 .push((event.workload.as_str().to_owned(), event.seq, index));
-            for p in event.prev.iter().chain(event.parents.iter()) {
+            // A `prev` link needs no row: see `children_of`.
+            for p in &event.parents {
                 self.children.push((*p, index));
             }
         }

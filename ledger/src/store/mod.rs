@@ -54,7 +54,9 @@ pub struct CommitBatch {
     pub events: Vec<(EventId, u64)>,
     /// (workload, seq, index) for every runtime event.
     pub workloads: Vec<(String, u64, u64)>,
-    /// (parent or prev event ID, child index) for every lineage link.
+    /// (parent event ID, child index) for every `parents` link. A `prev`
+    /// link has no row: the workload row of the next position is the same
+    /// fact ([`children_of`]).
     pub children: Vec<(EventId, u64)>,
     /// Runtime keys granted or revoked by this batch (new state of each).
     pub keys: Vec<KeyRecord>,
@@ -168,7 +170,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(u64, u64)>, StoreError>;
 
-    /// Up to `limit` indices of entries naming `parent` as a parent or prev, in index order.
+    /// Up to `limit` indices of the `children` rows of `parent`, in index
+    /// order: the entries naming it among their `parents` (and, in a store
+    /// written before version 0.1's prev rows were dropped, as `prev`).
+    /// [`children_of`] adds the `prev` link.
     ///
     /// # Errors
     /// Storage failures.
@@ -400,6 +405,34 @@ impl<S: Store + ?Sized> TileSource for StoreTiles<'_, S> {
             .tile(level, index)?
             .ok_or(TileReadError::Missing { level, index })
     }
+}
+
+/// Up to `limit` indices of the entries that link to `parent`, in index
+/// order: those naming it among their `parents` (the `children` rows) and,
+/// when `parent` is the event at `position` (workload, seq), the workload's
+/// next event, which names it as `prev` (the sequence rule admits no other
+/// event there). The store keeps no row for a `prev` link: one row of four
+/// per event, with a random key, said what the workload row already says.
+/// A store written before keeps such rows too; they merge here.
+///
+/// # Errors
+/// Storage failures.
+pub fn children_of<S: Store + ?Sized>(
+    store: &S,
+    parent: &EventId,
+    position: Option<(&str, u64)>,
+    limit: usize,
+) -> Result<Vec<u64>, StoreError> {
+    let mut rows = store.children(parent, limit)?;
+    if let Some((workload, seq)) = position
+        && let Some(next_seq) = seq.checked_add(1)
+        && let Some(next) = store.workload_index(workload, next_seq)?
+        && let Err(at) = rows.binary_search(&next)
+    {
+        rows.insert(at, next);
+        rows.truncate(limit);
+    }
+    Ok(rows)
 }
 
 /// Tiles whose strata [`fill_strata`] derives per write.
