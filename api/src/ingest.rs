@@ -235,11 +235,26 @@ fn answer(
     let mut prover = reply.map(|r| {
         (
             InclusionProver::new(r.checkpoint.size, &nodes),
-            ReceiptWriter::new(&r.checkpoint.note),
+            ReceiptWriter::for_checkpoint(&r.checkpoint),
         )
     });
-    // About 1.5 KiB per receipt at a million entries.
-    let mut body = Vec::with_capacity(slots.len().saturating_mul(1536).min(1 << 24));
+    // Sized to the receipts, so that the body is never copied as it grows
+    // (problems and receipts of identical entries: about 1.5 KiB each).
+    let size_hint = match (reply, &prover) {
+        (Some(r), Some((_, writer))) => {
+            let depth = (u64::BITS - r.checkpoint.size.saturating_sub(1).leading_zeros()) as usize;
+            r.outcomes
+                .iter()
+                .map(|o| match o {
+                    Outcome::Appended { entry, .. } => writer.size_hint(entry.len(), depth),
+                    _ => 1536,
+                })
+                .sum::<usize>()
+                .saturating_add(slots.len().saturating_mul(512))
+        }
+        _ => slots.len().saturating_mul(1536),
+    };
+    let mut body = Vec::with_capacity(size_hint.min(1 << 24));
     if !single {
         body.push(b'[');
     }

@@ -12,13 +12,29 @@
 //! inclusion proof costs little more than its answer, and serde's way
 //! allocated one string per hash.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use lineage_ledger::Hash;
 use lineage_ledger::keys::EventId;
+use lineage_ledger::store::StoredCheckpoint;
 
 /// Writes receipts against one checkpoint.
 pub(crate) struct ReceiptWriter {
     /// The checkpoint note as a JSON string, quotes included.
-    note: Vec<u8>,
+    note: Arc<[u8]>,
+}
+
+/// A checkpoint and its note as a JSON string.
+type EscapedNote = (Arc<StoredCheckpoint>, Arc<[u8]>);
+
+thread_local! {
+    /// The last checkpoint this thread wrote receipts against, and its note
+    /// as JSON. The single-envelope answers of one commit (tens of them)
+    /// share its checkpoint: each escaped the same note again. The `Arc` is
+    /// kept, so the comparison by address cannot meet a new checkpoint
+    /// allocated where a freed one was.
+    static LAST_NOTE: RefCell<Option<EscapedNote>> = const { RefCell::new(None) };
 }
 
 impl ReceiptWriter {
@@ -27,7 +43,28 @@ impl ReceiptWriter {
         // Writing a &str into a Vec cannot fail; an empty note would still
         // be valid JSON ("") if it ever did.
         let note = serde_json::to_vec(note).unwrap_or_else(|_| b"\"\"".to_vec());
-        ReceiptWriter { note }
+        ReceiptWriter { note: note.into() }
+    }
+
+    /// [`ReceiptWriter::new`] for `checkpoint`'s note, escaped once per
+    /// checkpoint and thread.
+    pub(crate) fn for_checkpoint(checkpoint: &Arc<StoredCheckpoint>) -> ReceiptWriter {
+        LAST_NOTE.with_borrow_mut(|last| {
+            if let Some((cp, note)) = last.as_ref()
+                && Arc::ptr_eq(cp, checkpoint)
+            {
+                return ReceiptWriter { note: note.clone() };
+            }
+            let writer = ReceiptWriter::new(&checkpoint.note);
+            *last = Some((checkpoint.clone(), writer.note.clone()));
+            writer
+        })
+    }
+
+    /// About how many bytes [`ReceiptWriter::write`] appends for an entry
+    /// of `entry_len` bytes and a proof of `proof_len` hashes.
+    pub(crate) fn size_hint(&self, entry_len: usize, proof_len: usize) -> usize {
+        128 + entry_len.div_ceil(3) * 4 + self.note.len() + proof_len * 47
     }
 
     /// Appends one receipt's JSON object to `out`.
@@ -194,6 +231,25 @@ mod tests {
                 String::from_utf8_lossy(&proof_body(("first", x), ("second", y), &proof)),
                 String::from_utf8_lossy(&consistency)
             );
+        }
+    }
+
+    #[test]
+    fn each_checkpoint_gets_its_own_note_even_at_the_same_size() {
+        // A note can gain cosignatures and stay at its size: the cache is by
+        // checkpoint, not by size.
+        let cp = |note: &str| {
+            Arc::new(StoredCheckpoint {
+                size: 7,
+                time_ms: 1,
+                note: note.to_owned(),
+            })
+        };
+        let (a, b) = (cp("a\n"), cp("b \"q\"\n"));
+        for (c, want) in [(&a, r#""a\n""#), (&b, r#""b \"q\"\n""#), (&a, r#""a\n""#)] {
+            let writer = ReceiptWriter::for_checkpoint(c);
+            assert_eq!(String::from_utf8_lossy(&writer.note), want);
+            assert_eq!(&*writer.note, &*ReceiptWriter::new(&c.note).note);
         }
     }
 
