@@ -7,10 +7,8 @@
 
 use std::num::NonZeroU32;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::problem::ApiError;
@@ -47,24 +45,18 @@ fn is_open(method: &Method, path: &str) -> bool {
     (method == Method::POST && path == "/v1/entries") || path == "/healthz" || path == "/readyz"
 }
 
-/// Middleware: requires `Authorization: Bearer <token>` on every read.
-pub async fn require_read_token(
-    State(token): State<std::sync::Arc<str>>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Whether `req` may pass a server that requires `Authorization: Bearer
+/// <token>` on every read (ingest, `/healthz` and `/readyz` are open).
+pub(crate) fn may_read(req: &Request, token: &str) -> bool {
     if is_open(req.method(), req.uri().path()) {
-        return next.run(req).await;
+        return true;
     }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => next.run(req).await,
-        _ => ApiError::Unauthorized.into_response(),
-    }
+    presented.is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
 }
 
 /// Compares without an early exit on the first differing byte.

@@ -18,6 +18,7 @@
 
 pub mod access;
 mod governance;
+mod guards;
 mod ingest;
 pub mod problem;
 mod read;
@@ -31,7 +32,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
@@ -121,96 +121,49 @@ pub fn routes(state: AppState) -> Router {
 /// Puts every route of `router` behind the same guards: the body limit, one
 /// in-flight cap for all routes with load shedding (`503 overloaded`), the
 /// request timeout (`408`; see [`HttpLimits::request_timeout`]), a panic
-/// caught as `500 internal` (tower-http), and, when `read_token` is set, `Authorization: Bearer`
-/// on every read (ingest, `/healthz` and `/readyz` stay open).
+/// caught as `500 internal` (tower-http), and, when `read_token` is set,
+/// `Authorization: Bearer` on every read (ingest, `/healthz` and `/readyz`
+/// stay open): [`mod@guards`], and the panic catcher inside it.
 ///
 /// **Apply it last, to the whole application:** a route merged in after it
 /// would sit outside every guard.
 pub fn guard(router: Router, limits: HttpLimits, read_token: Option<&str>) -> Router {
-    let router = router
+    guarded(router, limits, read_token, None)
+}
+
+/// [`guard`], counting shed requests into `log`'s metrics when given.
+fn guarded(
+    router: Router,
+    limits: HttpLimits,
+    read_token: Option<&str>,
+    log: Option<Arc<LogService>>,
+) -> Router {
+    router
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(
-                    |_: tower::BoxError| async { problem::ApiError::Overloaded },
-                ))
-                .load_shed()
-                // One semaphore for every route (the per-service limit would
-                // be per route).
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                    limits.max_in_flight.max(1),
-                )),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            limits.request_timeout,
-            bound_request,
-        ))
         // A handler that panics (a bug: input never should) answers a
         // `500 internal` problem instead of dropping the connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 axum::response::IntoResponse::into_response(problem::ApiError::Internal)
             },
-        ));
-    match read_token {
-        None => router,
-        Some(token) => router.layer(axum::middleware::from_fn_with_state(
-            Arc::<str>::from(token),
-            access::require_read_token,
-        )),
-    }
-}
-
-/// The request timeout: a request whose response is not ready within
-/// `limit` is answered `408`, its handler dropped. A long-poll of the
-/// governance feed gets its `wait` on top (at most a minute), so that the
-/// bound never cuts a wait it accepted. A response body still being sent
-/// (an event stream, a large tile) is not bounded here: the connection's
-/// idle watchdog and the server's shutdown are ([`mod@serve`]).
-async fn bound_request(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    let limit = limit.saturating_add(governance::long_poll_allowance(&request));
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
-    }
+        ))
+        .layer(guards::GuardLayer::new(
+            limits.max_in_flight,
+            limits.request_timeout,
+            read_token,
+            log,
+        ))
 }
 
 /// The whole HTTP application: the API routes and `pages` (the explorer's
-/// router, or `Router::new()`), behind one [`guard`]; outside it, a layer
-/// that counts every `503 overloaded` answer (the queue, the in-flight cap,
-/// the stream and long-poll caps) into the log's metrics; the health page
-/// and `/readyz` report the ledger degraded for the first two only.
+/// router, or `Router::new()`), behind one [`guard`] that also counts every
+/// `503 overloaded` answer (the queue, the in-flight cap, the stream and
+/// long-poll caps) into the log's metrics; the health page and `/readyz`
+/// report the ledger degraded for the first two only.
 pub fn app(state: AppState, pages: Router, read_token: Option<&str>) -> Router {
     let limits = state.limits;
     let log = state.log.clone();
-    guard(routes(state).merge(pages), limits, read_token)
-        .layer(axum::middleware::from_fn_with_state(log, count_shed))
-}
-
-async fn count_shed(
-    axum::extract::State(log): axum::extract::State<Arc<LogService>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let response = next.run(request).await;
-    match response.extensions().get::<problem::Shed>() {
-        Some(problem::Shed::Load) => {
-            log.metrics
-                .note_overloaded(lineage_log::clock::unix_ms(log.clock.now()));
-        }
-        // Counted, but a reader refused at its own cap does not make the
-        // ledger unready: any client could hold it at 503 so.
-        Some(problem::Shed::ReaderCap) => {
-            log.metrics.overloaded.inc();
-        }
-        None => {}
-    }
-    response
+    guarded(routes(state).merge(pages), limits, read_token, Some(log))
 }
 
 /// The API alone behind the guards (for tests and tools that serve no pages).

@@ -9,7 +9,7 @@
 //! | `strata` | level u8, index u64 BE | the tile's 16 height-4 nodes ([`TileStratum`]) |
 //! | `events` | event ID (32 bytes) | index u64 BE |
 //! | `workloads` | workload, 0x00, seq u64 BE | index u64 BE |
-//! | `children` | parent ID (32), child index u64 BE | empty |
+//! | `children` | parent ID (32), child index u64 BE | empty (a `parents` link; no row for `prev`, see `children_of`) |
 //! | `keys` | key ID (32) | key record |
 //! | `runtimes` | runtime ID | event count u64 BE |
 //! | `checkpoints` | tree size u64 BE | time u64 BE, signed note |
