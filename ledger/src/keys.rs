@@ -68,24 +68,42 @@ fn parse_hex_id(text: &str, what: &'static str) -> Result<[u8; 32], IdParseError
         return Err(err());
     }
     // One pass, lowercase digits only (the hex crate also takes uppercase,
-    // and checked again what this function had checked).
-    let nibble = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
+    // and checked again what this function had checked). Each digit is
+    // looked up in a table whose invalid entries have a high bit set; the
+    // bits of all 64 are checked once, after the loop, so the loop has no
+    // branch per digit.
     let mut out = [0u8; 32];
+    let mut invalid = 0u8;
     for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
         let &[hi, lo] = pair else {
             return Err(err());
         };
-        let (Some(hi), Some(lo)) = (nibble(hi), nibble(lo)) else {
-            return Err(err());
-        };
-        *byte = (hi << 4) | lo;
+        // A u8 indexes the 256 entries: no bounds check, no panic.
+        let (hi, lo) = (HEX_DIGITS[usize::from(hi)], HEX_DIGITS[usize::from(lo)]);
+        invalid |= hi | lo;
+        *byte = (hi << 4) | (lo & 0x0f);
+    }
+    if invalid & 0xf0 != 0 {
+        return Err(err());
     }
     Ok(out)
 }
+
+/// The value of each lowercase hex digit; 0xff for every other byte.
+static HEX_DIGITS: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Identifies an Ed25519 public key: BLAKE3 of its 32 raw bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
