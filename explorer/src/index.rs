@@ -19,6 +19,13 @@
 //! the blocking pool and never before `/readyz`: a page asked meanwhile
 //! does it itself.
 //!
+//! **Following without reading back.** The sequencer counts each commit's
+//! entries as it admits them (`lineage_log::counts`); when the counts of
+//! the commits from the index's `next` on are at hand, the follower adds
+//! them instead of reading those entries from the store and parsing their
+//! payloads again. It reads the entries otherwise (after a restart, or when
+//! it fell behind the kept commits).
+//!
 //! Memory is bounded: counters and at most [`MAX_KINDS`] kinds (the first
 //! ones in log order; a restored tally with more is not this index's and is
 //! not restored). Checkpoint sizes are not indexed: the store lists them
@@ -31,7 +38,7 @@ use std::time::Duration;
 use lineage_ledger::entry::{EntryRef, EntryType};
 use lineage_ledger::store::{StoreError, StoredTally};
 use lineage_ledger::{Hash, leaf_hash};
-use lineage_log::Core;
+use lineage_log::{CommitCounts, Core};
 use serde::Deserialize;
 
 use crate::page::PageError;
@@ -154,6 +161,17 @@ impl Index {
             if done >= budget {
                 return Ok(false);
             }
+            // The sequencer's counts of the latest commits, when they go on
+            // from here: no entry read back, no payload parsed again.
+            let commits = core.counts_since(start, budget - done);
+            if !commits.is_empty() {
+                for c in &commits {
+                    st.snap.add(c);
+                    st.last_leaf = Some(c.last_leaf);
+                    done += c.end - c.first;
+                }
+                continue;
+            }
             let end = head.min(start + CHUNK).min(start + (budget - done));
             let entries = core.store.entries(start, end)?;
             let Some(last) = entries.last() else {
@@ -246,6 +264,23 @@ fn restorable(t: StoredTally, head: u64, last_entry: Option<&[u8]>) -> Option<(S
 }
 
 impl Snapshot {
+    /// Adds a commit's counts, as [`Snapshot::count`] of each of its
+    /// entries would: a kind met first when the map is full is not kept,
+    /// and its later events are not either (the map never shrinks).
+    fn add(&mut self, c: &CommitCounts) {
+        self.events += c.events;
+        self.governance += c.governance;
+        self.workloads += c.workloads;
+        for (kind, n) in &c.kinds {
+            if let Some(have) = self.kinds.get_mut(kind) {
+                *have += n;
+            } else if self.kinds.len() < MAX_KINDS {
+                self.kinds.insert(kind.clone(), *n);
+            }
+        }
+        self.next = c.end;
+    }
+
     fn count(&mut self, bytes: &[u8]) {
         let Ok(entry) = EntryRef::decode(bytes) else {
             return;
@@ -381,5 +416,69 @@ mod tests {
             10,
             Some(b"entry 9"),
         );
+    }
+
+    /// An entry as the sequencer encodes it: an event of `kind` at `seq`,
+    /// or (no kind) a governance statement.
+    fn entry(kind: Option<&str>, seq: u64) -> Vec<u8> {
+        use lineage_ledger::entry::LogEntry;
+        let (entry_type, payload) = match kind {
+            Some(kind) => (
+                EntryType::Event,
+                format!(
+                    r#"{{"v":1,"runtime":"r","workload":"w","seq":{seq},"kind":"{kind}","at":"2026-01-01T00:00:00Z"}}"#
+                ),
+            ),
+            None => (EntryType::Governance, r#"{"action":"grant"}"#.to_owned()),
+        };
+        LogEntry {
+            entry_type,
+            integrated_at_ms: 1,
+            key_id: lineage_ledger::keys::KeyId::from_bytes([7; 32]),
+            signature: [0; 64],
+            payload: payload.into_bytes(),
+        }
+        .encode()
+    }
+
+    #[test]
+    fn adding_a_commits_counts_is_counting_its_entries() {
+        // More kinds than the index keeps, some met again after it is full,
+        // and governance statements between the events.
+        let mut log: Vec<(Option<String>, u64)> = Vec::new();
+        for i in 0..(MAX_KINDS as u64 + 40) {
+            log.push((Some(format!("kind-{}", i % (MAX_KINDS as u64 + 20))), i % 3));
+            if i % 7 == 0 {
+                log.push((None, 0));
+            }
+            if i % 5 == 0 {
+                log.push((Some("kind-1".to_owned()), 0));
+            }
+        }
+        let mut read = Snapshot::default();
+        for (kind, seq) in &log {
+            read.count(&entry(kind.as_deref(), *seq));
+        }
+        read.next = log.len() as u64;
+        for commit_size in [1, 7, 64, log.len()] {
+            let mut added = Snapshot::default();
+            for (n, chunk) in log.chunks(commit_size).enumerate() {
+                let first = (n * commit_size) as u64;
+                let mut c = CommitCounts {
+                    first,
+                    end: first + chunk.len() as u64,
+                    ..CommitCounts::default()
+                };
+                for (kind, seq) in chunk {
+                    match kind {
+                        Some(kind) => c.event(*seq, kind),
+                        None => c.governance(),
+                    }
+                }
+                added.add(&c);
+            }
+            assert_eq!(added, read, "commits of {commit_size}");
+        }
+        assert_eq!(read.kinds.len(), MAX_KINDS);
     }
 }

@@ -22,6 +22,7 @@ use lineage_ledger::state::BatchState;
 use lineage_ledger::store::{Store, StoreError};
 
 use crate::cache::HeadCache;
+use crate::counts::CommitCounts;
 use crate::governance::HaltState;
 use crate::job::Outcome;
 use crate::sync::read;
@@ -209,6 +210,8 @@ pub(crate) struct Batch<'a> {
     pub(crate) workloads: Vec<(String, u64, u64)>,
     /// Parent -> child index rows (`parents` links only).
     pub(crate) children: Vec<(EventId, u64)>,
+    /// The admitted entries as the explorer counts them.
+    pub(crate) counts: CommitCounts,
 }
 
 impl<'a> Batch<'a> {
@@ -222,6 +225,7 @@ impl<'a> Batch<'a> {
             events: Vec::with_capacity(capacity),
             workloads: Vec::with_capacity(capacity),
             children: Vec::with_capacity(capacity),
+            counts: CommitCounts::default(),
         }
     }
 
@@ -254,6 +258,13 @@ impl<'a> Batch<'a> {
         ));
         self.entries.push(entry.clone());
         self.events.push((c.event_id(), index));
+        match &admission {
+            Admission::Event { event, .. } => self.counts.event(event.seq, &event.kind),
+            Admission::Grant(_)
+            | Admission::Revoke { .. }
+            | Admission::Halt { .. }
+            | Admission::Resume { .. } => self.counts.governance(),
+        }
         if let Admission::Event { event, .. } = &admission {
             self.workloads
                 .push((event.workload.as_str().to_owned(), event.seq, index));

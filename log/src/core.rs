@@ -80,6 +80,8 @@ pub struct Core {
     /// store reads. Tile rows only ever grow, so a newer version serves
     /// proofs against any older checkpoint.
     pub(crate) hot_tiles: RwLock<FastMap<(u8, u64), SharedTile>>,
+    /// The counts of the latest commits, for the explorer's index.
+    pub(crate) counts: std::sync::Mutex<crate::counts::CountFeed>,
     /// Complete tiles of level 1 and up as proofs read them (bounded).
     pub(crate) upper_tiles: RwLock<UpperTiles>,
     /// False while the sequencer cannot trust its in-memory state.
@@ -106,6 +108,17 @@ impl Core {
     /// The latest checkpoint.
     pub fn head(&self) -> Arc<StoredCheckpoint> {
         read(&self.head).clone()
+    }
+
+    /// What the latest commits added, from entry `next` on, as the
+    /// explorer's index counts it ([`crate::counts`]): empty unless a kept
+    /// commit starts exactly at `next`. At least one commit when there is
+    /// one, then more while they cover fewer than `max_entries` entries.
+    pub fn counts_since(&self, next: u64, max_entries: u64) -> Vec<crate::counts::CommitCounts> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .since(next, max_entries)
     }
 
     /// False after a failed commit until state was reloaded from the store.

@@ -7,7 +7,7 @@
 //! the shared read state and its reads ([`service`]: heads, keys, receipts,
 //! proofs), proof nodes read from the stored tiles ([`nodes`]), bounded
 //! caches ([`cache`]), metrics ([`metrics`]) and their recent history
-//! ([`health`]), the clock ([`clock`]) and the
+//! ([`health`]), each commit's counts for the explorer ([`counts`]), the clock ([`clock`]) and the
 //! tunables ([`config`]).
 //!
 //! **What it is not.** It knows nothing of HTTP (status codes, routing,
@@ -19,6 +19,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod counts;
 pub mod governance;
 pub mod health;
 pub mod job;
@@ -32,5 +33,6 @@ pub mod witnessing;
 pub use clock::Clock;
 pub use config::LogConfig;
 pub use core::{Core, GovernancePage, ReadError, StartError};
+pub use counts::CommitCounts;
 pub use job::{JobReply, Outcome};
 pub use service::{LogService, SubmitError};

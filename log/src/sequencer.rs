@@ -21,6 +21,7 @@ use crate::batch::{Batch, Committed};
 use crate::cache::{HEAD_CACHE_WORKLOADS, HeadCache};
 use crate::clock::unix_ms;
 use crate::core::Core;
+use crate::counts::CommitCounts;
 use crate::job::{Job, JobReply, Outcome};
 use crate::sync::{read, write};
 
@@ -141,6 +142,10 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
 /// Reloads the sequencer's state from the store (after a fatal failure).
 fn reload(core: &Core, edge: &mut TreeEdge, heads: &mut HeadCache) -> Result<(), Failure> {
     heads.clear();
+    core.counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     match core.reload() {
         Ok(e) => {
             *edge = e;
@@ -290,11 +295,17 @@ fn process(
 fn commit(
     core: &Core,
     edge: &mut TreeEdge,
-    batch: Batch<'_>,
+    mut batch: Batch<'_>,
     integrated_at_ms: u64,
 ) -> Result<Arc<StoredCheckpoint>, Failure> {
     let n = batch.entries.len();
     let leaves: Vec<Hash> = batch.entries.iter().map(|e| leaf_hash(e)).collect();
+    let counts = CommitCounts {
+        first: edge.size(),
+        end: edge.size() + n as u64,
+        last_leaf: leaves.last().copied().unwrap_or_default(),
+        ..std::mem::take(&mut batch.counts)
+    };
     let plan = plan_append(edge, &leaves);
     let cp = Checkpoint {
         origin: core.config.origin.clone(),
@@ -367,6 +378,11 @@ fn commit(
     }
     let checkpoint = Arc::new(checkpoint);
     *write(&core.head) = checkpoint.clone();
+    // After the head: the counts are of committed entries.
+    core.counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(counts);
     if new_statements {
         // After the head: a woken reader sees the entries in its checkpoint.
         core.governance_tx.send_replace(checkpoint.size);

@@ -102,6 +102,7 @@ impl LogService {
             governance_tx: tokio::sync::watch::channel(0).0,
             head: RwLock::new(Arc::new(StoredCheckpoint::default())),
             hot_tiles: RwLock::new(FastMap::default()),
+            counts: std::sync::Mutex::default(),
             upper_tiles: RwLock::new(UpperTiles::new(UPPER_TILES)),
             healthy: std::sync::atomic::AtomicBool::new(true),
             metrics: Metrics::new(),
