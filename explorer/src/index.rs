@@ -464,18 +464,14 @@ mod tests {
             let mut added = Snapshot::default();
             for (n, chunk) in log.chunks(commit_size).enumerate() {
                 let first = (n * commit_size) as u64;
-                let mut c = CommitCounts {
-                    first,
-                    end: first + chunk.len() as u64,
-                    ..CommitCounts::default()
-                };
+                let mut c = lineage_log::CountsBuilder::default();
                 for (kind, seq) in chunk {
                     match kind {
                         Some(kind) => c.event(*seq, kind),
                         None => c.governance(),
                     }
                 }
-                added.add(&c);
+                added.add(&c.finish(first, first + chunk.len() as u64, Hash::default()));
             }
             assert_eq!(added, read, "commits of {commit_size}");
         }

@@ -22,7 +22,7 @@ use lineage_ledger::state::BatchState;
 use lineage_ledger::store::{Store, StoreError};
 
 use crate::cache::HeadCache;
-use crate::counts::CommitCounts;
+use crate::counts::CountsBuilder;
 use crate::governance::HaltState;
 use crate::job::Outcome;
 use crate::sync::read;
@@ -211,7 +211,7 @@ pub(crate) struct Batch<'a> {
     /// Parent -> child index rows (`parents` links only).
     pub(crate) children: Vec<(EventId, u64)>,
     /// The admitted entries as the explorer counts them.
-    pub(crate) counts: CommitCounts,
+    pub(crate) counts: CountsBuilder,
 }
 
 impl<'a> Batch<'a> {
@@ -225,7 +225,7 @@ impl<'a> Batch<'a> {
             events: Vec::with_capacity(capacity),
             workloads: Vec::with_capacity(capacity),
             children: Vec::with_capacity(capacity),
-            counts: CommitCounts::default(),
+            counts: CountsBuilder::default(),
         }
     }
 
@@ -259,19 +259,19 @@ impl<'a> Batch<'a> {
         self.entries.push(entry.clone());
         self.events.push((c.event_id(), index));
         match &admission {
-            Admission::Event { event, .. } => self.counts.event(event.seq, &event.kind),
+            Admission::Event { event, .. } => {
+                self.counts.event(event.seq, &event.kind);
+                self.workloads
+                    .push((event.workload.as_str().to_owned(), event.seq, index));
+                // A `prev` link needs no row: see `children_of`.
+                for p in &event.parents {
+                    self.children.push((*p, index));
+                }
+            }
             Admission::Grant(_)
             | Admission::Revoke { .. }
             | Admission::Halt { .. }
             | Admission::Resume { .. } => self.counts.governance(),
-        }
-        if let Admission::Event { event, .. } = &admission {
-            self.workloads
-                .push((event.workload.as_str().to_owned(), event.seq, index));
-            // A `prev` link needs no row: see `children_of`.
-            for p in &event.parents {
-                self.children.push((*p, index));
-            }
         }
         self.state.apply(index, c, &admission);
         Ok(Outcome::Appended {

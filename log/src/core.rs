@@ -115,10 +115,7 @@ impl Core {
     /// commit starts exactly at `next`. At least one commit when there is
     /// one, then more while they cover fewer than `max_entries` entries.
     pub fn counts_since(&self, next: u64, max_entries: u64) -> Vec<crate::counts::CommitCounts> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .since(next, max_entries)
+        crate::sync::lock(&self.counts).since(next, max_entries)
     }
 
     /// False after a failed commit until state was reloaded from the store.

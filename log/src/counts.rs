@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use lineage_ledger::Hash;
+use lineage_ledger::{FastMap, Hash};
 
 /// Most commits whose counts are kept.
 pub(crate) const KEPT_COMMITS: usize = 256;
@@ -35,23 +35,56 @@ pub struct CommitCounts {
     pub last_leaf: Hash,
 }
 
-impl CommitCounts {
+/// A commit's counts as the sequencer admits its entries.
+#[derive(Debug, Default)]
+pub struct CountsBuilder {
+    events: u64,
+    governance: u64,
+    workloads: u64,
+    /// Events per kind, with the order in which each kind first appeared:
+    /// kinds are the runtimes' to choose, so a batch may hold thousands.
+    kinds: FastMap<String, (usize, u64)>,
+}
+
+impl CountsBuilder {
     /// Counts one runtime event of `kind` at position `seq`.
     pub fn event(&mut self, seq: u64, kind: &str) {
         self.events += 1;
         if seq == 0 {
             self.workloads += 1;
         }
-        // A batch holds few kinds: a scan beats hashing each one.
-        match self.kinds.iter_mut().find(|(k, _)| k == kind) {
+        match self.kinds.get_mut(kind) {
             Some((_, n)) => *n += 1,
-            None => self.kinds.push((kind.to_owned(), 1)),
+            None => {
+                let order = self.kinds.len();
+                self.kinds.insert(kind.to_owned(), (order, 1));
+            }
         }
     }
 
     /// Counts one governance statement.
     pub fn governance(&mut self) {
         self.governance += 1;
+    }
+
+    /// The counts of the entries `[first, end)`, the last of which has leaf
+    /// hash `last_leaf`.
+    pub fn finish(self, first: u64, end: u64, last_leaf: Hash) -> CommitCounts {
+        let mut kinds: Vec<(usize, String, u64)> = self
+            .kinds
+            .into_iter()
+            .map(|(kind, (order, n))| (order, kind, n))
+            .collect();
+        kinds.sort_unstable_by_key(|(order, _, _)| *order);
+        CommitCounts {
+            first,
+            end,
+            events: self.events,
+            governance: self.governance,
+            workloads: self.workloads,
+            kinds: kinds.into_iter().map(|(_, kind, n)| (kind, n)).collect(),
+            last_leaf,
+        }
     }
 }
 
@@ -148,11 +181,13 @@ mod tests {
 
     #[test]
     fn kinds_keep_the_order_they_first_appear_in() {
-        let mut c = CommitCounts::default();
+        let mut b = CountsBuilder::default();
         for (seq, kind) in [(0, "b"), (1, "a"), (2, "b"), (0, "c")] {
-            c.event(seq, kind);
+            b.event(seq, kind);
         }
-        c.governance();
+        b.governance();
+        let c = b.finish(3, 8, Hash::default());
+        assert_eq!((c.first, c.end), (3, 8));
         assert_eq!(
             c.kinds,
             vec![
@@ -162,5 +197,14 @@ mod tests {
             ]
         );
         assert_eq!((c.events, c.workloads, c.governance), (4, 2, 1));
+        // Many kinds (a hash map's order would scramble them), each met twice.
+        let mut b = CountsBuilder::default();
+        let names: Vec<String> = (0..300).rev().map(|i| format!("k{i}")).collect();
+        for name in names.iter().chain(&names) {
+            b.event(1, name);
+        }
+        let c = b.finish(0, 600, Hash::default());
+        let want: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 2)).collect();
+        assert_eq!(c.kinds, want);
     }
 }

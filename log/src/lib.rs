@@ -33,6 +33,6 @@ pub mod witnessing;
 pub use clock::Clock;
 pub use config::LogConfig;
 pub use core::{Core, GovernancePage, ReadError, StartError};
-pub use counts::CommitCounts;
+pub use counts::{CommitCounts, CountsBuilder};
 pub use job::{JobReply, Outcome};
 pub use service::{LogService, SubmitError};

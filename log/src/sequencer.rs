@@ -21,9 +21,8 @@ use crate::batch::{Batch, Committed};
 use crate::cache::{HEAD_CACHE_WORKLOADS, HeadCache};
 use crate::clock::unix_ms;
 use crate::core::Core;
-use crate::counts::CommitCounts;
 use crate::job::{Job, JobReply, Outcome};
-use crate::sync::{read, write};
+use crate::sync::{lock, read, write};
 
 // ---------------------------------------------------------------------------
 // The sequencer.
@@ -142,10 +141,7 @@ async fn sequencer(core: Arc<Core>, mut edge: TreeEdge, mut rx: mpsc::Receiver<J
 /// Reloads the sequencer's state from the store (after a fatal failure).
 fn reload(core: &Core, edge: &mut TreeEdge, heads: &mut HeadCache) -> Result<(), Failure> {
     heads.clear();
-    core.counts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
+    lock(&core.counts).clear();
     match core.reload() {
         Ok(e) => {
             *edge = e;
@@ -300,12 +296,11 @@ fn commit(
 ) -> Result<Arc<StoredCheckpoint>, Failure> {
     let n = batch.entries.len();
     let leaves: Vec<Hash> = batch.entries.iter().map(|e| leaf_hash(e)).collect();
-    let counts = CommitCounts {
-        first: edge.size(),
-        end: edge.size() + n as u64,
-        last_leaf: leaves.last().copied().unwrap_or_default(),
-        ..std::mem::take(&mut batch.counts)
-    };
+    let counts = std::mem::take(&mut batch.counts).finish(
+        edge.size(),
+        edge.size() + n as u64,
+        leaves.last().copied().unwrap_or_default(),
+    );
     let plan = plan_append(edge, &leaves);
     let cp = Checkpoint {
         origin: core.config.origin.clone(),
@@ -379,10 +374,7 @@ fn commit(
     let checkpoint = Arc::new(checkpoint);
     *write(&core.head) = checkpoint.clone();
     // After the head: the counts are of committed entries.
-    core.counts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(counts);
+    lock(&core.counts).push(counts);
     if new_statements {
         // After the head: a woken reader sees the entries in its checkpoint.
         core.governance_tx.send_replace(checkpoint.size);
