@@ -172,7 +172,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` indices of the `children` rows of `parent`, in index
     /// order: the entries naming it among their `parents` (and, in a store
-    /// written before version 0.1's prev rows were dropped, as `prev`).
+    /// written before `prev` links stopped having rows, as `prev`).
     /// [`children_of`] adds the `prev` link.
     ///
     /// # Errors

@@ -643,37 +643,33 @@ impl Store for RocksStore {
         for t in &batch.strata {
             b.put_cf(strata, tile_key(t.level, t.index), t.to_bytes());
         }
-        // The index rows go in in key order. Their keys are random (event
-        // IDs, workload names), and a memtable insert searches its skip list
-        // from the previous insert's position when the key follows it: in
-        // order, each search walks the short way from its neighbour instead
-        // of down from the top of a list of every row since the last flush.
-        let events = self.cf(CF_EVENTS)?;
-        let mut rows: Vec<&(EventId, u64)> = batch.events.iter().collect();
-        rows.sort_unstable_by_key(|(id, _)| id.as_bytes());
-        for (id, index) in rows {
-            b.put_cf(events, *id.as_bytes(), index.to_be_bytes());
-        }
-        let workloads = self.cf(CF_WORKLOADS)?;
-        let mut rows: Vec<(Vec<u8>, u64)> = batch
-            .workloads
-            .iter()
-            .map(|(w, seq, index)| (workload_key(w, *seq), *index))
-            .collect();
-        rows.sort_unstable();
-        for (key, index) in rows {
-            b.put_cf(workloads, key, index.to_be_bytes());
-        }
-        let children = self.cf(CF_CHILDREN)?;
-        let mut rows: Vec<[u8; 40]> = batch
-            .children
-            .iter()
-            .map(|(parent, child)| child_key(parent.as_bytes(), *child))
-            .collect();
-        rows.sort_unstable();
-        for key in rows {
-            b.put_cf(children, key, []);
-        }
+        put_in_key_order(
+            &mut b,
+            self.cf(CF_EVENTS)?,
+            batch
+                .events
+                .iter()
+                .map(|(id, index)| (*id.as_bytes(), index.to_be_bytes()))
+                .collect(),
+        );
+        put_in_key_order(
+            &mut b,
+            self.cf(CF_WORKLOADS)?,
+            batch
+                .workloads
+                .iter()
+                .map(|(w, seq, index)| (workload_key(w, *seq), index.to_be_bytes()))
+                .collect(),
+        );
+        put_in_key_order(
+            &mut b,
+            self.cf(CF_CHILDREN)?,
+            batch
+                .children
+                .iter()
+                .map(|(parent, child)| (child_key(parent.as_bytes(), *child), []))
+                .collect(),
+        );
         let keys = self.cf(CF_KEYS)?;
         for k in &batch.keys {
             b.put_cf(keys, k.key_id.as_bytes(), key_record_bytes(k));
@@ -711,6 +707,22 @@ impl Store for RocksStore {
             memtables: m.mem_table_total,
             table_readers: m.mem_table_readers_total,
         })
+    }
+}
+
+/// Puts an index family's rows into `b` in key order. Their keys are random
+/// (event IDs, workload names), and a memtable insert searches its skip
+/// list from the previous insert's position when the key follows it: in
+/// order, each search walks the short way from its neighbour instead of
+/// down from the top of a list of every row since the last flush.
+fn put_in_key_order<K: AsRef<[u8]> + Ord, V: AsRef<[u8]>>(
+    b: &mut WriteBatch,
+    cf: &ColumnFamily,
+    mut rows: Vec<(K, V)>,
+) {
+    rows.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+    for (key, value) in rows {
+        b.put_cf(cf, key, value);
     }
 }
 
