@@ -13,6 +13,13 @@ mod witnessing;
 
 use lineage::export;
 
+/// Rust's heap is jemalloc's (see the workspace Cargo.toml): a request
+/// allocates dozens of small objects and a few buffers of kilobytes, and
+/// glibc's malloc merged its free lists on each of those buffers.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::Path;
 
 use anyhow::Context;
@@ -131,8 +138,9 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// glibc's malloc gives each thread that allocates an arena of its own (up
-/// to eight per core), and each arena keeps what its threads freed: under
+/// glibc's malloc (RocksDB's C++ heap; Rust's is jemalloc) gives each
+/// thread that allocates an arena of its own (up to eight per core), and
+/// each arena keeps what its threads freed: under
 /// RocksDB's block-cache churn a server at 10M entries held 170 MiB against
 /// 148 MiB with one arena per core, at the same throughput
 /// (docs/PERFORMANCE.md). glibc reads the cap from the environment when the
