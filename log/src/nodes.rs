@@ -6,7 +6,6 @@
 //! right-edge [`RowNodes`]. This module only decides where a row comes from
 //! (the hot right-edge tiles, this request's reads, the store).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use lineage_ledger::FastMap;
@@ -62,9 +61,9 @@ pub struct ProofNodes<'a> {
     /// shared map's lock is taken once per tile, not once per node (an
     /// answer of 500 receipts asks for about 12,000 nodes, and the lock's
     /// counter is shared with every other request).
-    seen: Mutex<HashMap<(u8, u64), Option<SharedTile>>>,
+    seen: Mutex<FastMap<(u8, u64), Option<SharedTile>>>,
     /// The rows this request read, as stored (`None`: not stored).
-    read: Mutex<HashMap<Row, Option<Vec<u8>>>>,
+    read: Mutex<FastMap<Row, Option<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for ProofNodes<'_> {
@@ -89,8 +88,8 @@ impl<'a> ProofNodes<'a> {
             store,
             hot,
             upper,
-            seen: Mutex::new(HashMap::new()),
-            read: Mutex::new(HashMap::new()),
+            seen: Mutex::new(FastMap::default()),
+            read: Mutex::new(FastMap::default()),
         }
     }
 
