@@ -1176,18 +1176,21 @@ async fn explorer_pages_are_shed_like_the_api_when_the_in_flight_cap_is_reached(
 /// (here 1 s) must not cut a response whose bytes are still going out, even
 /// after hyper has taken its whole body. A 60,000-item array answers ~14 MB
 /// of problems; the client reads it at ~2 MB/s through a small receive buffer.
+/// The request timeout stays at its default: building the answer took over
+/// a second in a debug build on a loaded machine, and a 1 s request timeout
+/// then answered `408` before any byte was read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_answer_read_slowly_is_not_cut_by_the_idle_bound() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let dir = tempfile::tempdir().expect("tempdir");
-    let l = TestLedger::start_with_limits(
+    let l = TestLedger::start_with_connection_bounds(
         dir.path(),
         LogConfig::default(),
         HttpLimits {
             max_batch: 60_000,
-            request_timeout: Duration::from_secs(1),
             ..HttpLimits::default()
         },
+        Duration::from_secs(1),
     )
     .await;
     let mut body = b"[".to_vec();
@@ -1222,6 +1225,11 @@ async fn a_large_answer_read_slowly_is_not_cut_by_the_idle_bound() {
     }
     let text = String::from_utf8_lossy(&answer);
     let split = text.find("\r\n\r\n").expect("headers") + 4;
+    assert!(
+        text.starts_with("HTTP/1.1 200 "),
+        "answered {:?}",
+        text.lines().next()
+    );
     let length: usize = text[..split]
         .lines()
         .find_map(|l| {

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -239,6 +240,19 @@ impl TestLedger {
         config: LogConfig,
         limits: HttpLimits,
     ) -> TestLedger {
+        TestLedger::start_with_connection_bounds(dir, config, limits, limits.request_timeout).await
+    }
+
+    /// Like [`TestLedger::start_with_limits`], with the connection bounds
+    /// (idle, headers, close grace) at `connection_bounds` instead of the
+    /// request timeout: a test of the idle bound then does not also race the
+    /// request timeout on a loaded machine.
+    pub async fn start_with_connection_bounds(
+        dir: &Path,
+        config: LogConfig,
+        limits: HttpLimits,
+        connection_bounds: Duration,
+    ) -> TestLedger {
         let store = RocksStore::open(dir).expect("open store");
         let signer = NoteSigner::new(ORIGIN, key("log")).expect("signer");
         let log = LogService::start(
@@ -263,7 +277,7 @@ impl TestLedger {
         // The binary's own composition: API and explorer behind one set of guards.
         let router = lineage::app(state, None);
         let server = tokio::spawn(async move {
-            lineage_api::serve_with(listener, router, limits.request_timeout, async {
+            lineage_api::serve_with(listener, router, connection_bounds, async {
                 let _ = rx.await;
             })
             .await
