@@ -142,8 +142,8 @@ fn main() -> anyhow::Result<()> {
 /// thread that allocates an arena of its own (up to eight per core), and
 /// each arena keeps what its threads freed: under
 /// RocksDB's block-cache churn a server at 10M entries held 170 MiB against
-/// 148 MiB with one arena per core, at the same throughput
-/// (docs/PERFORMANCE.md). glibc reads the cap from the environment when the
+/// 148 MiB with one arena per core, at the same throughput (measured when
+/// Rust's heap was glibc's too; docs/PERFORMANCE.md). glibc reads the cap from the environment when the
 /// process starts, before `main`, so `serve` executes itself again, once,
 /// with `MALLOC_ARENA_MAX` set to the number of cores (at least 2); an
 /// operator's own `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` is left alone.

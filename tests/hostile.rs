@@ -1224,12 +1224,12 @@ async fn a_large_answer_read_slowly_is_not_cut_by_the_idle_bound() {
         );
     }
     let text = String::from_utf8_lossy(&answer);
-    let split = text.find("\r\n\r\n").expect("headers") + 4;
     assert!(
         text.starts_with("HTTP/1.1 200 "),
         "answered {:?}",
         text.lines().next()
     );
+    let split = text.find("\r\n\r\n").expect("headers") + 4;
     let length: usize = text[..split]
         .lines()
         .find_map(|l| {

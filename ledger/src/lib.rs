@@ -19,10 +19,13 @@
 
 pub mod hash;
 /// The hash map of the ingest path's per-event bookkeeping, keyed by event
-/// IDs, key IDs and workload and runtime names. It hashes with foldhash
-/// (hashbrown's default hasher: a per-map random seed, several times
-/// faster than std's SipHash on short keys, where SipHash was a percent of
-/// the server's time). The keys come from signed, authorised entries only.
+/// IDs, key IDs and workload and runtime names, and of a proof's tiles,
+/// keyed by tile coordinates. It hashes with foldhash (hashbrown's default
+/// hasher: a per-map random seed, several times faster than std's SipHash
+/// on short keys, where SipHash was a percent of the server's time). The
+/// ingest keys come from signed, authorised entries only; a proof's are
+/// bounded by the tree's height and chosen by its request, each map living
+/// for that one request.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub use hash::{EMPTY_ROOT, HASH_SIZE, Hash, leaf_hash, node_hash};
