@@ -13,13 +13,6 @@ mod witnessing;
 
 use lineage::export;
 
-/// Rust's heap is jemalloc's (see the workspace Cargo.toml): a request
-/// allocates dozens of small objects and a few buffers of kilobytes, and
-/// glibc's malloc merged its free lists on each of those buffers.
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::path::Path;
 
 use anyhow::Context;
@@ -27,6 +20,13 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use lineage::keyfile::{generate_signing_key, read_key_file, write_key_file};
 use lineage_schemas::GovernanceAction;
+
+/// Rust's heap is jemalloc's (see the workspace Cargo.toml): a request
+/// allocates dozens of small objects and a few buffers of kilobytes, and
+/// glibc's malloc merged its free lists on each of those buffers.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -140,11 +140,12 @@ fn main() -> anyhow::Result<()> {
 
 /// glibc's malloc (RocksDB's C++ heap; Rust's is jemalloc) gives each
 /// thread that allocates an arena of its own (up to eight per core), and
-/// each arena keeps what its threads freed: under
-/// RocksDB's block-cache churn a server at 10M entries held 170 MiB against
-/// 148 MiB with one arena per core, at the same throughput (measured when
-/// Rust's heap was glibc's too; docs/PERFORMANCE.md). glibc reads the cap from the environment when the
-/// process starts, before `main`, so `serve` executes itself again, once,
+/// each arena keeps what its threads freed: under RocksDB's block-cache
+/// churn a server at 10M entries held 170 MiB against 148 MiB with one
+/// arena per core, at the same throughput (measured when Rust's heap was
+/// glibc's too; docs/PERFORMANCE.md). glibc reads the cap from the
+/// environment when the process starts, before `main`, so `serve` executes
+/// itself again, once,
 /// with `MALLOC_ARENA_MAX` set to the number of cores (at least 2); an
 /// operator's own `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` is left alone.
 /// If the executable cannot be found or run again, the server simply runs

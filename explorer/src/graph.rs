@@ -334,8 +334,8 @@ pub struct Collected {
 }
 
 /// The ancestry (through `prev` and `parents`) and the descendants (through
-/// the children index and each workload's next event) of `focus`, each up to `depth` edges away, at most
-/// [`MAX_NODES`] nodes.
+/// the children index and each workload's next event) of `focus`, each up
+/// to `depth` edges away, at most [`MAX_NODES`] nodes.
 ///
 /// # Errors
 /// Store failures.
