@@ -13,7 +13,7 @@ use lineage_ledger::store::{
     StoreMeta, StoreTiles, StoredCheckpoint, StoredTally, children_of, fill_strata,
     governance_rows, open_log,
 };
-use lineage_ledger::tree::{TileNodes, TileStratum, TreeEdge, plan_append, root};
+use lineage_ledger::tree::{RUN_BYTES, TileNodes, TileStratum, TreeEdge, plan_append, root};
 use lineage_ledger::{Hash, leaf_hash};
 
 fn meta() -> StoreMeta {
@@ -397,6 +397,102 @@ fn both_stores_fill_the_strata_of_an_older_log() {
         71_000,
         "the mark survives a reopen"
     );
+}
+
+/// The runs `store` gives for proofs are those of its first `complete`
+/// level-0 tiles; it gives none of the partial tile after them.
+fn leaf_runs_match_tiles(store: &dyn Store, complete: u64) {
+    for tile in [0, 1, complete / 2, complete - 1] {
+        let row = store.tile(0, tile).expect("tile").expect("stored");
+        for run in [0u16, 7, 15] {
+            let at = usize::from(run) * RUN_BYTES;
+            assert_eq!(
+                store.leaf_run(tile, run).expect("run").as_deref(),
+                row.get(at..at + RUN_BYTES),
+                "run {run} of tile {tile}"
+            );
+        }
+    }
+    assert_eq!(store.leaf_run(complete, 0).expect("run"), None);
+}
+
+#[test]
+fn both_stores_give_the_runs_of_their_complete_leaf_tiles() {
+    let mem = MemStore::new();
+    open_log(&mem, &meta(), genesis).expect("init");
+    mem.commit(&batch(&TreeEdge::empty(), 70_000, "w").0)
+        .expect("commit");
+    leaf_runs_match_tiles(&mem, 273);
+}
+
+#[test]
+fn rocksdb_store_keeps_a_checked_flat_copy_of_its_leaf_tiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("lineage-leaf-tiles");
+    let len = || std::fs::metadata(&copy).expect("copy").len();
+    let commit = |store: &RocksStore, n: u64| {
+        let size = store.head().expect("head").size;
+        let edge = TreeEdge::load(size, &StoreTiles(store)).expect("edge");
+        store.commit(&batch(&edge, n, "w").0).expect("commit");
+    };
+    {
+        let store = RocksStore::open(dir.path()).expect("open");
+        open_log(&store, &meta(), genesis).expect("init");
+        commit(&store, 300);
+        commit(&store, 69_700);
+        leaf_runs_match_tiles(&store, 273);
+        assert_eq!(len(), 273 * 8192);
+        // Nothing to fill: the commits wrote every tile they completed.
+        assert_eq!(store.fill_leaf_runs(&|| false).expect("fill"), 0);
+    }
+    {
+        // A read-only open reads the rows; it keeps and writes no copy.
+        let store = RocksStore::open_read_only(dir.path()).expect("open");
+        assert_eq!(store.leaf_run(0, 0).expect("run"), None);
+        assert_eq!(store.fill_leaf_runs(&|| false).expect("fill"), 0);
+    }
+    // A tile of the copy lost in a crash (zeros where it was, as after a
+    // write that did not reach the disk): the open cuts the copy there, and
+    // the fill writes it and the ones after again.
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&copy)
+            .expect("copy");
+        file.write_all_at(&[0; 100], 250 * 8192 + 4000)
+            .expect("damage");
+    }
+    {
+        let store = RocksStore::open(dir.path()).expect("reopen");
+        assert_eq!(len(), 250 * 8192);
+        assert_eq!(store.leaf_run(250, 0).expect("run"), None);
+        leaf_runs_match_tiles(&store, 250);
+        assert_eq!(store.fill_leaf_runs(&|| false).expect("fill"), 23);
+        leaf_runs_match_tiles(&store, 273);
+    }
+    // A store written before the copy existed: none until the fill, which a
+    // stop request holds back; a commit far ahead of the copy leaves its
+    // tiles to the fill, one just past it appends them (and the gap).
+    std::fs::remove_file(&copy).expect("remove");
+    let store = RocksStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.leaf_run(0, 0).expect("run"), None);
+    commit(&store, 1_000);
+    assert_eq!(store.leaf_run(273, 0).expect("run"), None);
+    assert_eq!(store.fill_leaf_runs(&|| true).expect("fill"), 0);
+    assert_eq!(len(), 0);
+    assert_eq!(store.fill_leaf_runs(&|| false).expect("fill"), 277);
+    leaf_runs_match_tiles(&store, 277);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .expect("copy")
+        .set_len(275 * 8192)
+        .expect("cut");
+    drop(store);
+    let store = RocksStore::open(dir.path()).expect("reopen");
+    commit(&store, 512);
+    leaf_runs_match_tiles(&store, 279);
 }
 
 fn next_edge(edge: &TreeEdge, n: u64) -> TreeEdge {

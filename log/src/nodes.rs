@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use lineage_ledger::FastMap;
 use lineage_ledger::store::{Store, StoreError};
-use lineage_ledger::tree::{NodeSource, RowNodes, STRATUM_HEIGHT, TileSpan};
+use lineage_ledger::tree::{NodeSource, RowNodes, RunNodes, STRATUM_HEIGHT, TileSpan};
 use lineage_ledger::{HASH_SIZE, Hash, TILE_WIDTH};
 
 use crate::cache::Generations;
@@ -46,13 +46,17 @@ enum Row {
 ///   proof to need one reads and hashes whole;
 /// - the stored stratum of its tile, for a node four to seven levels above
 ///   its row (at most 7 hashes);
+/// - for a node of a complete level-0 tile less than four levels above its
+///   row, the store's copy of the run of 16 leaf hashes that holds it
+///   ([`Store::leaf_run`], 512 bytes), hashed whole once it matches the
+///   tile's stratum (15 hashes; [`RunNodes`]);
 /// - the stored tile row (at most 7 hashes for a node less than four levels
 ///   above it; up to 127 for a higher one whose tile has no stratum yet, in
 ///   a store written before strata existed).
 ///
 /// Each row is read from the store at most once per request. A random proof
-/// in a large log reads one level-0 tile and its stratum from the store and
-/// hashes a few dozen nodes.
+/// in a large log reads one run of a level-0 tile and the tile's stratum
+/// from the store and hashes a few dozen nodes.
 pub struct ProofNodes<'a> {
     store: &'a dyn Store,
     hot: Option<&'a RwLock<FastMap<(u8, u64), SharedTile>>>,
@@ -64,6 +68,9 @@ pub struct ProofNodes<'a> {
     seen: Mutex<FastMap<(u8, u64), Option<SharedTile>>>,
     /// The rows this request read, as stored (`None`: not stored).
     read: Mutex<FastMap<Row, Option<Vec<u8>>>>,
+    /// The leaf runs this request read, by (tile, run) (`None`: no copy, or
+    /// not the run its stratum stands for).
+    runs: Mutex<FastMap<(u64, u16), Option<RunNodes>>>,
 }
 
 impl std::fmt::Debug for ProofNodes<'_> {
@@ -90,6 +97,7 @@ impl<'a> ProofNodes<'a> {
             upper,
             seen: Mutex::new(FastMap::default()),
             read: Mutex::new(FastMap::default()),
+            runs: Mutex::new(FastMap::default()),
         }
     }
 
@@ -129,11 +137,11 @@ impl<'a> ProofNodes<'a> {
 
     /// `hash` applied to the stored bytes of `row` (read once per request),
     /// or `None` when the row is not stored or `hash` gives nothing.
-    fn hash_row(
+    fn hash_row<T>(
         &self,
         row: Row,
-        hash: impl Fn(&[u8]) -> Option<Hash>,
-    ) -> Result<Option<Hash>, NodeError> {
+        hash: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, NodeError> {
         if let Some(bytes) = lock(&self.read).get(&row) {
             return Ok(bytes.as_deref().and_then(&hash));
         }
@@ -145,6 +153,26 @@ impl<'a> ProofNodes<'a> {
         };
         let found = bytes.as_deref().and_then(&hash);
         lock(&self.read).insert(row, bytes);
+        Ok(found)
+    }
+
+    /// The node `span` names from the store's copy of run `run` of complete
+    /// level-0 tile `tile` (read and hashed once per request), or `None`
+    /// when the store keeps no copy of it, or its copy is not the run the
+    /// tile's stratum stands for (the copy is not part of the commit, the
+    /// stratum is).
+    fn run_node(&self, tile: u64, run: u16, span: &TileSpan) -> Result<Option<Hash>, NodeError> {
+        if let Some(nodes) = lock(&self.runs).get(&(tile, run)) {
+            return Ok(nodes.as_ref().and_then(|n| n.get(span)));
+        }
+        let nodes = match self.store.leaf_run(tile, run)? {
+            Some(bytes) => {
+                self.hash_row(Row::Stratum(0, tile), |s| RunNodes::checked(s, run, &bytes))?
+            }
+            None => None,
+        };
+        let found = nodes.as_ref().and_then(|n| n.get(span));
+        lock(&self.runs).insert((tile, run), nodes);
         Ok(found)
     }
 }
@@ -171,6 +199,11 @@ impl NodeSource for ProofNodes<'_> {
             if let Some(hash) = self.hash_row(stratum, |s| span.stratum_root(s))? {
                 return Ok(hash);
             }
+        } else if tile_level == 0
+            && let Some(run) = span.run()
+            && let Some(hash) = self.run_node(tile_index, run, &span)?
+        {
+            return Ok(hash);
         }
         self.hash_row(Row::Tile(tile_level, tile_index), |t| span.root(t))?
             .ok_or(NodeError::Missing {
@@ -222,6 +255,12 @@ mod tests {
     /// without the strata of the tiles they complete.
     fn store(leaves: &[Hash], strata: bool) -> MemStore {
         let store = MemStore::new();
+        commit(&store, leaves, strata);
+        store
+    }
+
+    /// Commits `leaves` to `store` as [`store`] does.
+    fn commit(store: &dyn Store, leaves: &[Hash], strata: bool) {
         let mut edge = TreeEdge::empty();
         let mut at = 0;
         for chunk in leaves.chunks(4_999) {
@@ -251,7 +290,6 @@ mod tests {
             at = plan.edge.size();
             edge = plan.edge;
         }
-        store
     }
 
     #[test]
@@ -302,5 +340,42 @@ mod tests {
             ProofNodes::new(&with).node(0, 70_001),
             Err(NodeError::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn a_damaged_copy_of_a_leaf_tile_gives_no_node() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::FileExt;
+
+        let leaves: Vec<Hash> = (0..70_001u64)
+            .map(|i| lineage_ledger::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let tree = MemNodes::new(leaves.clone());
+        let dir = tempfile::tempdir()?;
+        let store = lineage_ledger::store::RocksStore::open(dir.path())?;
+        commit(&store, &leaves, true);
+        // Damage the store's copy of the leaf tiles under it, as a disk might:
+        // tile 100 overwritten whole, one bit of run 3 of tile 5.
+        let copy = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("lineage-leaf-tiles"))?;
+        copy.write_all_at(&[0xaa; 8192], 100 * 8192)?;
+        let mut run = store.leaf_run(5, 3)?.ok_or("no run")?;
+        run[7] ^= 0x10;
+        copy.write_all_at(&run, 5 * 8192 + 3 * 512)?;
+        // The store gives the damaged runs; the proofs do not use them.
+        assert_eq!(store.leaf_run(5, 3)?, Some(run));
+        assert_eq!(store.leaf_run(100, 0)?, Some(vec![0xaa; 512]));
+        let nodes = ProofNodes::new(&store);
+        for index in (5 * 256..6 * 256)
+            .chain(100 * 256..101 * 256)
+            .chain([0, 70_000])
+        {
+            assert_eq!(
+                prove_inclusion(index, 70_001, &nodes)?,
+                prove_inclusion(index, 70_001, &tree).expect("proof"),
+                "inclusion of {index}"
+            );
+        }
+        Ok(())
     }
 }

@@ -247,7 +247,7 @@ impl LogService {
         let strata = self.strata.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((stop, thread)) = strata {
             stop.store(true, Ordering::Relaxed);
-            // It stops within one write of 256 strata.
+            // It stops within one write of 256 strata or 64 leaf tiles.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
@@ -262,12 +262,13 @@ impl LogService {
     }
 }
 
-/// Starts the thread that gives every complete tile of the tree of `size`
-/// its stratum ([`fill_strata`]): a store written before strata existed
-/// lacks them, and its proofs hash more until they are there. Commits write
-/// the strata of the tiles they complete, so only tiles below `size` can
-/// lack one. A failure is logged and leaves proofs as they were: correct,
-/// and hashing more.
+/// Starts the thread that derives what a store written by an earlier build
+/// lacks, for proofs: first the stratum of every complete tile of the tree
+/// of `size` ([`fill_strata`]), then the flat copy of every complete
+/// level-0 tile ([`Store::fill_leaf_runs`]). Until they are there, proofs
+/// read and hash more. Commits write both for the tiles they complete, so
+/// only older tiles can lack them. A failure is logged and leaves proofs as
+/// they were: correct, and slower.
 fn spawn_strata_fill(
     store: Arc<dyn Store>,
     size: u64,
@@ -277,8 +278,9 @@ fn spawn_strata_fill(
     let thread = std::thread::Builder::new()
         .name("lineage-strata".into())
         .spawn(move || {
+            let stopped = || flag.load(Ordering::Relaxed);
             let started = std::time::Instant::now();
-            match fill_strata(store.as_ref(), size, &|| flag.load(Ordering::Relaxed)) {
+            match fill_strata(store.as_ref(), size, &stopped) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     strata = n,
@@ -288,6 +290,19 @@ fn spawn_strata_fill(
                 Err(e) => {
                     tracing::warn!(error = %e, "deriving tile strata failed; proofs hash more")
                 }
+            }
+            let started = std::time::Instant::now();
+            match store.fill_leaf_runs(&stopped) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    tiles = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "copied the leaf tiles this store lacked for proofs"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "copying leaf tiles failed; proofs read the rows"
+                ),
             }
         })?;
     Ok((stop, thread))

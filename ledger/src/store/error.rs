@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The store was already initialised.
     #[error("the store is already initialised")]
     AlreadyInitialized,
+    /// A file of the store other than the database's could not be read or written.
+    #[error("store file error: {0}")]
+    Io(#[from] std::io::Error),
     /// A fault injected by a test.
     #[error("injected fault: {0:?}")]
     Injected(Fault),

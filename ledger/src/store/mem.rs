@@ -156,6 +156,20 @@ impl Store for MemStore {
         Ok(self.lock().strata.get(&(level, index)).cloned())
     }
 
+    /// From the tile itself: the runs of every complete level-0 tile, so that
+    /// readers of runs are tested against this store too.
+    fn leaf_run(&self, tile: u64, run: u16) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = self.lock();
+        let Some(row) = inner.tiles.get(&(0, tile)) else {
+            return Ok(None);
+        };
+        if row.len() != crate::TILE_WIDTH as usize * crate::HASH_SIZE {
+            return Ok(None);
+        }
+        let at = usize::from(run) * crate::tree::RUN_BYTES;
+        Ok(row.get(at..at + crate::tree::RUN_BYTES).map(<[u8]>::to_vec))
+    }
+
     fn strata(&self, level: u8, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         Ok(self
             .lock()

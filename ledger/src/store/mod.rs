@@ -18,6 +18,8 @@
 
 mod codec;
 mod error;
+#[cfg(feature = "rocksdb")]
+mod leaf_tiles;
 mod lineage;
 mod mem;
 #[cfg(feature = "rocksdb")]
@@ -115,6 +117,33 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// Storage failures.
     fn stratum(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Run `run` of the complete level-0 tile `tile` (leaf hashes `16 run .. 16 run + 16`,
+    /// [`RUN_BYTES`](crate::tree::RUN_BYTES)) from a copy of the tiles that the store keeps
+    /// apart for proofs, where reading it costs less than reading the row; `None` when the
+    /// store keeps no such copy of the tile (the default).
+    ///
+    /// The copy is not written with the commit: a caller checks a run against the tile's
+    /// stratum ([`TileStratum::holds_run`]) before it uses it.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn leaf_run(&self, tile: u64, run: u16) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (tile, run);
+        Ok(None)
+    }
+
+    /// Gives every complete level-0 tile its copy for [`leaf_run`](Self::leaf_run): a store
+    /// written before the copies existed lacks them (commits write the copies of the tiles
+    /// they complete). Asks `stop` between writes. Returns how many it wrote; the default,
+    /// for a store that keeps no copies, writes none.
+    ///
+    /// # Errors
+    /// Storage failures; `Corrupt` when a complete tile is missing.
+    fn fill_leaf_runs(&self, stop: &dyn Fn() -> bool) -> Result<u64, StoreError> {
+        let _ = stop;
+        Ok(0)
+    }
 
     /// Up to `limit` indices of the tiles of `level` that have a stored
     /// stratum, from `from` on, ascending: one range read, to find the

@@ -25,6 +25,11 @@
 //! existed, by [`Store::put_strata`] (not synced); it too came without a
 //! format change: RocksDB creates the column family when an older store is
 //! opened, and a missing stratum only makes its nodes cost more hashes.
+//!
+//! Beside the database, a read-write open keeps a flat copy of the complete
+//! level-0 tiles for proofs ([`leaf_tiles`](super::leaf_tiles): written
+//! after each commit, checked at open and by every reader, never the only
+//! copy of anything).
 
 use std::path::Path;
 
@@ -38,10 +43,12 @@ use super::codec::{
     child_key, key_record_bytes, key_record_from_bytes, tile_key, u64_be, workload_key,
     workload_prefix,
 };
+use super::leaf_tiles::LeafTiles;
 use super::{
     CommitBatch, Store, StoreError, StoreMemory, StoreMeta, StoredCheckpoint, StoredRow,
     StoredTally,
 };
+use crate::TILE_WIDTH;
 use crate::keys::EventId;
 use crate::rules::KeyRecord;
 use crate::tree::TileStratum;
@@ -196,6 +203,9 @@ pub struct RocksStore {
     // Commits are serialised by the single sequencer; this guard makes the
     // size check in `commit` sound even if two callers raced.
     commit_lock: std::sync::Mutex<()>,
+    /// The flat copy of the complete level-0 tiles (read-write opens only;
+    /// `None` also when it could not be opened: proofs read the rows).
+    leaves: Option<LeafTiles>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -220,12 +230,34 @@ impl RocksStore {
         let tuning = Tuning::new();
         opts.set_write_buffer_manager(&tuning.write_buffers);
         let db = DB::open_cf_descriptors(&opts, path, tuning.descriptors(None))?;
-        Ok(RocksStore {
+        let mut store = RocksStore {
             db,
             caches: [tuning.cache, tuning.tile_cache],
             point_reads: ReadOptions::default(),
             commit_lock: std::sync::Mutex::new(()),
-        })
+            leaves: None,
+        };
+        store.leaves = store.open_leaf_tiles(path);
+        Ok(store)
+    }
+
+    /// Opens the flat copy of the level-0 tiles in `path`, keeping the
+    /// tiles the store holds as they are stored ([`LeafTiles::keep_verified`]).
+    /// `None`, logged, when it cannot: proofs then read the rows, as before
+    /// the copy existed.
+    fn open_leaf_tiles(&self, path: &Path) -> Option<LeafTiles> {
+        let opened = LeafTiles::open(path)
+            .map_err(StoreError::from)
+            .and_then(|leaves| {
+                let complete = self.size()? / TILE_WIDTH;
+                leaves.keep_verified(complete, |tile| self.tile(0, tile))?;
+                Ok(leaves)
+            });
+        opened
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "no flat copy of the leaf tiles; proofs read the rows")
+            })
+            .ok()
     }
 
     /// Opens the store in `path` read-only, as a snapshot: it sees what was
@@ -250,6 +282,7 @@ impl RocksStore {
             caches: [tuning.cache, tuning.tile_cache],
             point_reads: ReadOptions::default(),
             commit_lock: std::sync::Mutex::new(()),
+            leaves: None,
         })
     }
 
@@ -411,6 +444,32 @@ impl Store for RocksStore {
 
     fn stratum(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_added(CF_STRATA, &tile_key(level, index))
+    }
+
+    fn leaf_run(&self, tile: u64, run: u16) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(leaves) = &self.leaves else {
+            return Ok(None);
+        };
+        // A cache: when it cannot be read, the caller reads the row.
+        Ok(leaves.run(tile, run).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, tile, "reading the flat copy of a leaf tile failed");
+            None
+        }))
+    }
+
+    fn fill_leaf_runs(&self, stop: &dyn Fn() -> bool) -> Result<u64, StoreError> {
+        let Some(leaves) = &self.leaves else {
+            return Ok(0);
+        };
+        leaves.fill(
+            || Ok(self.size()? / TILE_WIDTH),
+            |tile| self.tile(0, tile),
+            |tile| StoreError::Corrupt {
+                what: "tile",
+                key: format!("0/{tile}"),
+            },
+            stop,
+        )
     }
 
     fn strata(&self, level: u8, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
@@ -636,8 +695,14 @@ impl Store for RocksStore {
             );
         }
         let tiles = self.cf(CF_TILES)?;
+        // The complete level-0 tiles, for the flat copy after the write.
+        let mut leaf_tiles = Vec::new();
         for t in &batch.tiles {
-            b.put_cf(tiles, tile_key(t.level, t.index), t.to_bytes());
+            let bytes = t.to_bytes();
+            b.put_cf(tiles, tile_key(t.level, t.index), &bytes);
+            if t.level == 0 && t.hashes.len() as u64 == TILE_WIDTH && self.leaves.is_some() {
+                leaf_tiles.push((t.index, bytes));
+            }
         }
         let strata = self.cf(CF_STRATA)?;
         for t in &batch.strata {
@@ -695,7 +760,19 @@ impl Store for RocksStore {
             META_SIZE,
             batch.checkpoint.size.to_be_bytes(),
         );
-        self.sync_write(b)
+        self.sync_write(b)?;
+        // The commit is durable; its copies are a cache, and a failure to
+        // write them only leaves those proofs reading the rows.
+        if let Some(leaves) = &self.leaves
+            && !leaf_tiles.is_empty()
+            && let Err(e) = leaves
+                .append(leaf_tiles.iter().map(|(i, b)| (*i, b.as_slice())), |tile| {
+                    self.tile(0, tile)
+                })
+        {
+            tracing::warn!(error = %e, "writing the flat copy of a leaf tile failed");
+        }
+        Ok(())
     }
 
     fn memory(&self) -> Option<StoreMemory> {

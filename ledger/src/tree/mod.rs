@@ -59,8 +59,8 @@ pub use proof::{
     InclusionProver, NodeSource, ProofError, prove_consistency, prove_inclusion, root,
 };
 pub use tiles::{
-    MAX_TREE_SIZE, RowNodes, STRATUM_HEIGHT, STRATUM_WIDTH, TileNodes, TileNodesError, TileSource,
-    TileSpan, TileStratum, row_root,
+    MAX_TREE_SIZE, RUN_BYTES, RUN_WIDTH, RowNodes, RunNodes, STRATUM_HEIGHT, STRATUM_WIDTH,
+    TileNodes, TileNodesError, TileSource, TileSpan, TileStratum, row_root,
 };
 pub use verify::{
     ConsistencyStep, ConsistencySteps, InclusionStep, InclusionSteps, Side, VerifyError,

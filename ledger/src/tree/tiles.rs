@@ -230,6 +230,13 @@ impl TileSpan {
         let run = stratum.get(first..first + len)?;
         Some(stored_run_root(run))
     }
+
+    /// The run of its row that holds the node's span (the [`RUN_WIDTH`] hashes under one
+    /// [`TileStratum`] node), for a node less than [`STRATUM_HEIGHT`] levels above its row;
+    /// `None` for a higher one, which a stratum gives.
+    pub fn run(&self) -> Option<u16> {
+        (self.count < RUN_WIDTH).then_some(self.offset / RUN_WIDTH)
+    }
 }
 
 /// [`row_root`] of a run of hashes as stored (32-byte hashes, concatenated).
@@ -242,6 +249,14 @@ pub const STRATUM_HEIGHT: u8 = 4;
 
 /// Nodes in a [`TileStratum`]: one per `2^STRATUM_HEIGHT` row hashes.
 pub const STRATUM_WIDTH: usize = (TILE_WIDTH >> STRATUM_HEIGHT) as usize;
+
+/// Row hashes under one [`TileStratum`] node: a "run". The nodes of a tile less than
+/// [`STRATUM_HEIGHT`] levels above its row each lie within one run, so a store can give
+/// them from the run's 512 bytes instead of the row's 8 KiB.
+pub const RUN_WIDTH: u16 = 1 << STRATUM_HEIGHT;
+
+/// Bytes of a run as stored (16 hashes, concatenated).
+pub const RUN_BYTES: usize = RUN_WIDTH as usize * HASH_SIZE;
 
 /// The 16 nodes [`STRATUM_HEIGHT`] levels above a complete tile row: node `i` is the root of
 /// row hashes `16 i .. 16 i + 16`.
@@ -296,6 +311,70 @@ impl TileStratum {
     pub fn to_bytes(&self) -> Vec<u8> {
         self.nodes.iter().flat_map(|h| *h.as_bytes()).collect()
     }
+}
+
+/// One run of a complete tile row ([`RUN_WIDTH`] hashes) and the 15 nodes above it, up to
+/// the [`TileStratum`] node it stands under: every node of the row less than
+/// [`STRATUM_HEIGHT`] levels above it, for a reader that holds the run apart from the row
+/// (a proof of a random leaf needs one run of its level-0 tile, 512 bytes of 8 KiB).
+///
+/// It is made only from a run that hashes to its node of the row's stored stratum
+/// ([`RunNodes::checked`]), so a copy of the run kept outside the store's commits cannot
+/// give a wrong node.
+#[derive(Clone)]
+pub struct RunNodes {
+    run: u16,
+    /// Heights 0 to 4, left to right: 16 + 8 + 4 + 2 + 1.
+    nodes: [Hash; 2 * RUN_WIDTH as usize - 1],
+}
+
+impl std::fmt::Debug for RunNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunNodes")
+            .field("run", &self.run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunNodes {
+    /// The nodes of run `run` of a row from the run's stored bytes (exactly [`RUN_BYTES`]),
+    /// hashed (15 hashes), when they hash to node `run` of the row's stored `stratum`
+    /// (exactly [`STRATUM_WIDTH`] hashes); `None` otherwise.
+    pub fn checked(stratum: &[u8], run: u16, bytes: &[u8]) -> Option<RunNodes> {
+        let at = usize::from(run) * HASH_SIZE;
+        let expected = stratum
+            .get(at..at + HASH_SIZE)
+            .filter(|_| stratum.len() == STRATUM_WIDTH * HASH_SIZE && bytes.len() == RUN_BYTES)?;
+        let mut nodes = [Hash::default(); 2 * RUN_WIDTH as usize - 1];
+        for (node, hash) in nodes.iter_mut().zip(bytes.chunks_exact(HASH_SIZE)) {
+            *node = Hash::from_slice(hash)?;
+        }
+        for height in 1..=STRATUM_HEIGHT {
+            let (below, base) = (run_base(height - 1), run_base(height));
+            for pos in 0..usize::from(RUN_WIDTH >> height) {
+                nodes[base + pos] = node_hash(&nodes[below + 2 * pos], &nodes[below + 2 * pos + 1]);
+            }
+        }
+        (nodes[run_base(STRATUM_HEIGHT)].as_bytes()[..] == *expected)
+            .then_some(RunNodes { run, nodes })
+    }
+
+    /// The node `span` names; `None` unless its [`run`](TileSpan::run) is this one. The
+    /// caller matches the span's tile to this run's row.
+    pub fn get(&self, span: &TileSpan) -> Option<Hash> {
+        if span.run() != Some(self.run) {
+            return None;
+        }
+        let height = span.count.trailing_zeros() as u8;
+        let pos = usize::from(span.offset % RUN_WIDTH) >> height;
+        self.nodes.get(run_base(height) + pos).copied()
+    }
+}
+
+/// Where the nodes of `height` (0 to 4) start in [`RunNodes`]: heights below it take
+/// 16, 8, ... slots, which sum to `32 - 2^(5 - height)`.
+fn run_base(height: u8) -> usize {
+    2 * usize::from(RUN_WIDTH) - ((2 * usize::from(RUN_WIDTH)) >> height)
 }
 
 /// Slots of the interior nodes of one tile row: heights 1 to 7, `256 >> h` nodes each.
@@ -708,6 +787,66 @@ mod tests {
             RowNodes::new(bytes.get(..32 * 200).unwrap_or_default()).stratum(0, 0),
             None,
         );
+    }
+
+    #[test]
+    fn runs_give_every_node_below_the_stratum_and_are_checked_against_it() {
+        let f = fixture();
+        for (level, index) in [(0u8, 0u64), (0, 7), (1, 0)] {
+            let row = f.tiles.get(level, index).unwrap_or_default();
+            let bytes: Vec<u8> = row.iter().flat_map(|h| h.to_bytes()).collect();
+            let stratum = TileStratum::of_row(level, index, row)
+                .expect("complete row")
+                .to_bytes();
+            let run_bytes = |run: u16| {
+                let at = usize::from(run) * RUN_BYTES;
+                bytes.get(at..at + RUN_BYTES).unwrap_or_default()
+            };
+            let runs: Vec<RunNodes> = (0..16u16)
+                .map(|run| RunNodes::checked(&stratum, run, run_bytes(run)).expect("its run"))
+                .collect();
+            for height in 0..8u8 {
+                let tree_level = 8 * level + height;
+                let per_tile = 256u64 >> height;
+                for node in (0..per_tile).map(|i| index * per_tile + i) {
+                    let span = TileSpan::of_node(tree_level, node).expect("in range");
+                    let Some(run) = span.run() else {
+                        // Only the stratum's levels lack a run.
+                        check(
+                            (tree_level, node, height >= STRATUM_HEIGHT),
+                            (tree_level, node, true),
+                        );
+                        continue;
+                    };
+                    check(
+                        (tree_level, node, height < STRATUM_HEIGHT),
+                        (tree_level, node, true),
+                    );
+                    check(
+                        (tree_level, node, runs[usize::from(run)].get(&span)),
+                        (tree_level, node, f.mem.node(tree_level, node).ok()),
+                    );
+                    // Another run does not answer for it.
+                    check(runs[usize::from((run + 1) % 16)].get(&span), None);
+                }
+            }
+            // Every wrong copy of a run fails its check: another run, one flipped bit, a
+            // zeroed, short or long one, a stratum that is not whole, a run past it.
+            let run = run_bytes(0);
+            let fails = |stratum: &[u8], index: u16, bytes: &[u8]| {
+                check(RunNodes::checked(stratum, index, bytes).is_none(), true);
+            };
+            fails(&stratum, 0, run_bytes(1));
+            fails(&stratum, 1, run);
+            let mut flipped = run.to_vec();
+            flipped[100] ^= 1;
+            fails(&stratum, 0, &flipped);
+            fails(&stratum, 0, &[0; RUN_BYTES]);
+            fails(&stratum, 0, &run[..RUN_BYTES - 32]);
+            fails(&stratum, 0, &[run, &[0; 32]].concat());
+            fails(&stratum[..32 * 15], 0, run);
+            fails(&stratum, 16, run);
+        }
     }
 
     proptest! {
