@@ -2,7 +2,7 @@
 //!
 //! **What it is.** The imperative shell around `lineage-ledger`: the ingest
 //! endpoint (parallel signature checks, then the single sequencer with group
-//! commit, see [`service`]), the read API (entries, events, proofs,
+//! commit, in `lineage-log`), the read API (entries, events, proofs,
 //! checkpoints, workloads, runtimes, the governance feed and its event
 //! stream), the C2SP tlog-tiles read endpoints
 //! (`/checkpoint`, `/tile/...`), health and Prometheus metrics, and the
@@ -123,7 +123,7 @@ pub fn routes(state: AppState) -> Router {
 /// request timeout (`408`; see [`HttpLimits::request_timeout`]), a panic
 /// caught as `500 internal` (tower-http), and, when `read_token` is set,
 /// `Authorization: Bearer` on every read (ingest, `/healthz` and `/readyz`
-/// stay open): [`mod@guards`], and the panic catcher inside it.
+/// stay open): the private `guards` module, and the panic catcher inside it.
 ///
 /// **Apply it last, to the whole application:** a route merged in after it
 /// would sit outside every guard.

@@ -10,17 +10,18 @@
 //! It is a cache: RocksDB keeps every tile, and this file is written after the commit that
 //! completes a tile, outside it. So that a lost or torn write can never give a wrong proof:
 //! - a reader checks every run it takes from here against the tile's stratum, which
-//!   RocksDB keeps and checksums ([`TileStratum::holds_run`](crate::tree::TileStratum::holds_run)),
+//!   RocksDB keeps and checksums ([`RunNodes::checked`](crate::tree::RunNodes::checked)),
 //!   and falls back to the stored row when it does not match;
 //! - the file is synced every [`SYNC_EVERY`] tiles, and an open compares the tiles written
 //!   since the last sync could have been with RocksDB's, and cuts the file at the first that
-//!   differs ([`LeafTiles::keep_verified`]).
+//!   differs ([`LeafTiles::keep_verified`]);
+//! - the first read or write that fails leaves the copy alone until the next open (one
+//!   warning; a full disk does not log one per tile or proof).
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use crate::tree::{RUN_BYTES, RUN_WIDTH};
@@ -43,12 +44,18 @@ pub(super) struct LeafTiles {
     tiles: AtomicU64,
     /// Serialises writers: the commit that completes a tile, and [`fill`](Self::fill).
     writer: Mutex<()>,
+    /// Set by the first failed read or write: the copy is then left alone
+    /// until the next open (one warning, not one per tile or proof).
+    failed: AtomicBool,
 }
 
 impl LeafTiles {
     /// Opens (creating if needed) the file in `dir`. Its tiles are those its length holds
     /// whole; a torn last tile is cut.
     pub(super) fn open(dir: &Path) -> io::Result<LeafTiles> {
+        if cfg!(not(unix)) {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -64,6 +71,7 @@ impl LeafTiles {
             file,
             tiles: AtomicU64::new(tiles),
             writer: Mutex::new(()),
+            failed: AtomicBool::new(false),
         })
     }
 
@@ -73,18 +81,27 @@ impl LeafTiles {
     }
 
     /// Run `run` of tile `tile` as written (unchecked: see the module's doc), or `None`
-    /// when the file does not hold the tile.
+    /// when the file does not hold the tile, or failed before.
     ///
     /// # Errors
-    /// I/O errors reading the file.
+    /// I/O errors reading the file (the first one only).
     pub(super) fn run(&self, tile: u64, run: u16) -> io::Result<Option<Vec<u8>>> {
-        if tile >= self.tiles() || run >= TILE_WIDTH as u16 / RUN_WIDTH {
+        if tile >= self.tiles()
+            || run >= TILE_WIDTH as u16 / RUN_WIDTH
+            || self.failed.load(Ordering::Relaxed)
+        {
             return Ok(None);
         }
         let mut bytes = vec![0; RUN_BYTES];
         let at = tile * TILE_BYTES + u64::from(run) * RUN_BYTES as u64;
-        self.file.read_exact_at(&mut bytes, at)?;
+        self.first_failure(read_exact_at(&self.file, &mut bytes, at))?;
         Ok(Some(bytes))
+    }
+
+    /// `result`, an error only the first time the copy fails (later calls
+    /// find `failed` set and do nothing).
+    fn first_failure<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        result.inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
     }
 
     /// Keeps the tiles below `complete` (the store's complete level-0 tiles) whose newest
@@ -103,7 +120,7 @@ impl LeafTiles {
         let mut keep = tiles;
         let mut bytes = vec![0; TILE_BYTES as usize];
         for tile in tiles.saturating_sub(2 * SYNC_EVERY)..tiles {
-            self.file.read_exact_at(&mut bytes, tile * TILE_BYTES)?;
+            read_exact_at(&self.file, &mut bytes, tile * TILE_BYTES)?;
             if stored(tile)?.as_deref() != Some(&bytes[..]) {
                 keep = tile;
                 break;
@@ -120,10 +137,10 @@ impl LeafTiles {
     /// Appends the complete tiles a commit wrote (`(index, bytes)`, in index order), when
     /// the file is not behind them by more than a few tiles, which `stored` then gives.
     /// Skips them when the file is further behind, or when [`fill`](Self::fill) holds it:
-    /// it will catch up.
+    /// it will catch up. Does nothing once the copy has failed.
     ///
     /// # Errors
-    /// I/O errors, and those of `stored`.
+    /// I/O errors (the first one only), and those of `stored`.
     pub(super) fn append<'t, E: From<io::Error>>(
         &self,
         tiles: impl IntoIterator<Item = (u64, &'t [u8])>,
@@ -136,6 +153,9 @@ impl LeafTiles {
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
+        if self.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         for (index, bytes) in tiles {
             let next = self.tiles();
             if index < next {
@@ -148,9 +168,9 @@ impl LeafTiles {
                 let Some(tile) = stored(gap)? else {
                     return Ok(());
                 };
-                self.write(gap, &tile)?;
+                self.first_failure(self.write(gap, &tile))?;
             }
-            self.write(index, bytes)?;
+            self.first_failure(self.write(index, bytes))?;
         }
         Ok(())
     }
@@ -199,7 +219,7 @@ impl LeafTiles {
                 ),
             ));
         }
-        self.file.write_all_at(bytes, index * TILE_BYTES)?;
+        write_all_at(&self.file, bytes, index * TILE_BYTES)?;
         if (index + 1).is_multiple_of(SYNC_EVERY) {
             self.file.sync_data()?;
         }
@@ -212,8 +232,33 @@ impl LeafTiles {
     }
 }
 
+/// Positional reads and writes (`pread`, `pwrite`): readers share the file
+/// without a cursor. Unix only; elsewhere [`LeafTiles::open`] refuses, and the
+/// store keeps no copy.
+#[cfg(unix)]
+fn read_exact_at(file: &File, bytes: &mut [u8], at: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, bytes, at)
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(_: &File, _: &mut [u8], _: u64) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(unix))]
+fn write_all_at(_: &File, _: &[u8], _: u64) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
 
     fn tile(n: u8) -> Vec<u8> {
@@ -268,9 +313,15 @@ mod tests {
         });
         assert!(fails.is_err());
         assert_eq!(leaves.tiles(), 10);
-        // A tile of the wrong length is refused.
+        // A failed write (here a tile of the wrong length) is reported once;
+        // the copy is then left alone until the next open.
         assert!(leaves.append([(10, &tile(10)[..100])], get).is_err());
         assert_eq!(leaves.tiles(), 10);
+        leaves.append([(10, &tile(10)[..])], get)?;
+        assert_eq!(leaves.tiles(), 10);
+        assert_eq!(leaves.run(0, 0)?, None);
+        let leaves = LeafTiles::open(dir.path())?;
+        assert_eq!(leaves.run(0, 0)?.as_deref(), stored[0].get(..RUN_BYTES));
         Ok(())
     }
 

@@ -124,7 +124,7 @@ pub trait Store: Send + Sync + 'static {
     /// store keeps no such copy of the tile (the default).
     ///
     /// The copy is not written with the commit: a caller checks a run against the tile's
-    /// stratum ([`TileStratum::holds_run`]) before it uses it.
+    /// stratum ([`RunNodes::checked`](crate::tree::RunNodes::checked)) before it uses it.
     ///
     /// # Errors
     /// Storage failures.
