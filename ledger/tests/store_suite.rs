@@ -425,6 +425,7 @@ fn both_stores_give_the_runs_of_their_complete_leaf_tiles() {
     leaf_runs_match_tiles(&mem, 273);
 }
 
+#[cfg(unix)]
 #[test]
 fn rocksdb_store_keeps_a_checked_flat_copy_of_its_leaf_tiles() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -2,9 +2,11 @@
 //!
 //! No Merkle math here: a node is located in its tile row by the ledger's
 //! [`TileSpan`] and hashed from the row, from its tile's stored
-//! [`TileStratum`](lineage_ledger::tree::TileStratum), or taken from a hot
-//! right-edge [`RowNodes`]. This module only decides where a row comes from
-//! (the hot right-edge tiles, this request's reads, the store).
+//! [`TileStratum`](lineage_ledger::tree::TileStratum), from the store's copy
+//! of the run of the row that holds it (as [`RunNodes`], checked against the
+//! stratum), or taken from a hot right-edge [`RowNodes`]. This module only
+//! decides where a row comes from (the hot right-edge tiles, this request's
+//! reads, the store).
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -340,8 +342,22 @@ mod tests {
             ProofNodes::new(&with).node(0, 70_001),
             Err(NodeError::Missing { .. })
         ));
+        // Where the proof's nodes below the stratum came from: with strata,
+        // the store's run of the leaf (tile 3, run 14 for leaf 1,000) and
+        // not its tile row; without, no run passes the check, and the row
+        // is read.
+        for (store, from_run) in [(&with, true), (&without, false)] {
+            let nodes = ProofNodes::new(store);
+            prove_inclusion(1_000, 70_001, &nodes).expect("proof");
+            assert_eq!(
+                lock(&nodes.runs).get(&(3, 14)).map(Option::is_some),
+                Some(from_run)
+            );
+            assert_eq!(lock(&nodes.read).contains_key(&Row::Tile(0, 3)), !from_run);
+        }
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_damaged_copy_of_a_leaf_tile_gives_no_node() -> Result<(), Box<dyn std::error::Error>> {
         use std::os::unix::fs::FileExt;
@@ -376,6 +392,14 @@ mod tests {
                 "inclusion of {index}"
             );
         }
+        // The damaged runs were read and refused, and their rows read
+        // instead; an undamaged run of the same tile was used.
+        let runs = lock(&nodes.runs);
+        assert!(matches!(runs.get(&(5, 3)), Some(None)));
+        assert!(matches!(runs.get(&(5, 4)), Some(Some(_))));
+        assert!(matches!(runs.get(&(100, 9)), Some(None)));
+        let read = lock(&nodes.read);
+        assert!(read.contains_key(&Row::Tile(0, 5)) && read.contains_key(&Row::Tile(0, 100)));
         Ok(())
     }
 }

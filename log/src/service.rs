@@ -38,7 +38,8 @@ pub struct LogService {
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
     /// Witnessing, when a witness policy is configured (set once at start).
     witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
-    /// The thread deriving the strata an older store lacks, and its stop flag.
+    /// The thread deriving the strata and the leaf-tile copy an older store
+    /// lacks, and its stop flag.
     strata: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
 }
 

@@ -31,9 +31,10 @@ pub enum StoreError {
     /// The store was already initialised.
     #[error("the store is already initialised")]
     AlreadyInitialized,
-    /// A file of the store other than the database's could not be read or written.
-    #[error("store file error: {0}")]
-    Io(#[from] std::io::Error),
+    /// The flat copy of the leaf tiles (`lineage-leaf-tiles`, the store's only file
+    /// besides the database's) could not be read or written.
+    #[error("the flat copy of the leaf tiles: {0}")]
+    LeafTiles(#[from] std::io::Error),
     /// A fault injected by a test.
     #[error("injected fault: {0:?}")]
     Injected(Fault),

@@ -7,8 +7,10 @@
 //! The store knows bytes and indices, not rules: the sequencer decides what
 //! to write (with the pure functions of [`crate::rules`] and
 //! [`crate::tree::plan_append`]) and hands the store one [`CommitBatch`].
-//! Beside the log it keeps one cache row, a reader's [`StoredTally`], that
-//! no commit writes and no rule reads.
+//! Beside the log it keeps caches that no rule reads: a reader's
+//! [`StoredTally`] (one row no commit writes), the tiles' strata, and, in
+//! [`RocksStore`], a flat copy of the complete level-0 tiles for proofs
+//! ([`Store::leaf_run`]).
 //!
 //! **Durability promise.** Once [`Store::commit`] returns `Ok`, every write of
 //! the batch survives a process crash and power loss. When it returns `Err`,
