@@ -249,8 +249,7 @@ impl RocksStore {
         let opened = LeafTiles::open(path)
             .map_err(StoreError::from)
             .and_then(|leaves| {
-                let complete = self.size()? / TILE_WIDTH;
-                leaves.keep_verified(complete, |tile| self.tile(0, tile))?;
+                leaves.keep_verified(self.complete_leaf_tiles()?, |tile| self.tile(0, tile))?;
                 Ok(leaves)
             });
         opened
@@ -329,6 +328,11 @@ impl RocksStore {
 
     fn size(&self) -> Result<u64, StoreError> {
         Ok(self.get_u64(CF_META, META_SIZE)?.unwrap_or(0))
+    }
+
+    /// How many complete level-0 tiles the stored tree has.
+    fn complete_leaf_tiles(&self) -> Result<u64, StoreError> {
+        Ok(self.size()? / TILE_WIDTH)
     }
 
     /// Forward scan of `cf` from `start` while keys start with `prefix`.
@@ -462,7 +466,7 @@ impl Store for RocksStore {
             return Ok(0);
         };
         leaves.fill(
-            || Ok(self.size()? / TILE_WIDTH),
+            || self.complete_leaf_tiles(),
             |tile| self.tile(0, tile),
             |tile| StoreError::Corrupt {
                 what: "tile",

@@ -320,7 +320,8 @@ impl TileStratum {
 ///
 /// It is made only from a run that hashes to its node of the row's stored stratum
 /// ([`RunNodes::checked`]), so a copy of the run kept outside the store's commits cannot
-/// give a wrong node.
+/// give a wrong node. Not a [`RowNodes`] of 16 hashes: that keeps slots for a whole row's
+/// 254 interior nodes (8 KiB), and a random proof makes one of these per request.
 #[derive(Clone)]
 pub struct RunNodes {
     run: u16,
