@@ -248,7 +248,7 @@ impl LogService {
         let strata = self.strata.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((stop, thread)) = strata {
             stop.store(true, Ordering::Relaxed);
-            // It stops within one write of 256 strata or 64 leaf tiles.
+            // It stops within one write of 256 strata or of one leaf tile.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());

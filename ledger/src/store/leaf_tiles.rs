@@ -138,9 +138,9 @@ impl LeafTiles {
     /// Appends the complete tiles a commit wrote (`(index, bytes)`, in index order), when
     /// the file is not behind them by more than a few tiles, which `stored` then gives.
     /// Skips them when the file is further behind: [`fill`](Self::fill) is catching up, or
-    /// will at the next open. Waits while `fill` writes (up to 64 tiles), so that no commit
-    /// between `fill`'s last look at the store's size and its end is skipped. Does nothing
-    /// once the copy has failed.
+    /// will at the next open. Waits while `fill` writes one tile, so that no commit between
+    /// `fill`'s last look at the store's size and its end is skipped. Does nothing once the
+    /// copy has failed.
     ///
     /// # Errors
     /// I/O errors (the first one only), and those of `stored`.
@@ -174,10 +174,15 @@ impl LeafTiles {
         Ok(())
     }
 
-    /// Writes the tiles the file lacks below `complete()` (re-read after each write of up
-    /// to 64 tiles, so that it ends at the store's size however much was committed
-    /// meanwhile), taking them from `stored`; asks `stop` between writes. Returns how many
-    /// it wrote; none once the copy has failed.
+    /// Writes the tiles the file lacks below `complete()` (read again when they are
+    /// written, so that it ends at the store's size however much was committed meanwhile),
+    /// taking them from `stored`; asks `stop` between tiles. Returns how many it wrote;
+    /// none once the copy has failed.
+    ///
+    /// A tile is read without the writers' lock and written with it: a commit's
+    /// [`append`](Self::append) waits for one write at most, never for a run of them (the
+    /// lock is not fair, and a fill that kept it across reads held commits back for most
+    /// of its run).
     ///
     /// # Errors
     /// I/O errors (the first one only), those of `complete` and `stored`, and `missing` of
@@ -189,17 +194,26 @@ impl LeafTiles {
         missing: impl Fn(u64) -> E,
         stop: &dyn Fn() -> bool,
     ) -> Result<u64, E> {
-        const CHUNK: u64 = 64;
         let mut wrote = 0;
+        let mut end = complete()?;
         while !stop() && !self.failed.load(Ordering::Relaxed) {
-            let _writer = self.lock();
-            let (next, end) = (self.tiles(), complete()?);
+            let next = self.tiles();
             if next >= end {
-                break;
+                // Done, unless a commit completed tiles since `end` was read: a commit
+                // appends after its write, under the lock, so what it wrote before this
+                // read is in `end`, and what it writes after is its own to append.
+                let _writer = self.lock();
+                end = complete()?;
+                if self.tiles() >= end {
+                    break;
+                }
+                continue;
             }
-            for tile in next..end.min(next + CHUNK) {
-                let bytes = stored(tile)?.ok_or_else(|| missing(tile))?;
-                self.first_failure(self.write(tile, &bytes))?;
+            let bytes = stored(next)?.ok_or_else(|| missing(next))?;
+            let _writer = self.lock();
+            // A commit may have appended it meanwhile (when `fill` was near the end).
+            if self.tiles() == next {
+                self.first_failure(self.write(next, &bytes))?;
                 wrote += 1;
             }
         }
@@ -266,11 +280,32 @@ mod tests {
 
     type Result<T> = std::result::Result<T, io::Error>;
 
+    /// The rows a store holds: tiles `0..n`.
+    fn stored(n: u8) -> Vec<Vec<u8>> {
+        (0..n).map(tile).collect()
+    }
+
+    /// `stored` as the store's reads give it.
+    fn reads(stored: &[Vec<u8>]) -> impl Fn(u64) -> Result<Option<Vec<u8>>> + Copy + '_ {
+        |i| Ok(stored.get(i as usize).cloned())
+    }
+
+    /// [`LeafTiles::fill`] up to `complete` tiles of `stored`, stopping at once when
+    /// `stop` says so; a tile `stored` lacks is `NotFound`.
+    fn fill(leaves: &LeafTiles, complete: u64, stored: &[Vec<u8>], stop: bool) -> Result<u64> {
+        leaves.fill(
+            || Ok(complete),
+            reads(stored),
+            |_| io::ErrorKind::NotFound.into(),
+            &|| stop,
+        )
+    }
+
     #[test]
     fn tiles_are_written_in_order_and_read_by_run() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let stored: Vec<Vec<u8>> = (0..10).map(tile).collect();
-        let get = |i: u64| Ok::<_, io::Error>(stored.get(i as usize).cloned());
+        let stored = stored(10);
+        let get = reads(&stored);
         let leaves = LeafTiles::open(dir.path())?;
         assert_eq!(leaves.run(0, 0)?, None);
         // The commit of tiles 0 and 1, then one that skips tile 2 (it is stored): filled.
@@ -293,24 +328,16 @@ mod tests {
         leaves.append([(9, &stored[9][..])], get)?;
         assert_eq!(leaves.tiles(), 4);
         assert_eq!(leaves.run(1, 0)?.as_deref(), stored[1].get(..RUN_BYTES));
-        // `fill` catches up to what `complete` says, in chunks; `stop` ends it early.
-        assert_eq!(
-            leaves.fill(|| Ok(10), get, |_| io::ErrorKind::NotFound.into(), &|| true)?,
-            0
-        );
-        let wrote = leaves.fill(|| Ok(10), get, |_| io::ErrorKind::NotFound.into(), &|| {
-            false
-        })?;
+        // `fill` catches up to what `complete` says; `stop` ends it early.
+        assert_eq!(fill(&leaves, 10, &stored, true)?, 0);
+        let wrote = fill(&leaves, 10, &stored, false)?;
         assert_eq!((wrote, leaves.tiles()), (6, 10));
         assert_eq!(
             leaves.run(9, 3)?.as_deref(),
             stored[9].get(3 * RUN_BYTES..4 * RUN_BYTES)
         );
         // A stored tile that is missing is an error, not a hole.
-        let fails = leaves.fill(|| Ok(12), get, |_| io::ErrorKind::NotFound.into(), &|| {
-            false
-        });
-        assert!(fails.is_err());
+        assert!(fill(&leaves, 12, &stored, false).is_err());
         assert_eq!(leaves.tiles(), 10);
         // A failed write (here a tile of the wrong length) is reported once;
         // the copy is then left alone until the next open.
@@ -325,14 +352,44 @@ mod tests {
     }
 
     #[test]
+    fn a_fill_reads_its_tiles_without_the_writers_lock() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let stored = stored(4);
+        let leaves = LeafTiles::open(dir.path())?;
+        let (reading, read_started) = std::sync::mpsc::channel();
+        let (proceed, may_proceed) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let (leaves, stored) = (&leaves, &stored);
+            let fill = scope.spawn(move || {
+                let slow = |i: u64| {
+                    if i == 2 {
+                        reading.send(()).ok();
+                        may_proceed.recv().ok();
+                    }
+                    reads(stored)(i)
+                };
+                leaves.fill(|| Ok(4), slow, |_| io::ErrorKind::NotFound.into(), &|| {
+                    false
+                })
+            });
+            read_started.recv().expect("the fill reads tile 2");
+            // While the fill reads, a commit's `append` can take the lock
+            // (asserted after the fill is let go, so that a failure fails
+            // rather than hangs).
+            let free = leaves.writer.try_lock().is_ok();
+            proceed.send(()).expect("the fill waits");
+            assert_eq!(fill.join().expect("the fill ends")?, 4);
+            assert!(free, "the fill held the writers' lock while reading");
+            Ok(())
+        })
+    }
+
+    #[test]
     fn an_open_cuts_a_torn_tail_and_tiles_that_differ_from_the_store() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let stored: Vec<Vec<u8>> = (0..8).map(tile).collect();
-        let get = |i: u64| Ok::<_, io::Error>(stored.get(i as usize).cloned());
-        {
-            let leaves = LeafTiles::open(dir.path())?;
-            leaves.fill(|| Ok(8), get, |_| io::ErrorKind::NotFound.into(), &|| false)?;
-        }
+        let stored = stored(8);
+        let get = reads(&stored);
+        fill(&LeafTiles::open(dir.path())?, 8, &stored, false)?;
         // Half a tile more, as a crash in a write leaves it: cut.
         let path = dir.path().join(FILE_NAME);
         let file = OpenOptions::new().write(true).open(&path)?;
@@ -349,7 +406,7 @@ mod tests {
         let leaves = LeafTiles::open(dir.path())?;
         assert_eq!(leaves.keep_verified(8, get)?, 4);
         assert_eq!(std::fs::metadata(&path)?.len(), 4 * TILE_BYTES);
-        leaves.fill(|| Ok(8), get, |_| io::ErrorKind::NotFound.into(), &|| false)?;
+        fill(&leaves, 8, &stored, false)?;
         assert_eq!(leaves.keep_verified(8, get)?, 8);
         assert_eq!(leaves.run(4, 0)?.as_deref(), stored[4].get(..RUN_BYTES));
         Ok(())
